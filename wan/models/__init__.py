@@ -1,0 +1,1 @@
+"""Model definitions: the DiT, the VAEs, UMT5 and CLIP vision."""

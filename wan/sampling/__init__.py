@@ -1,0 +1,1 @@
+"""Flow-matching schedules, samplers, guidance and context windows."""

@@ -1,0 +1,1 @@
+"""Reading, validating, detecting and packing weights from checkpoint files."""
