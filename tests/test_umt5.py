@@ -1,0 +1,143 @@
+"""UMT5 encoder parity against transformers' UMT5EncoderModel, same weights, both file layouts."""
+
+import re
+
+import pytest
+import torch
+from transformers import UMT5Config as HFConfig
+from transformers import UMT5EncoderModel
+
+from wan.errors import WanFileError
+from wan.models.umt5 import UMT5_XXL, UMT5Encoder, load_umt5, umt5_config_from_state_dict
+
+# max|ours - ref| <= RTOL * max|ref| + ATOL, fp32 on CPU.
+RTOL, ATOL = 1e-5, 1e-6
+
+# Official Wan names (wan/modules/t5.py, T5Encoder with shared_pos=False) for the HF names, written
+# here independently of the loader's own table.
+WAN_NAMES = [
+    (r"^shared\.weight$", "token_embedding.weight"),
+    (r"^encoder\.final_layer_norm\.weight$", "norm.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.([qkvo])\.weight$", r"blocks.\1.attn.\2.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.0\.SelfAttention\.relative_attention_bias\.weight$",
+     r"blocks.\1.pos_embedding.embedding.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.0\.layer_norm\.weight$", r"blocks.\1.norm1.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.layer_norm\.weight$", r"blocks.\1.norm2.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_0\.weight$", r"blocks.\1.ffn.gate.0.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wi_1\.weight$", r"blocks.\1.ffn.fc1.weight"),
+    (r"^encoder\.block\.(\d+)\.layer\.1\.DenseReluDense\.wo\.weight$", r"blocks.\1.ffn.fc2.weight"),
+]
+
+
+def to_wan_names(hf_sd):
+    out = {}
+    for k, v in hf_sd.items():
+        if k == "encoder.embed_tokens.weight":  # tied copy of shared.weight
+            continue
+        for pat, rep in WAN_NAMES:
+            if re.match(pat, k):
+                out[re.sub(pat, rep, k)] = v
+                break
+        else:
+            raise AssertionError(f"unmapped HF key {k}")
+    return out
+
+
+def tiny_hf(**kw):
+    cfg = dict(vocab_size=320, d_model=64, d_kv=16, d_ff=96, num_layers=2, num_heads=2,
+               relative_attention_num_buckets=32, relative_attention_max_distance=128,
+               feed_forward_proj="gated-gelu", dropout_rate=0.0, layer_norm_epsilon=1e-6)
+    cfg.update(kw)
+    model = UMT5EncoderModel(HFConfig(**cfg, attn_implementation="eager")).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            # Norm weights away from 1 and larger bias tables so every tensor shapes the output.
+            p.copy_(torch.randn_like(p) * (0.5 if "weight" in name else 1.0) + ("layer_norm" in name))
+    return model
+
+
+def check(ours, ref):
+    err = (ours - ref).abs().max().item()
+    tol = RTOL * ref.abs().max().item() + ATOL
+    assert err <= tol, f"max|diff| {err:.3g} > {tol:.3g}"
+    return err
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(1)
+    model = tiny_hf()
+    # Length 150 > max_distance 128 so exact, log-spaced and clamped buckets all occur.
+    ids = torch.randint(3, 320, (3, 150))
+    mask = torch.ones_like(ids)
+    mask[1, 90:] = 0
+    mask[2, 7:] = 0
+    ids[mask == 0] = 0
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    return model, ids, mask, ref
+
+
+@pytest.mark.parametrize("layout", ["hf", "wan"])
+def test_tiny_matches_transformers(tiny, layout):
+    model, ids, mask, ref = tiny
+    sd = model.state_dict()
+    if layout == "wan":
+        sd = to_wan_names(sd)
+    ours = load_umt5(sd, dtype=torch.float32)
+    assert ours.config.num_heads == 2 and ours.config.dim_attn == 32 and ours.config.num_layers == 2
+    with torch.no_grad():
+        out = ours(ids, mask)
+    check(out, ref)
+
+
+def test_unmasked_single_prompt(tiny):
+    model, ids, _, _ = tiny
+    ours = load_umt5(model.state_dict(), dtype=torch.float32)
+    with torch.no_grad():
+        check(ours(ids[:1, :20]), model(input_ids=ids[:1, :20]).last_hidden_state)
+
+
+def test_comfy_scaled_fp8_file(tiny):
+    """ComfyUI 'scaled fp8' files: fp8 weight times a per-tensor scale_weight."""
+    model, ids, mask, _ = tiny
+    sd = model.state_dict()
+    scaled, dequant = {"scaled_fp8": torch.zeros(0, dtype=torch.float8_e4m3fn)}, {}
+    for k, v in sd.items():
+        if k.endswith(("q.weight", "k.weight", "v.weight", "o.weight", "wi_0.weight", "wi_1.weight", "wo.weight")):
+            scale = v.abs().max() / 448
+            w8 = (v / scale).to(torch.float8_e4m3fn)
+            scaled[k], scaled[k[:-6] + "scale_weight"] = w8, scale.reshape(1)
+            dequant[k] = w8.float() * scale
+        else:
+            scaled[k] = dequant[k] = v
+    ref_model = tiny_hf()
+    ref_model.load_state_dict(dequant)
+    with torch.no_grad():
+        ref = ref_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        check(load_umt5(scaled, dtype=torch.float32)(ids, mask), ref)
+
+
+def test_refuses_other_files(tiny):
+    model, _, _, _ = tiny
+    dit = {"patch_embedding.weight": torch.zeros(1), "blocks.0.self_attn.q.weight": torch.zeros(1)}
+    with pytest.raises(WanFileError, match="not a UMT5 text encoder"):
+        load_umt5(dit, path="/x/wan2.1_t2v_1.3B.safetensors")
+    t5 = {k: v for k, v in model.state_dict().items()
+          if not (k.startswith("encoder.block.1.") and "relative_attention_bias" in k)}
+    with pytest.raises(WanFileError, match="T5 v1.1"):
+        load_umt5(t5, path="t5xxl_fp16.safetensors")
+
+
+def test_full_size_names_and_shapes():
+    cfg = HFConfig(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                   relative_attention_num_buckets=32, feed_forward_proj="gated-gelu")
+    with torch.device("meta"):
+        ref = UMT5EncoderModel(cfg)
+        ours = UMT5Encoder(UMT5_XXL)
+    ref_sd = to_wan_names(ref.state_dict())
+    our_sd = ours.state_dict()
+    assert sorted(ref_sd) == sorted(our_sd)
+    for k, v in our_sd.items():
+        assert v.shape == ref_sd[k].shape, k
+    assert umt5_config_from_state_dict(ref_sd) == UMT5_XXL
