@@ -1,0 +1,206 @@
+"""Flow-matching samplers as pure functions over a denoiser callable.
+
+``model(x, sigma) -> v`` is any callable returning the flow prediction (velocity) ``v = noise - x0``
+for ``x = (1 - sigma) * x0 + sigma * noise``; ``sigma`` is a 0-dim float32 tensor. The predicted clean
+latent is therefore ``x0 = x - sigma * v``. CFG, the Wan2.2 expert switch and context windows are
+layers of that callable (``guidance.py``, ``context.py``); samplers never see them.
+
+Each sampler ``sample_<name>(model, x, sigmas, *, callback=None, cancel=None, generator=None)``
+takes ``len(sigmas) - 1`` steps and reproduces, step for step, the diffusers scheduler named in its
+docstring when given that scheduler's sigmas (``schedules.get_sigmas(..., schedule=SAMPLER_SCHEDULES
+[name])``). Arithmetic runs in float32 (as diffusers upcasts) and each new x is cast back to x's dtype.
+
+``callback(step, total, x0_preview)`` runs after each step; ``cancel() -> bool`` is polled before each
+model call and raises ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..errors import WanError
+from .noise import randn_like_cpu
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Cancelled(WanError):
+    """Sampling stopped because the caller's ``cancel()`` returned True."""
+
+
+def _poll(cancel: Callable[[], bool] | None, step: int, total: int) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled(f"sampling cancelled before step {step + 1} of {total}")
+
+
+def _prepare(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    # sigmas stay on the CPU in float32 like diffusers' schedulers, so the scalar arithmetic below
+    # rounds exactly as theirs does; each scalar is moved to x's device when used
+    return torch.as_tensor(sigmas).detach().to(device="cpu", dtype=torch.float32)
+
+
+def _lam(sigma: torch.Tensor) -> torch.Tensor:
+    """log-SNR of a flow sigma: log(alpha) - log(sigma) with alpha = 1 - sigma (+inf at sigma 0)."""
+    return torch.log(1 - sigma) - torch.log(sigma)
+
+
+@torch.no_grad()
+def sample_euler(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+    """Euler on the flow ODE; diffusers ``FlowMatchEulerDiscreteScheduler(shift=...)``."""
+    sigmas = _prepare(x, sigmas)
+    total = len(sigmas) - 1
+    for i in range(total):
+        _poll(cancel, i, total)
+        s, s_next = sigmas[i], sigmas[i + 1]
+        v = model(x, s.to(x.device))
+        xf = x.float()
+        x = (xf + (s_next - s).to(x.device) * v).to(x.dtype)
+        if callback is not None:
+            callback(i, total, xf - s.to(x.device) * v)
+    return x
+
+
+@torch.no_grad()
+def sample_lcm(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+    """Predict x0, then re-noise it to the next sigma with fresh noise (step-distilled LoRAs such as
+    CausVid / lightx2v); diffusers ``FlowMatchLCMScheduler``. Noise is drawn on the CPU from
+    ``generator`` in float32, so the same seed gives the same video on any device; no noise is drawn
+    for the last step, whose next sigma is 0."""
+    sigmas = _prepare(x, sigmas)
+    total = len(sigmas) - 1
+    for i in range(total):
+        _poll(cancel, i, total)
+        s, s_next = sigmas[i], sigmas[i + 1]
+        v = model(x, s.to(x.device))
+        x0 = x.float() - s.to(x.device) * v
+        if s_next > 0:
+            noise = randn_like_cpu(x0.shape, generator, x.device)
+            x = ((1 - s_next).to(x.device) * x0 + s_next.to(x.device) * noise).to(x.dtype)
+        else:
+            x = x0.to(x.dtype)
+        if callback is not None:
+            callback(i, total, x0)
+    return x
+
+
+@torch.no_grad()
+def sample_dpmpp_2m(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+    """DPM-Solver++(2M), midpoint form, on x0 predictions (Lu et al. 2022); diffusers
+    ``DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction")`` with its
+    defaults: first order on the first step and on the step to sigma 0."""
+    sigmas = _prepare(x, sigmas)
+    total = len(sigmas) - 1
+    x0_prev = None
+    for i in range(total):
+        _poll(cancel, i, total)
+        s, s_next = sigmas[i], sigmas[i + 1]
+        v = model(x, s.to(x.device))
+        xf = x.float()
+        x0 = xf - s.to(x.device) * v
+        lam_s, lam_t = _lam(s), _lam(s_next)
+        h = lam_t - lam_s
+        a_t = 1 - s_next
+        phi = torch.exp(-h) - 1.0
+        dev = x.device
+        if x0_prev is None or s_next == 0:
+            x_next = (s_next / s).to(dev) * xf - (a_t * phi).to(dev) * x0
+        else:
+            r = (lam_s - _lam(sigmas[i - 1])) / h
+            d1 = (1.0 / r).to(dev) * (x0 - x0_prev)
+            x_next = (s_next / s).to(dev) * xf - (a_t * phi).to(dev) * x0 - (0.5 * (a_t * phi)).to(dev) * d1
+        x0_prev = x0
+        x = x_next.to(x.dtype)
+        if callback is not None:
+            callback(i, total, x0)
+    return x
+
+
+def _unipc_coefficients(hh: torch.Tensor, order: int):
+    """(h_phi_1, B(h), b) of UniPC's bh2 variant for an order; ``hh`` = -h (predict-x0 form)."""
+    h_phi_1 = torch.expm1(hh)
+    b_h = torch.expm1(hh)
+    h_phi_k = h_phi_1 / hh - 1
+    factorial = 1
+    b = []
+    for k in range(1, order + 1):
+        b.append(h_phi_k * factorial / b_h)
+        factorial *= k + 1
+        h_phi_k = h_phi_k / hh - 1 / factorial
+    return h_phi_1, b_h, torch.stack(b)
+
+
+def _unipc_update(x, m0, m_prev, sig_t, sig_s0, sig_s1, model_t=None, order=1):
+    """One UniP predictor step (``model_t`` None) or UniC corrector step, bh2, predict-x0, order <= 2.
+
+    x: the sample at sig_s0; m0: its x0 prediction; m_prev: the x0 prediction at sig_s1 (order 2);
+    model_t: the x0 prediction at sig_t, for the corrector. Returns the sample at sig_t.
+    """
+    dev = x.device
+    a_t = 1 - sig_t
+    lam_s0 = _lam(sig_s0)
+    h = _lam(sig_t) - lam_s0
+    rks = [torch.ones(())]
+    d1 = None
+    if order == 2:
+        rk = (_lam(sig_s1) - lam_s0) / h
+        rks = [rk, torch.ones(())]
+        d1 = (m_prev - m0) / rk.to(dev)
+    h_phi_1, b_h, b = _unipc_coefficients(-h, order)
+    x_base = (sig_t / sig_s0).to(dev) * x - (a_t * h_phi_1).to(dev) * m0
+    scale = (a_t * b_h).to(dev)
+    if model_t is None:  # predictor: the order-2 weight is fixed at 1/2 for bh2
+        return x_base if d1 is None else x_base - scale * (0.5 * d1)
+    if order == 1:
+        rhos = torch.tensor([0.5])
+    else:
+        rks = torch.stack(rks)
+        r_mat = torch.stack([torch.ones_like(rks), rks])
+        rhos = torch.linalg.solve(r_mat, b)
+    corr = rhos[-1].to(dev) * (model_t - m0)
+    if d1 is not None:
+        corr = rhos[0].to(dev) * d1 + corr
+    return x_base - scale * corr
+
+
+@torch.no_grad()
+def sample_unipc(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+    """UniPC (Zhao et al. 2023), bh2, order 2, predict-x0, with the corrector after every model call
+    and first order on the first and the last step: the official Wan ``FlowUniPCMultistepScheduler``
+    and diffusers ``UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
+    solver_order=2, solver_type="bh2", lower_order_final=True)``."""
+    sigmas = _prepare(x, sigmas)
+    total = len(sigmas) - 1
+    m_prev = m_prev2 = None  # x0 predictions of the last two model calls
+    x_last = None  # the sample the last predictor started from
+    last_order = 1
+    for i in range(total):
+        _poll(cancel, i, total)
+        s = sigmas[i]
+        v = model(x, s.to(x.device))
+        xf = x.float()
+        m = xf - s.to(x.device) * v
+        if x_last is not None:
+            s_prev2 = sigmas[i - 2] if last_order == 2 else None
+            xf = _unipc_update(x_last, m_prev, m_prev2, s, sigmas[i - 1], s_prev2, model_t=m, order=last_order)
+        m_prev2, m_prev = m_prev, m
+        order = min(2, total - i, i + 1)
+        x_last = xf
+        s_prev = sigmas[i - 1] if order == 2 else None
+        x = _unipc_update(xf, m, m_prev2, sigmas[i + 1], s, s_prev, order=order).to(x.dtype)
+        last_order = order
+        if callback is not None:
+            callback(i, total, m)
+    return x
+
+
+SAMPLERS = {
+    "unipc": sample_unipc,
+    "euler": sample_euler,
+    "dpm++_2m": sample_dpmpp_2m,
+    "lcm": sample_lcm,
+}
+
+# The sigma grid of the diffusers scheduler each sampler reproduces (``schedules.get_sigmas``).
+SAMPLER_SCHEDULES = {"unipc": "unipc", "euler": "euler", "dpm++_2m": "wan", "lcm": "euler"}
