@@ -1,0 +1,58 @@
+"""One entry point for weight files: GGUF or safetensors, chosen by content, never pickles."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import WanFileError
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
+
+
+def sniff(path: str) -> str:
+    """"gguf", "safetensors" or a WanFileError saying what the file is instead."""
+    if not os.path.exists(path):
+        raise WanFileError(path, "file not found")
+    if os.path.isdir(path):
+        raise WanFileError(path, "is a directory, not a weights file")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise WanFileError(path, "file is empty (an interrupted download?)")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"GGUF"):
+        return "gguf"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.lower().endswith(PICKLE_SUFFIXES):
+        raise WanFileError(path, "looks like a PyTorch pickle checkpoint (.pt/.pth/.ckpt); only "
+                           "safetensors and GGUF files are read, pickles are never unpickled. "
+                           "Convert it to safetensors first")
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head.lstrip()[:1] in (b"<", b"{"):
+        raise WanFileError(path, "is a text/HTML file, not weights (a failed download?)")
+    raise WanFileError(path, f"neither GGUF nor safetensors (starts with {head[:8]!r})")
+
+
+def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: bool = True) -> dict:
+    """The tensors of a GGUF or safetensors file.
+
+    GGUF quantized tensors come back packed (``is_packed``); so do fp8 safetensors weights when
+    ``pack_fp8`` (scaled fp8 markers and scales folded in). ``architectures`` limits which GGUF
+    architectures are accepted.
+    """
+    path = os.fspath(path)
+    kind = sniff(path)
+    if kind == "gguf":
+        from .gguf import read_gguf
+
+        state, _ = read_gguf(path, architectures=architectures)
+        return state
+    from .safetensors import read_safetensors
+
+    state = read_safetensors(path)
+    if pack_fp8:
+        from .fp8 import has_fp8, pack_fp8_state_dict
+
+        if has_fp8(state):
+            state = pack_fp8_state_dict(state, path)
+    return state
