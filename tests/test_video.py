@@ -243,8 +243,9 @@ def test_bad_input_is_refused_and_nothing_is_written(tmp_path, frames, kwargs, m
 
 
 def test_interrupt_mid_encode_leaves_no_file(tmp_path):
-    def stop(index):
-        if index == 2:
+    def stop(position, total):
+        assert total == 5
+        if position == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -91,7 +91,7 @@ def write_video(
     crf: int | None = None,
     audio: tuple[Any, int] | None = None,
     metadata: Mapping[str, Any] | None = None,
-    on_frame: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Encode ``frames`` to ``path`` and return it.
 
@@ -102,7 +102,7 @@ def write_video(
         (lower is better); None picks the format's default.
     audio: (waveform [channels, samples], sample_rate), trimmed to the video's length; mp4/webm only.
     metadata: key -> JSON-able value (or a JSON string), embedded as described in the module doc.
-    on_frame: called with each frame's index before it is written; may raise to abort the encode.
+    on_frame: called as on_frame(position, total) before each frame is written; may raise to abort.
     """
     fmt = _format(format)
     fps = _check_fps(fps)
@@ -276,7 +276,7 @@ def _encode(cmd, frames, order, first, on_frame) -> None:
             try:
                 for position, index in enumerate(order):
                     if on_frame is not None:
-                        on_frame(position)
+                        on_frame(position, len(order))
                     frame = converted.pop(index, None)
                     if frame is None:
                         frame = _to_rgb24(frames[index], index)
