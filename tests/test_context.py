@@ -1,0 +1,167 @@
+"""Context windows against ComfyUI 0.3.75's comfy/context_windows.py.
+
+ComfyUI names the schedules "standard_uniform", "looped_uniform", "standard_static", "batched"; ours
+are "uniform_standard", "uniform_looped", "static_standard" (WanVideoWrapper's names) and "batched".
+Index lists must be identical; weights and fused outputs agree to 1e-6.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from refs import comfy
+from wan.errors import WanInputError
+from wan.sampling.context import (
+    ContextOptions,
+    context_weights,
+    context_windows,
+    make_context_denoiser,
+    ordered_halving,
+    slice_frames,
+)
+from wan.sampling.schedules import get_sigmas
+
+COMFY_SCHEDULE = {
+    "uniform_standard": "standard_uniform",
+    "uniform_looped": "looped_uniform",
+    "static_standard": "standard_static",
+    "batched": "batched",
+}
+
+
+def comfy_handler(o: ContextOptions, step: int = 0):
+    cw = comfy("comfy.context_windows")
+    handler = cw.IndexListContextHandler(
+        context_schedule=cw.get_matching_context_schedule(COMFY_SCHEDULE[o.schedule]),
+        fuse_method=cw.get_matching_fuse_method(o.fuse_method),
+        context_length=o.context_length,
+        context_overlap=o.context_overlap,
+        context_stride=o.context_stride,
+        closed_loop=o.closed_loop,
+        dim=2,
+    )
+    handler._step = step
+    return cw, handler
+
+
+GRID = [
+    (frames, length, overlap, stride, closed, schedule)
+    for schedule in COMFY_SCHEDULE
+    for frames, length, overlap in [(21, 8, 2), (21, 21, 4), (13, 5, 1), (31, 9, 3), (17, 6, 0), (8, 9, 2), (50, 16, 4)]
+    for stride, closed in ([(1, False), (2, False), (3, True)] if schedule.startswith("uniform") else [(1, False)])
+]
+
+
+@pytest.mark.parametrize("frames,length,overlap,stride,closed,schedule", GRID)
+def test_windows_and_weights_equal_comfyui(frames, length, overlap, stride, closed, schedule):
+    for fuse in ("pyramid", "flat", "overlap-linear"):
+        o = ContextOptions(length, overlap, stride, schedule, fuse, closed)
+        for step in (0, 1, 2, 3, 5, 12):
+            _, handler = comfy_handler(o, step)
+            ref = handler.context_schedule.func(frames, handler, {})
+            ours = context_windows(frames, o, step)
+            assert ours == ref, (o, step)
+            if fuse == "overlap-linear" and overlap == 0:
+                continue  # ComfyUI cannot build these (an empty ramp assigned to the whole window)
+            cw = comfy("comfy.context_windows")
+            for window in ours:
+                if fuse == "overlap-linear" and len(window) < overlap:
+                    continue  # ComfyUI fails on a batched tail window shorter than the overlap; we clip the ramp
+                ref_w = torch.as_tensor(cw.get_context_weights(len(window), frames, window, handler), dtype=torch.float32)
+                torch.testing.assert_close(context_weights(window, frames, o), ref_w, atol=1e-6, rtol=0)
+
+
+def test_ordered_halving_equals_comfyui():
+    cw = comfy("comfy.context_windows")
+    for step in itertools.chain(range(70), [2**40 + 3, 12345678]):
+        assert ordered_halving(step) == cw.ordered_halving(step)
+
+
+def window_model(calls=None):
+    """A fake denoiser whose output for a frame depends on the other frames of its window."""
+
+    def fn(x, sigma, window, cond=None):
+        if calls is not None:
+            calls.append(list(window))
+        return torch.tanh(x) * (1 + float(sigma)) + x.mean(dim=2, keepdim=True) * 0.5
+
+    return fn
+
+
+@pytest.mark.parametrize("schedule,fuse,stride", [
+    ("static_standard", "pyramid", 1), ("uniform_standard", "flat", 2), ("uniform_looped", "overlap-linear", 1),
+    ("uniform_standard", "overlap-linear", 1), ("batched", "pyramid", 1), ("static_standard", "overlap-linear", 1),
+])
+def test_fused_output_equals_comfyui_execute(schedule, fuse, stride):
+    o = ContextOptions(6, 2, stride, schedule, fuse)
+    frames = 15
+    sigmas = get_sigmas(8, 5.0)
+    x = torch.randn(1, 4, frames, 3, 2)
+    fn = window_model()
+    ours_fn = make_context_denoiser(fn, o, frames, sigmas=sigmas)
+    cw, handler = comfy_handler(o)
+
+    def calc_cond_batch(model, conds, x_in, timestep, model_options):
+        window = model_options["transformer_options"]["context_window"].index_list
+        return [fn(x_in, timestep, window) for _ in conds]
+
+    for i in (0, 3, 5):
+        opts = {"transformer_options": {"sample_sigmas": sigmas}}
+        ref = handler.execute(calc_cond_batch, None, [[{}]], x, sigmas[i:i + 1], opts)[0]
+        torch.testing.assert_close(ours_fn(x, sigmas[i]), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("length", [9, 12])
+def test_a_window_covering_everything_is_exactly_no_windowing(length):
+    x = torch.randn(1, 4, 9, 3, 2)
+    sigma = torch.tensor(0.6)
+    fn = window_model()
+    plain = fn(x, sigma, list(range(9)))
+    for schedule in ("uniform_standard", "uniform_looped", "static_standard", "batched"):
+        o = ContextOptions(length, 3, 1, schedule, "pyramid")
+        assert torch.equal(make_context_denoiser(fn, o, 9)(x, sigma), plain)
+
+
+def test_conditioning_is_sliced_per_window():
+    frames = 10
+    y = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1).expand(1, 20, frames, 2, 2)
+    cond = {"y": y, "context": torch.randn(1, 7, 4096), "clip_fea": torch.randn(1, 257, 1280), "n": 3}
+    seen = []
+
+    def fn(x, sigma, window):
+        c = slice_frames(cond, window, frames)
+        assert c["context"] is cond["context"] and c["clip_fea"] is cond["clip_fea"] and c["n"] == 3
+        assert c["y"][0, 0, :, 0, 0].tolist() == [float(i) for i in window]
+        seen.append(list(window))
+        return x
+
+    o = ContextOptions(4, 1, 1, "static_standard", "flat")
+    out = make_context_denoiser(fn, o, frames)(torch.randn(1, 16, frames, 2, 2), torch.tensor(0.5))
+    assert seen == context_windows(frames, o) and out.shape == (1, 16, frames, 2, 2)
+
+
+def test_uniform_windows_move_with_the_step_found_from_sigma():
+    o = ContextOptions(5, 1, 1, "uniform_standard", "pyramid")
+    sigmas = get_sigmas(6, 3.0)
+    calls = []
+    fn = make_context_denoiser(window_model(calls), o, 12, sigmas=sigmas)
+    x = torch.randn(1, 2, 12, 2, 2)
+    for i in range(3):
+        calls.clear()
+        fn(x, sigmas[i])
+        assert calls == context_windows(12, o, step=i)
+    assert context_windows(12, o, 0) != context_windows(12, o, 1)
+
+
+def test_pixel_frame_conversion_follows_comfyui_wan_node():
+    o = ContextOptions.from_pixel_frames(81, 30)
+    assert (o.context_length, o.context_overlap) == (21, 8)  # (81-1)//4+1, (30-1)//4+1
+    assert ContextOptions.from_pixel_frames(33, 0).context_overlap == 0
+
+
+@pytest.mark.parametrize("kwargs", [dict(context_length=0), dict(context_length=4, context_overlap=4),
+                                    dict(schedule="nope"), dict(fuse_method="relative"), dict(context_stride=0)])
+def test_bad_options_are_refused(kwargs):
+    with pytest.raises(WanInputError):
+        ContextOptions(**kwargs)
