@@ -161,3 +161,25 @@ def test_unreachable_hub(monkeypatch, tmp_path):
     # endpoint read at call time: the URL to fetch by hand names the endpoint set now
     assert dl.file_url(cat.file("tiny_vae")) == (f"http://127.0.0.1:{port}/{REPO}/resolve/main/"
                                                 "split_files/vae/tiny%20vae.safetensors")
+
+
+def test_cli_download_and_unreachable_message(hub, tmp_path, capsys, monkeypatch):
+    from wan.cli import main
+
+    write_catalog(tmp_path / "c.json")
+    hub.add(REPO, "split_files/diffusion_models/tiny_dit.safetensors", DIT)
+    hub.add(REPO, "split_files/vae/tiny vae.safetensors", VAE)
+    monkeypatch.setenv("COMFYUI_PATH", str(tmp_path / "CUI"))
+    assert main(["models", "--catalog", str(tmp_path / "c.json"), "download", "default", "--no-progress"]) == 0
+    assert (tmp_path / "CUI/models/vae/tiny vae.safetensors").read_bytes() == VAE
+    assert "downloaded:" in capsys.readouterr().out
+    # unknown name: usage error
+    assert main(["models", "--catalog", str(tmp_path / "c.json"), "download", "nope"]) == 2
+    # hub down: one sentence and the files to fetch by hand, no traceback
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    rc = main(["models", "--catalog", str(tmp_path / "c.json"), "download", "t2v", "--comfyui", str(tmp_path / "B")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "error: cannot reach http://127.0.0.1:9: " in err and "download these files by hand:" in err
+    assert f"http://127.0.0.1:9/{REPO}/resolve/main/split_files/diffusion_models/tiny_dit.safetensors" in err
+    assert str(tmp_path / "B/models/vae/tiny vae.safetensors") in err
