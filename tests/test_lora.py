@@ -70,15 +70,19 @@ def write_pairs(pairs, name_of, up_key, down_key) -> dict[str, torch.Tensor]:
     return sd
 
 
-def comfy_patched(base_sd, lora_sd, strength) -> dict[str, torch.Tensor]:
-    """ComfyUI's patched diffusion-model weights for this LoRA (its LoraLoader's path)."""
+def comfy_patched(base_sd, lora_sd, strength, *more) -> dict[str, torch.Tensor]:
+    """ComfyUI's patched diffusion-model weights for LoRAs (its LoraLoader's path, chained).
+
+    ``more``: further (lora_sd, strength) pairs stacked on the same model.
+    """
     csd, clora, convert = comfy("comfy.sd"), comfy("comfy.lora"), comfy("comfy.lora_convert")
     patcher = csd.load_diffusion_model_state_dict(
         {k: v.clone() for k, v in base_sd.items()}, model_options={"dtype": torch.float32})
     key_map = clora.model_lora_keys_unet(patcher.model, {})
-    loaded = clora.load_lora(convert.convert_lora(dict(lora_sd)), key_map, log_missing=False)
-    applied = patcher.add_patches(loaded, strength)
-    assert len(applied) == len(loaded), "ComfyUI refused some of its own patches"
+    for sd, s in ((lora_sd, strength),) + more:
+        loaded = clora.load_lora(convert.convert_lora(dict(sd)), key_map, log_missing=False)
+        applied = patcher.add_patches(loaded, s)
+        assert len(applied) == len(loaded), "ComfyUI refused some of its own patches"
     patcher.patch_model()
     out = {k: v.clone() for k, v in patcher.model.diffusion_model.state_dict().items()}
     assert out.keys() == base_sd.keys()
