@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -151,6 +152,9 @@ def download_file(f: ModelFile, comfyui: str | os.PathLike, *, endpoint: str | N
             return DownloadResult(f, dest, "present", have)
         raise DownloadError(f"{dest} exists but holds {have} bytes, not the {f.size} published; move it away "
                             "and run the download again")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise DownloadError(f"cannot reach {endpoint}: offline mode is on (HF_HUB_OFFLINE is set); unset it "
+                            "to download", unreachable=True)
     meta = _remote_metadata(f, endpoint, token)
     size = f.size if f.size is not None else meta.size
     if f.size is not None and meta.size is not None and meta.size != f.size:
@@ -163,6 +167,11 @@ def download_file(f: ModelFile, comfyui: str | os.PathLike, *, endpoint: str | N
     have = os.path.getsize(part) if os.path.isfile(part) else 0
     if size is not None and have > size:
         have = 0  # longer than the file: not a prefix of it
+    if size is not None:
+        free = shutil.disk_usage(os.path.dirname(dest)).free
+        if free < size - have:
+            raise DownloadError(f"{f.filename}: needs {size - have} more bytes but {os.path.dirname(dest)} has "
+                                f"{free} free")
     headers = build_hf_headers(token=token if token else None)
     url = meta.location
     if urlsplit(url).netloc != urlsplit(endpoint).netloc:
