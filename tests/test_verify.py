@@ -166,3 +166,20 @@ def test_cli_exit_codes(install, catalog, capsys, monkeypatch):
     assert main(["models", "--catalog", str(catalog), "verify", "nope"]) == 2
     assert main(["models", "verify", "--comfyui", str(install / "nothing-here")]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_checksum_on_request(install, tmp_path):
+    import hashlib
+
+    vae = install / "models/vae/wan_2.1_vae.safetensors"
+    data = json.loads(open(DEFAULT_PATH).read())
+    entry = next(f for f in data["files"] if f["name"] == "wan_2.1_vae")
+    entry.update(size=vae.stat().st_size, sha256=hashlib.sha256(vae.read_bytes()).hexdigest())
+    (tmp_path / "good.json").write_text(json.dumps(data))
+    assert vf.check_file(load_catalog(tmp_path / "good.json").file("wan_2.1_vae"), install, checksum=True).status == "ok"
+    entry["sha256"] = "0" * 64
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    bad = load_catalog(tmp_path / "bad.json").file("wan_2.1_vae")
+    assert vf.check_file(bad, install).status == "ok"  # the header alone cannot tell
+    check = vf.check_file(bad, install, checksum=True)
+    assert check.status == "wrong" and "differs from the published " + "0" * 64 in check.message
