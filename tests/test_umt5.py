@@ -141,3 +141,21 @@ def test_full_size_names_and_shapes():
     for k, v in our_sd.items():
         assert v.shape == ref_sd[k].shape, k
     assert umt5_config_from_state_dict(ref_sd) == UMT5_XXL
+
+
+def test_tiny_matches_comfyui(tiny):
+    """ComfyUI's own T5 code (model_type umt5), which loads ComfyUI's repackaged umt5 files."""
+    from refs import comfy
+
+    t5 = comfy("comfy.text_encoders.t5")
+    ops = comfy("comfy.ops")
+    model, ids, mask, _ = tiny
+    cfg = dict(vocab_size=320, d_model=64, d_kv=16, d_ff=96, num_layers=2, num_heads=2, model_type="umt5",
+               dense_act_fn="gelu_pytorch_tanh", is_gated_act=True)
+    ref_model = t5.T5(cfg, torch.float32, "cpu", ops.manual_cast)
+    missing, _ = ref_model.load_state_dict(model.state_dict(), strict=False)
+    assert not missing
+    ours = load_umt5(model.state_dict(), dtype=torch.float32)
+    with torch.no_grad():
+        ref = ref_model(ids, mask)[0]
+        check(ours(ids, mask), ref)
