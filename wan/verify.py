@@ -67,9 +67,11 @@ def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict]:
 
 
 def _strip_prefix(shapes: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """The DiT's own names: ComfyUI prefixes them, and a whole-checkpoint file holds other models too."""
     for prefix in _DIT_PREFIXES:
-        if shapes and all(k.startswith(prefix) for k in shapes if not k.startswith("scaled_fp8")):
-            return {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+        inner = {k[len(prefix):]: v for k, v in shapes.items() if k.startswith(prefix)}
+        if inner:
+            return inner
     return shapes
 
 
