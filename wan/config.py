@@ -1,0 +1,131 @@
+"""Configurations of the Wan diffusion transformer, one frozen dataclass with a named preset per variant.
+
+Every Wan DiT is the same network; variants differ only in sizes and in a few optional parts
+(CLIP image embedding, first/last-frame position embedding, VACE blocks), so one config covers all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v")
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """Sizes and optional parts of one Wan DiT.
+
+    ``model_type`` says which inputs the network takes: "t2v" (noise only), "i2v" (noise + 20
+    conditioning channels, with a CLIP image path when ``has_image_emb``), "flf2v" (i2v with a
+    position embedding over first+last frame CLIP tokens), "vace" (t2v + VACE context blocks) and
+    "ti2v" (Wan2.2 5B: 48 latent channels, per-frame timesteps).
+    """
+
+    variant: str
+    model_type: str
+    in_dim: int
+    out_dim: int
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    freq_dim: int = 256
+    text_dim: int = 4096
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    eps: float = 1e-6
+    text_len: int = 512
+    has_image_emb: bool = False
+    has_flf_pos_emb: bool = False
+    img_dim: int = 1280
+    flf_pos_tokens: int = 514
+    vace_layers: tuple[int, ...] = ()
+    vace_in_dim: int = 0
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"model_type {self.model_type!r} is not one of {MODEL_TYPES}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim {self.head_dim} must be even for rotary embeddings")
+        if self.has_flf_pos_emb and not self.has_image_emb:
+            raise ValueError("a first/last-frame position embedding needs the CLIP image embedding")
+        if any(not 0 <= i < self.num_layers for i in self.vace_layers):
+            raise ValueError(f"vace_layers {self.vace_layers} outside 0..{self.num_layers - 1}")
+        if self.vace_layers and self.vace_layers[0] != 0:
+            raise ValueError("the first VACE block must follow block 0 (it owns before_proj)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the VAE latent this network denoises (48: Wan2.2 VAE, else Wan2.1 VAE)."""
+        return self.out_dim
+
+    @property
+    def vae(self) -> str:
+        """Which VAE family the variant expects: "wan2.2" (48 channels, 16x) or "wan2.1" (16, 8x)."""
+        return "wan2.2" if self.out_dim == 48 else "wan2.1"
+
+    @property
+    def cond_channels(self) -> int:
+        """Channels of ``y`` concatenated to the noise (0 when the network takes noise only)."""
+        return self.in_dim - self.out_dim
+
+    @property
+    def image_tokens(self) -> int:
+        """CLIP tokens the image path expects: 257 per image, 514 for first+last frame."""
+        return self.flf_pos_tokens if self.has_flf_pos_emb else 257
+
+    def tiny(self, dim: int = 256, ffn_dim: int = 512, num_layers: int = 2, **overrides) -> "DiTConfig":
+        """The same structure at test size; head_dim stays 128 and text/CLIP widths stay real.
+
+        VACE blocks are placed after every second block, as the 1.3B model does, so a tiny VACE
+        network keeps more than one VACE block when it has four layers or more.
+        """
+        fields = dict(dim=dim, ffn_dim=ffn_dim, num_layers=num_layers, num_heads=max(1, dim // 128))
+        if self.vace_layers:
+            fields["vace_layers"] = tuple(range(0, num_layers, 2))
+        fields["variant"] = f"{self.variant}_tiny"
+        fields.update(overrides)
+        return dataclasses.replace(self, **fields)
+
+
+def _vace_layers(num_layers: int, count: int) -> tuple[int, ...]:
+    # The official VACE models put one VACE block after every (num_layers // count)-th block.
+    return tuple(range(0, num_layers, num_layers // count))
+
+
+_SMALL = dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
+_LARGE = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
+
+DIT_PRESETS: dict[str, DiTConfig] = {
+    c.variant: c
+    for c in (
+        DiTConfig("t2v_1_3b", "t2v", in_dim=16, out_dim=16, **_SMALL),
+        DiTConfig("t2v_14b", "t2v", in_dim=16, out_dim=16, **_LARGE),
+        DiTConfig("i2v_14b", "i2v", in_dim=36, out_dim=16, has_image_emb=True, **_LARGE),
+        DiTConfig(
+            "flf2v_14b", "flf2v", in_dim=36, out_dim=16, has_image_emb=True, has_flf_pos_emb=True, **_LARGE
+        ),
+        DiTConfig(
+            "vace_1_3b", "vace", in_dim=16, out_dim=16, vace_layers=_vace_layers(30, 15), vace_in_dim=96, **_SMALL
+        ),
+        DiTConfig(
+            "vace_14b", "vace", in_dim=16, out_dim=16, vace_layers=_vace_layers(40, 8), vace_in_dim=96, **_LARGE
+        ),
+        # Each Wan2.2 A14B expert (high noise, low noise) is one 14B network of this shape.
+        DiTConfig("wan22_t2v_a14b", "t2v", in_dim=16, out_dim=16, **_LARGE),
+        DiTConfig("wan22_i2v_a14b", "i2v", in_dim=36, out_dim=16, **_LARGE),
+        DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
+    )
+}
+
+
+def same_network(a: DiTConfig, b: DiTConfig) -> bool:
+    """Whether two configs describe identical tensors (everything but the variant name)."""
+    return dataclasses.replace(a, variant="") == dataclasses.replace(b, variant="")

@@ -1,0 +1,90 @@
+"""Attention and 3-D rotary position embedding for the Wan DiT.
+
+``attention`` is the single entry point every block calls, so another kernel (flash, sage) is a
+new entry in ``BACKENDS`` rather than an edit of the blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Backend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # SDPA wants heads before tokens; the transposes are views and SDPA accepts the strides.
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+BACKENDS: dict[str, Backend] = {"sdpa": _sdpa}
+
+
+def register_backend(name: str, fn: Backend) -> None:
+    """Make ``fn(q, k, v) -> out`` (all [B, L, H, D]) available as ``attention(..., mode=name)``."""
+    BACKENDS[name] = fn
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: str = "sdpa") -> torch.Tensor:
+    """Softmax attention without mask, scaled by 1/sqrt(head_dim).
+
+    q: [B, Lq, H, D]; k, v: [B, Lk, H, D] -> [B, Lq, H * D].
+    """
+    try:
+        fn = BACKENDS[mode]
+    except KeyError:
+        raise ValueError(f"unknown attention mode {mode!r}; known: {sorted(BACKENDS)}") from None
+    return fn(q, k, v).flatten(2)
+
+
+def rope_axes(head_dim: int) -> tuple[int, int, int]:
+    """Channels of one head given to (frames, height, width): 44/42/42 for head_dim 128."""
+    hw = 2 * (head_dim // 6)
+    return head_dim - 2 * hw, hw, hw
+
+
+def _axis_angles(positions: torch.Tensor, channels: int, theta: float) -> torch.Tensor:
+    # Pair j of an axis with `channels` channels turns by position * theta^(-2j/channels).
+    inv = theta ** -(torch.arange(0, channels, 2, dtype=torch.float64) / channels)
+    return positions.to(torch.float64)[:, None] * inv[None, :]
+
+
+def rope_table(
+    grid: tuple[int, int, int],
+    head_dim: int,
+    theta: float = 10000.0,
+    start: tuple[float, float, float] = (0, 0, 0),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Rotation matrices for every token of a (frames, height, width) grid, frames slowest.
+
+    Returns [1, F*H*W, 1, head_dim/2, 2, 2] fp32, entry [..., i, j] of the 2x2 rotation of each
+    channel pair. Angles are computed in float64 (as the official code does) and rounded once.
+    """
+    f, h, w = grid
+    axes = rope_axes(head_dim)
+    angles = [
+        _axis_angles(torch.arange(n, dtype=torch.float64) + s, c, theta) for n, c, s in zip(grid, axes, start)
+    ]
+    full = torch.cat(
+        [
+            angles[0][:, None, None, :].expand(f, h, w, -1),
+            angles[1][None, :, None, :].expand(f, h, w, -1),
+            angles[2][None, None, :, :].expand(f, h, w, -1),
+        ],
+        dim=-1,
+    ).reshape(f * h * w, head_dim // 2)
+    cos, sin = full.cos(), full.sin()
+    rot = torch.stack([cos, -sin, sin, cos], dim=-1).view(1, f * h * w, 1, head_dim // 2, 2, 2)
+    return rot.to(device=device, dtype=torch.float32)
+
+
+def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (2j, 2j+1) of x [B, L, H, D] by ``rot`` (from ``rope_table``); fp32 out."""
+    pairs = x.float().unflatten(-1, (-1, 1, 2))  # [B, L, H, D/2, 1, 2]
+    out = rot[..., 0] * pairs[..., 0]  # column 0 of each rotation times the pair's first element
+    out.addcmul_(rot[..., 1], pairs[..., 1])
+    return out.flatten(-2)

@@ -1,0 +1,203 @@
+"""Layers of the Wan DiT: fp32 norms, attention modules, the transformer block and the output head.
+
+Official Wan parameter names throughout, so checkpoints load unchanged. The residual stream,
+norms, modulation and rotary embedding run in fp32 as the official code does; Linear layers run
+in the model's compute dtype (the dtype of ``context`` that every block receives).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import apply_rope, attention
+
+
+class FP32LayerNorm(nn.LayerNorm):
+    """LayerNorm computed in fp32 whatever the input or parameter dtype; returns fp32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+
+
+class RMSNorm(nn.Module):
+    """RMS norm over the last dim with a learned gain, computed in fp32; returns fp32."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps) * self.weight.float()
+
+
+def linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a Linear in fp32 (time embedding, head), upcasting a plain Linear's weights on the fly."""
+    if type(layer) is nn.Linear:
+        b = None if layer.bias is None else layer.bias.float()
+        return F.linear(x.float(), layer.weight.float(), b)
+    # A packed (GGUF/fp8) Linear dequantizes to its input's dtype itself.
+    return layer(x.float()).float()
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x * (1 + scale) + shift with per-sample, per-frame or per-token modulation.
+
+    x: [B, L, C]; shift, scale: [B, T, C] with T in {1, frames, L}, L divisible by T.
+    """
+    b, l, c = x.shape
+    t = shift.shape[1]
+    out = torch.addcmul(shift.unsqueeze(2), x.view(b, t, l // t, c), 1 + scale.unsqueeze(2))
+    return out.view(b, l, c)
+
+
+def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """x + y * gate in x's dtype (fp32), with gate [B, T, C] as in ``modulate``."""
+    b, l, c = x.shape
+    t = gate.shape[1]
+    out = torch.addcmul(x.view(b, t, l // t, c), y.view(b, t, l // t, c), gate.unsqueeze(2))
+    return out.view(b, l, c)
+
+
+class WanSelfAttention(nn.Module):
+    """Self-attention with RMS-normalised q/k and 3-D rotary embedding."""
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_mode = "sdpa"
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+
+    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, C] compute dtype; rope: [1, L, 1, D/2, 2, 2] -> [B, L, C]."""
+        b, l, _ = x.shape
+        n, d = self.num_heads, self.head_dim
+        q = apply_rope(self.norm_q(self.q(x)).view(b, l, n, d), rope).to(x.dtype)
+        k = apply_rope(self.norm_k(self.k(x)).view(b, l, n, d), rope).to(x.dtype)
+        v = self.v(x).view(b, l, n, d)
+        return self.o(attention(q, k, v, self.attn_mode))
+
+
+class WanCrossAttention(nn.Module):
+    """Attention from video tokens to text tokens, plus (I2V) a second path to CLIP image tokens.
+
+    The image path has its own key/value projections (``k_img``, ``v_img``); both attention
+    results are summed before the shared output projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, image_path: bool = False):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_mode = "sdpa"
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.o = nn.Linear(dim, dim)
+        self.norm_q = RMSNorm(dim, eps)
+        self.norm_k = RMSNorm(dim, eps)
+        if image_path:
+            self.k_img = nn.Linear(dim, dim)
+            self.v_img = nn.Linear(dim, dim)
+            self.norm_k_img = RMSNorm(dim, eps)
+
+    def _heads(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        return t.to(dtype).unflatten(-1, (self.num_heads, self.head_dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_img_len: int = 0) -> torch.Tensor:
+        """x: [B, L, C]; context: [B, img + text, C] (image tokens first) -> [B, L, C]."""
+        dt = x.dtype
+        img, txt = context[:, :context_img_len], context[:, context_img_len:]
+        q = self._heads(self.norm_q(self.q(x)), dt)
+        k = self._heads(self.norm_k(self.k(txt)), dt)
+        out = attention(q, k, self._heads(self.v(txt), dt), self.attn_mode)
+        if context_img_len and hasattr(self, "k_img"):
+            k_img = self._heads(self.norm_k_img(self.k_img(img)), dt)
+            out = out + attention(q, k_img, self._heads(self.v_img(img), dt), self.attn_mode)
+        return self.o(out)
+
+
+class WanAttentionBlock(nn.Module):
+    """One transformer block: modulated self-attention, cross-attention, modulated GELU(tanh) FFN."""
+
+    def __init__(self, dim: int, ffn_dim: int, num_heads: int, eps: float = 1e-6, image_path: bool = False):
+        super().__init__()
+        self.eps = eps
+        self.self_attn = WanSelfAttention(dim, num_heads, eps)
+        self.norm3 = FP32LayerNorm(dim, eps, elementwise_affine=True)
+        self.cross_attn = WanCrossAttention(dim, num_heads, eps, image_path)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(ffn_dim, dim))
+        self.modulation = nn.Parameter(torch.zeros(1, 6, dim))
+
+    def _norm(self, x: torch.Tensor) -> torch.Tensor:
+        # norm1 and norm2 of the official code: parameter-free LayerNorms, so no modules are needed.
+        return F.layer_norm(x, x.shape[-1:], eps=self.eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        e: torch.Tensor,
+        rope: torch.Tensor,
+        context: torch.Tensor,
+        context_img_len: int = 0,
+    ) -> torch.Tensor:
+        """x: [B, L, C] fp32 residual stream; e: [B, T, 6, C] fp32 time projection (T in {1,
+        frames, L}); rope: from ``rope_table``; context: [B, Lc, C] in compute dtype -> [B, L, C] fp32.
+        """
+        dt = context.dtype
+        shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
+            self.modulation.float().unsqueeze(0) + e
+        ).unbind(2)
+        y = self.self_attn(modulate(self._norm(x), shift_msa, scale_msa).to(dt), rope)
+        x = gated_add(x, y, gate_msa)
+        x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len)
+        y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn).to(dt))
+        return gated_add(x, y, gate_ffn)
+
+
+class Head(nn.Module):
+    """Final modulated LayerNorm and projection to patch pixels, in fp32 as the official code."""
+
+    def __init__(self, dim: int, out_features: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.head = nn.Linear(dim, out_features)
+        self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, C] fp32; e: [B, T, C] fp32 time embedding -> [B, L, prod(patch) * out_dim] fp32."""
+        shift, scale = (self.modulation.float().unsqueeze(0) + e.unsqueeze(2)).unbind(2)
+        x = modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale)
+        return linear_fp32(self.head, x)
+
+
+class MLPProj(nn.Module):
+    """CLIP image tokens [B, N, 1280] -> context tokens [B, N, dim] (I2V / FLF2V)."""
+
+    def __init__(self, in_dim: int, out_dim: int, flf_pos_tokens: int | None = None):
+        super().__init__()
+        self.proj = nn.Sequential(
+            FP32LayerNorm(in_dim), nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim), FP32LayerNorm(out_dim)
+        )
+        if flf_pos_tokens is not None:
+            self.emb_pos = nn.Parameter(torch.zeros(1, flf_pos_tokens, in_dim))
+
+    def forward(self, image_embeds: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        x = image_embeds.float()
+        if hasattr(self, "emb_pos"):
+            if x.shape[1] > self.emb_pos.shape[1]:
+                raise ValueError(f"{x.shape[1]} CLIP tokens, the position embedding has {self.emb_pos.shape[1]}")
+            x = x + self.emb_pos[:, : x.shape[1]].float()
+        norm_in, fc1, act, fc2, norm_out = self.proj
+        x = act(fc1(norm_in(x).to(dtype)))
+        return norm_out(fc2(x)).to(dtype)

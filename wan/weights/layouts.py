@@ -1,0 +1,99 @@
+"""Key layouts of Wan DiT checkpoints mapped to the official Wan names (which our model uses).
+
+Layouts in circulation: official Wan / ComfyUI repackaged (identical names, optionally prefixed
+by ``model.diffusion_model.`` or ``diffusion_model.``) and diffusers (``WanTransformer3DModel``,
+``WanVACETransformer3DModel``). Diffusers stores every tensor under another name but with the same
+shape and never fused in its checkpoints, so mapping is renaming only: tensors are never copied.
+"""
+
+from __future__ import annotations
+
+import re
+
+DIT_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+# diffusers name -> official name, for names outside the blocks.
+_DIFFUSERS_TOP = {
+    "condition_embedder.text_embedder.linear_1": "text_embedding.0",
+    "condition_embedder.text_embedder.linear_2": "text_embedding.2",
+    "condition_embedder.time_embedder.linear_1": "time_embedding.0",
+    "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+    "condition_embedder.time_proj": "time_projection.1",
+    "condition_embedder.image_embedder.norm1": "img_emb.proj.0",
+    "condition_embedder.image_embedder.ff.net.0.proj": "img_emb.proj.1",
+    "condition_embedder.image_embedder.ff.net.2": "img_emb.proj.3",
+    "condition_embedder.image_embedder.norm2": "img_emb.proj.4",
+    "condition_embedder.image_embedder.pos_embed": "img_emb.emb_pos",
+    "proj_out": "head.head",
+    "scale_shift_table": "head.modulation",
+}
+
+# diffusers module inside a block -> official module (same for blocks.N and vace_blocks.N).
+_DIFFUSERS_BLOCK = {
+    "attn1.to_q": "self_attn.q",
+    "attn1.to_k": "self_attn.k",
+    "attn1.to_v": "self_attn.v",
+    "attn1.to_out.0": "self_attn.o",
+    "attn1.norm_q": "self_attn.norm_q",
+    "attn1.norm_k": "self_attn.norm_k",
+    "attn2.to_q": "cross_attn.q",
+    "attn2.to_k": "cross_attn.k",
+    "attn2.to_v": "cross_attn.v",
+    "attn2.to_out.0": "cross_attn.o",
+    "attn2.norm_q": "cross_attn.norm_q",
+    "attn2.norm_k": "cross_attn.norm_k",
+    "attn2.add_k_proj": "cross_attn.k_img",
+    "attn2.add_v_proj": "cross_attn.v_img",
+    "attn2.norm_added_k": "cross_attn.norm_k_img",
+    # diffusers calls the affine cross-attention norm norm2; the official code calls it norm3.
+    "norm2": "norm3",
+    "ffn.net.0.proj": "ffn.0",
+    "ffn.net.2": "ffn.2",
+    "scale_shift_table": "modulation",
+    "proj_in": "before_proj",
+    "proj_out": "after_proj",
+}
+
+_BLOCK_RE = re.compile(r"^((?:vace_)?blocks\.\d+)\.(.+?)(?:\.(weight|bias))?$")
+_TOP_RE = re.compile(r"^(.+?)(?:\.(weight|bias))?$")
+
+# Present only in diffusers files (and unused by the network: diffusers ignores it on load too).
+_DIFFUSERS_IGNORED = re.compile(r"^blocks\.\d+\.attn2\.norm_added_q\.(weight|bias)$")
+
+
+def strip_prefix(state_dict: dict) -> dict:
+    """Drop a ``model.diffusion_model.`` / ``diffusion_model.`` prefix shared by the DiT keys."""
+    for prefix in DIT_PREFIXES:
+        if any(k.startswith(prefix) for k in state_dict):
+            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return dict(state_dict)
+
+
+def is_diffusers_dit(keys) -> bool:
+    keys = set(keys)
+    return "condition_embedder.time_proj.weight" in keys or "blocks.0.attn1.to_q.weight" in keys
+
+
+def diffusers_to_official_name(name: str) -> str:
+    """One diffusers Wan parameter name -> its official name (unknown names pass unchanged)."""
+    m = _BLOCK_RE.match(name)
+    if m:
+        block, module, leaf = m.groups()
+        mapped = _DIFFUSERS_BLOCK.get(module)
+        if mapped is not None:
+            return f"{block}.{mapped}" + (f".{leaf}" if leaf else "")
+        return name
+    m = _TOP_RE.match(name)
+    module, leaf = m.groups()
+    mapped = _DIFFUSERS_TOP.get(module)
+    if mapped is None:
+        return name
+    return mapped + (f".{leaf}" if leaf else "")
+
+
+def dit_to_official(state_dict: dict) -> dict:
+    """Any supported Wan DiT layout -> official names. Values are the same objects (no copies)."""
+    sd = strip_prefix(state_dict)
+    if not is_diffusers_dit(sd):
+        return sd
+    return {diffusers_to_official_name(k): v for k, v in sd.items() if not _DIFFUSERS_IGNORED.match(k)}
