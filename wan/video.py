@@ -10,6 +10,9 @@ Metadata (ComfyUI's prompt and workflow) goes where ComfyUI's own savers and its
 - webp: an EXIF chunk with ``"<key>:<json>"`` strings in IFD0 tags 0x0110 (prompt) and 0x010F
   downwards (workflow, then the other keys), as core SaveAnimatedWEBP writes them.
 - gif: a GIF comment extension holding one JSON object ``{key: value, ...}`` (GIF has no tags).
+
+libwebp merges identical consecutive frames into one longer frame (as in core ComfyUI's webp
+saver): a webp of a still scene holds fewer frames than were given, with the same total duration.
 """
 
 from __future__ import annotations
