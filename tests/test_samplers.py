@@ -117,3 +117,13 @@ def test_exact_model_lands_on_x0():
         out = SAMPLERS[name](lambda x, s: (x - x0) / s, x.clone(), sigmas, generator=torch.Generator())
         torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
+
+
+def test_unipc_survives_a_schedule_starting_at_pure_noise():
+    # ComfyUI-style schedules may start at sigma exactly 1; diffusers nudges its own first sigma to 1 - 1e-6
+    model = fake_model_factory()
+    x = torch.randn(SHAPE)
+    sigmas = torch.cat([torch.ones(1), get_sigmas(8, 5.0, schedule="unipc")[1:]])
+    out = SAMPLERS["unipc"](model, x, sigmas)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, SAMPLERS["unipc"](model, x, get_sigmas(8, 5.0, schedule="unipc")))

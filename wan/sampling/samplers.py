@@ -35,7 +35,7 @@ def _poll(cancel: Callable[[], bool] | None, step: int, total: int) -> None:
         raise Cancelled(f"sampling cancelled before step {step + 1} of {total}")
 
 
-def _prepare(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+def _prepare(sigmas: torch.Tensor) -> torch.Tensor:
     # sigmas stay on the CPU in float32 like diffusers' schedulers, so the scalar arithmetic below
     # rounds exactly as theirs does; each scalar is moved to x's device when used
     return torch.as_tensor(sigmas).detach().to(device="cpu", dtype=torch.float32)
@@ -49,7 +49,7 @@ def _lam(sigma: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_euler(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
     """Euler on the flow ODE; diffusers ``FlowMatchEulerDiscreteScheduler(shift=...)``."""
-    sigmas = _prepare(x, sigmas)
+    sigmas = _prepare(sigmas)
     total = len(sigmas) - 1
     for i in range(total):
         _poll(cancel, i, total)
@@ -68,7 +68,7 @@ def sample_lcm(model: Denoiser, x, sigmas, *, callback=None, cancel=None, genera
     CausVid / lightx2v); diffusers ``FlowMatchLCMScheduler``. Noise is drawn on the CPU from
     ``generator`` in float32, so the same seed gives the same video on any device; no noise is drawn
     for the last step, whose next sigma is 0."""
-    sigmas = _prepare(x, sigmas)
+    sigmas = _prepare(sigmas)
     total = len(sigmas) - 1
     for i in range(total):
         _poll(cancel, i, total)
@@ -90,7 +90,7 @@ def sample_dpmpp_2m(model: Denoiser, x, sigmas, *, callback=None, cancel=None, g
     """DPM-Solver++(2M), midpoint form, on x0 predictions (Lu et al. 2022); diffusers
     ``DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction")`` with its
     defaults: first order on the first step and on the step to sigma 0."""
-    sigmas = _prepare(x, sigmas)
+    sigmas = _prepare(sigmas)
     total = len(sigmas) - 1
     x0_prev = None
     for i in range(total):
@@ -169,8 +169,14 @@ def sample_unipc(model: Denoiser, x, sigmas, *, callback=None, cancel=None, gene
     """UniPC (Zhao et al. 2023), bh2, order 2, predict-x0, with the corrector after every model call
     and first order on the first and the last step: the official Wan ``FlowUniPCMultistepScheduler``
     and diffusers ``UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
-    solver_order=2, solver_type="bh2", lower_order_final=True)``."""
-    sigmas = _prepare(x, sigmas)
+    solver_order=2, solver_type="bh2", lower_order_final=True)``.
+
+    A first sigma of 1 (pure noise: log-SNR -inf, which makes the order-2 corrector's linear system
+    singular) is lowered by 1e-6, as diffusers does when it builds its flow sigmas."""
+    sigmas = _prepare(sigmas)
+    if abs(float(sigmas[0]) - 1.0) < 1e-6:
+        sigmas = sigmas.clone()
+        sigmas[0] = 1.0 - 1e-6
     total = len(sigmas) - 1
     m_prev = m_prev2 = None  # x0 predictions of the last two model calls
     x_last = None  # the sample the last predictor started from
