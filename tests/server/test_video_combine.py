@@ -225,3 +225,23 @@ def test_empty_batch_fails_cleanly_and_the_server_keeps_serving(comfy_server):
     outputs = comfy_server.run(good)
     [entry] = outputs["2"]["images"]
     assert _decode(comfy_server.output_dir / entry["subfolder"] / entry["filename"])[0] == 3
+
+
+def test_demo_workflow_runs_and_matches_its_ui_twin(comfy_server):
+    api = json.loads((REPO / "workflows/video_combine_demo.api.json").read_text())
+    ui = json.loads((REPO / "workflows/video_combine_demo.json").read_text())
+    # The UI graph holds the same nodes with the same widget values, in INPUT_TYPES order.
+    info = comfy_server.object_info()
+    for node in ui["nodes"]:
+        api_node = api[str(node["id"])]
+        assert api_node["class_type"] == node["type"]
+        spec = info[node["type"]]["input"]
+        widgets = [name for part in ("required", "optional") for name, (kind, *_) in spec.get(part, {}).items()
+                   if not (isinstance(kind, str) and kind.isupper() and kind not in ("INT", "FLOAT", "STRING", "BOOLEAN"))]
+        assert dict(zip(widgets, node["widgets_values"])) == {k: api_node["inputs"][k] for k in widgets}
+
+    outputs = comfy_server.run(api, workflow=ui)
+    [entry] = outputs["2"]["images"]
+    path = comfy_server.output_dir / entry["subfolder"] / entry["filename"]
+    count, meta = _decode(path)
+    assert (count, meta["size"], meta["fps"]) == (16, (256, 192), 16.0)
