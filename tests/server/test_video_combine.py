@@ -245,3 +245,21 @@ def test_demo_workflow_runs_and_matches_its_ui_twin(comfy_server):
     path = comfy_server.output_dir / entry["subfolder"] / entry["filename"]
     count, meta = _decode(path)
     assert (count, meta["size"], meta["fps"]) == (16, (256, 192), 16.0)
+
+
+def test_interrupt_during_encode_leaves_no_file(comfy_server):
+    import time
+
+    before = _all_files(comfy_server)
+    # ~2 s of x265 work on 2 cores: long enough to interrupt once the temporary file appears.
+    graph = {"1": _empty_image(320, 240, batch=240), "2": _combine(["1", 0], "video/h265-mp4", "interrupted", crf=0)}
+    prompt_id = comfy_server.queue(graph)
+    deadline = time.monotonic() + 60
+    while not list(comfy_server.output_dir.rglob(".interrupted*.part")):
+        assert time.monotonic() < deadline, "the encode never started"
+        time.sleep(0.02)
+    comfy_server.interrupt()
+    entry = comfy_server.wait(prompt_id)
+    kinds = [kind for kind, _ in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds, f"the encode finished before the interrupt: {kinds}"
+    assert _all_files(comfy_server) - before <= {comfy_server.output_dir / "interrupted"}
