@@ -126,3 +126,22 @@ def test_side_file_and_clear_error(model_dir, tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(WanFileError, match="sentencepiece"):
         WanTokenizer.from_file(bad)
+
+
+def test_from_vocab_rebuilds_the_model(spiece_bytes):
+    """GGUF text encoders store pieces/scores/types/charsmap; rebuilt, they tokenize as the original."""
+    pytest.importorskip("google.protobuf", reason="reading the reference ModelProto needs protobuf")
+    import sentencepiece as spm
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(spiece_bytes)
+    pieces = [p.piece for p in proto.pieces]
+    scores = [p.score for p in proto.pieces]
+    types = [p.type for p in proto.pieces]
+    ours = WanTokenizer.from_vocab(pieces, scores, types, proto.normalizer_spec.precompiled_charsmap)
+    assert (ours.eos_id, ours.pad_id, ours.vocab_size) == (1, 0, 400)
+    ref = spm.SentencePieceProcessor(model_proto=spiece_bytes)
+    for prompt in PROMPTS:
+        text = official_clean(prompt)
+        assert ours.encode(prompt, max_len=10**6) == ref.encode(text) + [1], prompt

@@ -16,6 +16,7 @@ import html
 import logging
 import os
 import re
+import struct
 import warnings
 from pathlib import Path
 
@@ -95,6 +96,13 @@ class WanTokenizer:
         return cls(backend, source)
 
     @classmethod
+    def from_vocab(cls, pieces, scores, types, precompiled_charsmap: bytes = b"", **normalizer) -> "WanTokenizer":
+        """From a bare unigram vocabulary, e.g. a GGUF file's tokenizer metadata (see :func:`spiece_proto`)."""
+        return cls.from_spiece_bytes(
+            spiece_proto(pieces, scores, types, precompiled_charsmap, **normalizer), source="vocabulary"
+        )
+
+    @classmethod
     def from_file(cls, path) -> "WanTokenizer":
         """From a ``spiece.model`` (sentencepiece) or ``tokenizer.json`` (HF tokenizers) file."""
         path = os.fspath(path)
@@ -137,6 +145,52 @@ class WanTokenizer:
             ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
             mask[i, : len(row)] = 1
         return ids, mask
+
+
+# ---------------------------------------------------------------------------------------------
+# A sentencepiece model from a bare vocabulary (GGUF text encoders carry pieces, scores, types and
+# the normalizer's charsmap as metadata, not the ModelProto). The proto is written by hand in the
+# protobuf wire format so no protobuf package is needed; field numbers from sentencepiece_model.proto.
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int32 fields are sign-extended to 10 bytes
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value) -> bytes:
+    if isinstance(value, (bytes, str)):
+        data = value.encode("utf-8") if isinstance(value, str) else value
+        return _varint(number << 3 | 2) + _varint(len(data)) + data
+    if isinstance(value, float):
+        return _varint(number << 3 | 5) + struct.pack("<f", value)
+    return _varint(number << 3) + _varint(int(value))
+
+
+def spiece_proto(
+    pieces, scores, types, precompiled_charsmap: bytes = b"", add_dummy_prefix: bool = True,
+    remove_extra_whitespaces: bool = True,
+) -> bytes:
+    """Serialized unigram ModelProto. types: sentencepiece piece types (1 normal, 2 unknown,
+    3 control, 4 user-defined, 5 unused, 6 byte), as GGUF's ``tokenizer.ggml.token_type`` stores them."""
+    if not (len(pieces) == len(scores) == len(types)):
+        raise ValueError(f"pieces/scores/types lengths differ: {len(pieces)}, {len(scores)}, {len(types)}")
+    body = bytearray()
+    for piece, score, kind in zip(pieces, scores, types):
+        entry = _field(1, piece) + _field(2, float(score)) + _field(3, int(kind))
+        body += _field(1, entry)
+    byte_fallback = any(int(t) == 6 for t in types)
+    body += _field(2, _field(3, 1) + _field(35, int(byte_fallback)))  # trainer_spec: UNIGRAM
+    normalizer = _field(1, "nmt_nfkc" if precompiled_charsmap else "identity")
+    if precompiled_charsmap:
+        normalizer += _field(2, bytes(precompiled_charsmap))
+    normalizer += _field(3, int(add_dummy_prefix)) + _field(4, int(remove_extra_whitespaces)) + _field(5, 1)
+    body += _field(3, normalizer)
+    return bytes(body)
 
 
 def find_tokenizer(state_dict=None, path=None, allow_download: bool = False) -> WanTokenizer:
