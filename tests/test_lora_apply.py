@@ -19,7 +19,7 @@ from test_lora import CFG, RANK, WEIGHT_TOL, comfy_patched, lora_modules, our_mo
 from wan.config import DIT_PRESETS
 from wan.errors import WanFileError, WanInputError
 from wan.models.dit import WanDiT
-from wan.weights.lora import apply_loras, chain_add, load_lora
+from wan.weights.lora import apply_loras, chain_add, load_lora, merge_weight
 from wan.weights.lora_formats import build_index, resolve_site
 from wan.weights.packed import PackedLinear, PackedTensor
 
@@ -170,21 +170,27 @@ def test_packed_on_the_fly_equals_merged(base, tmp_path, kind):
     assert (fly - before).abs().max() > 1e-3
 
 
-def test_base_is_bit_identical_after_a_run(base, tmp_path):
+@pytest.mark.parametrize("merge", ["copy", "inplace"])
+def test_base_is_bit_identical_after_a_run(base, tmp_path, merge):
     modules = lora_modules(base)
     lora_sd = write_pairs(random_pairs(base, modules), lambda m: f"diffusion_model.{m}", "lora_B.weight",
                           "lora_A.weight")
     lora_sd["diffusion_model.blocks.1.diff_m"] = torch.randn(1, 6, CFG.dim)
     save_file(lora_sd, str(tmp_path / "l.safetensors"))
+    lora = load_lora(tmp_path / "l.safetensors")
     model = our_model(base).to(torch.bfloat16)
     objects = {k: v for k, v in model.named_parameters()}
     copies = {k: v.detach().clone() for k, v in objects.items()}
+    expected = {k: merge_weight(copies[k], p) for k, p in lora.resolve(build_index(
+        {k: tuple(v.shape) for k, v in copies.items()}))[0].items() for p in [[(q, 1.0) for q in p]]}
     inp = make_inputs(CFG, frames=1, height=2, width=2)
-    with apply_loras(model, load_lora(tmp_path / "l.safetensors")):
-        assert not torch.equal(model.blocks[0].self_attn.q.weight, copies["blocks.0.self_attn.q.weight"])
-        assert model.blocks[0].self_attn.q.weight.dtype == torch.bfloat16
-        for k, v in objects.items():  # the originals are untouched while patched copies are in use
-            assert torch.equal(v, copies[k]), k
+    with apply_loras(model, lora, merge=merge) as h:
+        assert sorted(h.merged) == sorted(expected) and len(expected) == len(modules) + 1
+        for k, v in model.named_parameters():
+            assert v.dtype == torch.bfloat16 and torch.equal(v, expected.get(k, copies[k])), k
+            assert (v is objects[k]) == (merge == "inplace" or k not in expected), k
+        if merge == "copy":  # the originals stay untouched while patched copies are in use
+            assert all(torch.equal(v, copies[k]) for k, v in objects.items())
         with torch.no_grad():
             model(inp.x, inp.t, inp.context.bfloat16(), clip_fea=inp.clip_fea, y=inp.y)
     for k, v in model.named_parameters():

@@ -1,42 +1,25 @@
-"""LoRA loading and application for the Wan DiT.
+"""LoRA files for the Wan DiT: reading, parsing and matching against a model.
 
 ``load_lora(path)`` parses a file in any dialect of ``lora_formats`` into patches keyed by the
-names *as written*; they are mapped onto a model's official names only when matched or applied,
-since the same file serves T2V, I2V and VACE models whose sets of layers differ.
-
-``apply_loras(model, chain)`` patches a model for the duration of a run and restores it exactly:
-
-- plain (fp32/bf16/fp16/fp8) tensors are *replaced* by merged copies, W' = W + s * scale * B @ A
-  computed in fp32 and cast back (ComfyUI's arithmetic). The original Parameter objects are kept
-  and put back on exit, so the loaded base is never written: bit-identical afterwards, and a graph
-  without the LoRA can use the same model. Merged weights cost nothing per step, and every use of
-  ``.weight`` sees them (the DiT reads some Linear weights directly, e.g. in fp32 heads).
-- packed (GGUF / scaled-fp8) Linear weights are never unpacked: a forward hook on the layer adds
-  s * scale * (x @ A^T) @ B^T (and x @ diff^T, diff_b) to its output, which is exact for a Linear
-  and costs a rank-r matmul instead of re-materialising W every step.
-
-Scale = alpha / rank when the file stores alpha, else 1; times the strength.
+names *as written*; they are mapped onto a model's official names only when matched or applied
+(``Lora.match`` / ``apply_loras``), since one file serves T2V, I2V and VACE models whose sets of
+layers differ. Patches: LowRank (W += scale * up @ down, scale = alpha / rank when the file stores
+alpha, else 1) and Diff (full-rank deltas of weights, biases, norm gains and modulation).
+Applying them lives in ``lora_apply`` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import warnings
-import weakref
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Mapping, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from ..errors import WanFileError, WanInputError
+from ..errors import WanFileError
 from .lora_formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
-
-log = logging.getLogger(__name__)
-
 
 # ----------------------------------------------------------------------------------------------
 # Patches
@@ -164,23 +147,17 @@ def _read(path: str) -> dict[str, torch.Tensor]:
 
 
 def _what_it_is(sd: Mapping[str, torch.Tensor]) -> str:
-    try:
-        from .detect import guess_kind  # written by the model-detection area; optional here
-
-        kind = guess_kind(sd)
-        if kind:
-            return str(kind)
-    except Exception:  # noqa: BLE001 - a failed guess must not hide the real error
-        pass
     keys = list(sd)
     if any(k.endswith("self_attn.q.weight") and "blocks." in k for k in keys):
         return "a full Wan DiT checkpoint (load it as the diffusion model)"
-    if any(k.startswith("encoder.block.") or k == "shared.weight" for k in keys):
-        return "a T5/UMT5 text encoder"
-    if any(k.startswith("vision_model.") for k in keys):
-        return "a CLIP vision model"
-    if any(k.startswith(("decoder.", "encoder.conv")) for k in keys):
-        return "a VAE"
+    try:
+        from .detect import describe  # the model-detection area's phrase, when it knows the family
+
+        what = describe(keys)
+        if what and not what.startswith(("no model family", "a LoRA")):
+            return what
+    except Exception:  # noqa: BLE001 - a failed guess must not hide the real error
+        pass
     foreign = guess_foreign(keys)
     if foreign:
         return f"weights of {foreign}"
@@ -316,185 +293,8 @@ def _shapes(params) -> dict[str, tuple[int, ...] | None]:
     return {k: None for k in params}
 
 
-# ----------------------------------------------------------------------------------------------
-# Application
+# The application half; imported last because it builds on the types above.
+from .lora_apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight  # noqa: E402
 
-LoraChain = Sequence[Union[Lora, tuple[Lora, float]]]
-
-
-def chain_add(chain: LoraChain | None, lora: Lora, strength: float | None = None) -> tuple:
-    """A new chain with ``lora`` appended (upstream chains are never mutated)."""
-    return tuple(chain or ()) + ((lora, lora.strength if strength is None else float(strength)),)
-
-
-def _normalise(loras) -> list[tuple[Lora, float]]:
-    if isinstance(loras, Lora):
-        loras = [loras]
-    out = []
-    for item in loras or ():
-        if isinstance(item, Lora):
-            out.append((item, item.strength))
-        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Lora):
-            out.append((item[0], float(item[1])))
-        else:
-            raise WanInputError(f"expected a Lora or (Lora, strength), got {type(item).__name__}")
-    return out
-
-
-def merge_weight(weight: torch.Tensor, patches: Iterable[tuple[Patch, float]]) -> torch.Tensor:
-    """weight + sum(strength * delta) computed in fp32 and cast back to the weight's dtype."""
-    w = weight.detach().to(torch.float32, copy=True)
-    for patch, strength in patches:
-        if strength != 0.0:
-            w += patch.delta(w.shape, w.device, strength)
-    return w.to(weight.dtype)
-
-
-class _RuntimeDelta:
-    """Forward hook adding the patches' output to a packed Linear: y += x @ dW^T + db."""
-
-    def __init__(self, weight: list[tuple[Patch, float]], bias: list[tuple[Patch, float]]):
-        self.weight = weight
-        self.bias = bias
-        self._cache: dict[tuple, list] = {}
-
-    def _cast(self, device, dtype) -> list:
-        key = (device, dtype)
-        if key not in self._cache:
-            terms = []
-            for p, s in self.weight:
-                if isinstance(p, LowRank):
-                    # fold strength * scale into `up` once, in fp32, before casting
-                    up = (p.up.to(device, torch.float32).flatten(1) * (s * p.scale)).to(dtype)
-                    terms.append(("lr", p.down.to(device, dtype).flatten(1), up))
-                else:
-                    terms.append(("w", (p.diff.to(device, torch.float32) * s).to(dtype), None))
-            for p, s in self.bias:
-                terms.append(("b", (p.diff.to(device, torch.float32) * s).to(dtype), None))
-            self._cache[key] = terms
-        return self._cache[key]
-
-    def __call__(self, module, args, output):
-        x = args[0]
-        y = output
-        for kind, a, b in self._cast(x.device, x.dtype):
-            if kind == "lr":
-                y = y + F.linear(F.linear(x, a), b).to(y.dtype)
-            elif kind == "w":
-                y = y + F.linear(x, a).to(y.dtype)
-            else:
-                y = y + a.to(y.dtype)
-        return y
-
-
-_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, LoraHandle]" = weakref.WeakKeyDictionary()
-
-
-class LoraHandle:
-    """Patches applied to one model; ``remove()`` (or leaving the ``with`` block) restores it."""
-
-    def __init__(self, model: nn.Module, reports: list[MatchReport]):
-        self.model = model
-        self.reports = reports
-        self.merged: list[str] = []
-        self.runtime: list[str] = []
-        self._swapped: list[tuple[nn.Module, str, str, torch.Tensor]] = []
-        self._hooks: list = []
-
-    def __enter__(self) -> "LoraHandle":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
-
-    @property
-    def active(self) -> bool:
-        return _ACTIVE.get(self.model) is self
-
-    def remove(self) -> None:
-        """Put every original tensor back (the very objects, so the base is bit-identical)."""
-        for h in self._hooks:
-            h.remove()
-        self._hooks.clear()
-        for mod, table, attr, original in reversed(self._swapped):
-            if table == "__dict__":
-                setattr(mod, attr, original)
-            else:
-                getattr(mod, table)[attr] = original
-        self._swapped.clear()
-        if _ACTIVE.get(self.model) is self:
-            del _ACTIVE[self.model]
-
-    def _swap(self, mod: nn.Module, attr: str, new: torch.Tensor) -> None:
-        if attr in mod._parameters:
-            old = mod._parameters[attr]
-            self._swapped.append((mod, "_parameters", attr, old))
-            mod._parameters[attr] = nn.Parameter(new, requires_grad=False)
-        elif attr in mod._buffers:
-            self._swapped.append((mod, "_buffers", attr, mod._buffers[attr]))
-            mod._buffers[attr] = new
-        else:
-            self._swapped.append((mod, "__dict__", attr, getattr(mod, attr)))
-            setattr(mod, attr, new)
-
-
-def apply_loras(model: nn.Module, loras, *, warn: bool = True) -> LoraHandle:
-    """Apply a chain of LoRAs to ``model`` until the returned handle is removed.
-
-    ``loras``: a Lora, or a sequence of Lora / (Lora, strength); a bare Lora uses its own strength.
-    Raises WanFileError for a LoRA none of whose patches fit this model; warns (and logs) when
-    only some do. Use as ``with apply_loras(dit, chain) as h: ...``.
-    """
-    chain = _normalise(loras)
-    if model in _ACTIVE:
-        raise WanInputError("this model already has LoRAs applied; remove that handle first")
-    tensors = _tensors(model)
-    index = build_index({k: tuple(t.shape) for k, (_, _, t) in tensors.items()})
-    per_target: dict[str, list[tuple[Patch, float]]] = {}
-    reports = []
-    for lora, strength in chain:
-        patches, report = lora.resolve(index)
-        reports.append(report)
-        if report.matched == 0:
-            raise WanFileError(lora.path, _no_match_message(lora, report))
-        if not report.complete and warn:
-            msg = f"LoRA {lora.name}: {report.describe()}"
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
-        for target, plist in patches.items():
-            per_target.setdefault(target, []).extend((p, strength) for p in plist)
-
-    handle = LoraHandle(model, reports)
-    runtime: dict[nn.Module, tuple[list, list]] = {}
-    try:
-        for target, plist in per_target.items():
-            mod, attr, t = tensors[target]
-            if _is_packed(t):
-                if attr != "weight" or len(t.shape) != 2:
-                    raise WanInputError(f"{target}: patching a packed {attr} of shape {tuple(t.shape)} "
-                                        "is not supported (only packed Linear weights)")
-                w, b = runtime.setdefault(mod, ([], []))
-                (w if attr == "weight" else b).extend(plist)
-                handle.runtime.append(target)
-            else:
-                handle._swap(mod, attr, merge_weight(t, plist))
-                handle.merged.append(target)
-        for mod, (w, b) in runtime.items():
-            handle._hooks.append(mod.register_forward_hook(_RuntimeDelta(w, b)))
-    except BaseException:
-        handle.remove()
-        raise
-    _ACTIVE[model] = handle
-    return handle
-
-
-def _no_match_message(lora: Lora, report: MatchReport) -> str:
-    if report.shape_mismatches and not report.unmatched:
-        return (f"0 of {report.total} LoRA patches fit this Wan DiT: the layer names match but the "
-                f"shapes do not ({report.shape_mismatches[0]}); it is a LoRA for another Wan size "
-                "or variant (e.g. 1.3B vs 14B, 5B)")
-    raws = [e.raw for e in lora.entries]
-    foreign = guess_foreign(raws)
-    what = f"it looks like a LoRA for {foreign}" if foreign else "it was made for another model"
-    return (f"0 of {report.total} LoRA patches match this Wan DiT; {what} "
-            f"(e.g. {', '.join(raws[:3])})")
+__all__ = ["Diff", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport", "apply_loras",
+           "chain_add", "load_lora", "merge_weight"]
