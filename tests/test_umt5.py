@@ -120,7 +120,8 @@ def test_comfy_scaled_fp8_file(tiny):
 
 def test_refuses_other_files(tiny):
     model, _, _, _ = tiny
-    dit = {"patch_embedding.weight": torch.zeros(1), "blocks.0.self_attn.q.weight": torch.zeros(1)}
+    dit = {"patch_embedding.weight": torch.zeros(1, 1, 1, 1, 1), "blocks.0.self_attn.q.weight": torch.zeros(2, 2),
+           "blocks.0.modulation": torch.zeros(1, 6, 2), "head.head.weight": torch.zeros(2, 2)}
     with pytest.raises(WanFileError, match="not a UMT5 text encoder"):
         load_umt5(dit, path="/x/wan2.1_t2v_1.3B.safetensors")
     t5 = {k: v for k, v in model.state_dict().items()
@@ -159,3 +160,28 @@ def test_tiny_matches_comfyui(tiny):
     with torch.no_grad():
         ref = ref_model(ids, mask)[0]
         check(ours(ids, mask), ref)
+
+
+def test_packed_q8_0_weights(tiny):
+    """GGUF-packed Linear weights (kept packed) against transformers with gguf-py's dequantized copy."""
+    import numpy as np
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
+
+    from wan.weights.packed import PackedLinear, PackedTensor
+
+    model, ids, mask, _ = tiny
+    packed, dequant = {}, {}
+    for k, v in model.state_dict().items():
+        if k.endswith(("q.weight", "k.weight", "v.weight", "o.weight", "wi_0.weight", "wi_1.weight", "wo.weight")):
+            raw = quants.quantize(v.numpy(), Q.Q8_0)
+            packed[k] = PackedTensor(torch.from_numpy(np.ascontiguousarray(raw)).reshape(-1), "Q8_0", v.shape)
+            dequant[k] = torch.from_numpy(quants.dequantize(raw, Q.Q8_0).copy()).reshape(v.shape)
+        else:
+            packed[k] = dequant[k] = v
+    ours = load_umt5(packed, dtype=torch.float32)
+    assert isinstance(ours.blocks[0].attn.q, PackedLinear)
+    ref_model = tiny_hf()
+    ref_model.load_state_dict(dequant)
+    with torch.no_grad():
+        check(ours(ids, mask), ref_model(input_ids=ids, attention_mask=mask).last_hidden_state)

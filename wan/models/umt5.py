@@ -237,18 +237,29 @@ def convert_hf_to_wan(sd: dict) -> dict:
     return out
 
 
+_KINDS = {
+    "wan_dit": "a Wan diffusion model",
+    "wan_vae": "a Wan VAE",
+    "clip_vision": "a CLIP vision encoder",
+    "clip_text": "a CLIP text encoder",
+    "sd_unet": "a Stable Diffusion UNet",
+    "sd_vae": "a Stable Diffusion VAE",
+    "lora": "a LoRA",
+    "umt5": "an incomplete UMT5 text encoder",
+}
+
+
 def _describe(keys) -> str:
+    keys = list(keys)
     try:
-        from ..weights.detect import guess_kind  # written by another area; optional here
-    except ImportError:
-        guess_kind = None
-    if guess_kind is not None:
-        try:
-            return str(guess_kind(list(keys)))
-        except Exception:  # a helper's failure must not hide the real error below
-            pass
-    sample = sorted(keys)[:3]
-    return f"a file with keys such as {sample}"
+        from ..weights.detect import guess_kind
+
+        kind = guess_kind(keys)
+    except Exception:  # detection is a courtesy here; the error below is raised regardless
+        kind = "unknown"
+    if kind in _KINDS:
+        return _KINDS[kind]
+    return f"an unknown model (keys such as {sorted(keys)[:3]})"
 
 
 def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
@@ -283,8 +294,8 @@ def load_umt5(
 ) -> UMT5Encoder:
     """Build a :class:`UMT5Encoder` from official Wan or HF/ComfyUI names, config read from shapes.
 
-    Plain floating tensors are cast to ``dtype``; tensor subclasses (packed quantized weights) are
-    assigned as they are so the layer that owns them can dequantize on the fly.
+    Floating tensors are cast to ``dtype``; packed weights (``wan.weights.packed.PackedTensor``, from
+    GGUF or fp8 files) become ``PackedLinear`` layers that expand them per forward.
     """
     sd = _strip_prefix(state_dict)
     if any(k.endswith(".scale_weight") for k in sd):
@@ -305,10 +316,10 @@ def load_umt5(
     for k, ref in expected.items():
         if tuple(sd[k].shape) != tuple(ref.shape):
             raise WanFileError(path, f"tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(ref.shape)}")
-    loaded = {}
-    for k, v in sd.items():
-        if type(v) is torch.Tensor or isinstance(v, nn.Parameter):
-            v = v.to(device=device, dtype=dtype if v.is_floating_point() else None)
-        loaded[k] = v
+    if any(getattr(v, "is_packed", False) for v in sd.values()):
+        from ..weights.packed import attach_packed  # GGUF / fp8 weights kept packed
+
+        attach_packed(model, sd)  # swaps those Linears and removes their keys from sd
+    loaded = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in sd.items()}
     model.load_state_dict(loaded, assign=True)
-    return model.eval().requires_grad_(False)
+    return model.to(device).eval().requires_grad_(False)
