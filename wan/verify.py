@@ -105,8 +105,8 @@ def _identify_vae(shapes: dict[str, tuple[int, ...]]) -> Identity:
     return Identity("vae", None, f"a Wan-style VAE with {z} latent channels")
 
 
-def identify(shapes: dict[str, tuple[int, ...]], metadata: dict | None = None) -> Identity:
-    """Role and variant of a weights file from its tensor names and shapes alone."""
+def _identify_own(shapes: dict[str, tuple[int, ...]], metadata: dict | None = None) -> Identity:
+    """This module's own reading of names and shapes (used alone when wan.weights.detect is absent)."""
     metadata = metadata or {}
     arch = metadata.get("general.architecture")
     s = _strip_prefix(shapes)
@@ -138,6 +138,55 @@ def identify(shapes: dict[str, tuple[int, ...]], metadata: dict | None = None) -
         return Identity(None, None, f"a GGUF of architecture {arch!r}")
     sample = ", ".join(list(names)[:3])
     return Identity(None, None, f"weights this pack does not recognise (first tensors: {sample})")
+
+
+# wan.weights.detect's family names -> catalogue roles
+_KIND_ROLE = {"wan_dit": "dit", "wan_vae": "vae", "umt5": "text_encoder", "clip_vision": "clip_vision",
+              "lora": "lora"}
+# its DiT presets -> the "<task>_<size>" names used here (the A14B experts share the 14B shapes)
+_PRESET_VARIANT = {"wan22_t2v_a14b": "t2v_14b", "wan22_i2v_a14b": "i2v_a14b_14b"}
+
+
+def _detector():
+    try:
+        from .weights import detect
+    except ImportError:
+        return None
+    needed = ("guess_kind", "describe", "detect_dit", "KIND_DESCRIPTIONS")
+    return detect if all(hasattr(detect, n) for n in needed) else None
+
+
+def identify(shapes: dict[str, tuple[int, ...]], metadata: dict | None = None) -> Identity:
+    """Role and variant of a weights file from its tensor names and shapes alone.
+
+    The model family and the DiT configuration come from ``wan.weights.detect`` (the loaders' own
+    detection, fed meta tensors so nothing is allocated); VAE, text encoder, CLIP and LoRA variants
+    from this module's reading of the shapes.
+    """
+    own = _identify_own(shapes, metadata)
+    detect = _detector()
+    if detect is None:
+        return own
+    kind = detect.guess_kind(shapes.keys())
+    role = _KIND_ROLE.get(kind)
+    if role is None:
+        if own.role is not None:
+            return own  # e.g. a GGUF UMT5 in llama.cpp names
+        return Identity(None, None, detect.describe(shapes.keys()))
+    if role != "dit":
+        return own if own.role == role else Identity(role, None, detect.KIND_DESCRIPTIONS[kind])
+    import torch
+
+    meta = {k: torch.empty(v, device="meta") for k, v in shapes.items()}
+    try:
+        cfg = detect.detect_dit(meta)
+    except WanFileError as exc:
+        return Identity("dit", None, f"a Wan DiT that cannot be used ({exc.problem})")
+    variant = _PRESET_VARIANT.get(cfg.variant, cfg.variant)
+    layers = f", {cfg.num_layers} layers" if hasattr(cfg, "num_layers") else ""
+    if variant.startswith("custom_"):
+        return Identity("dit", None, f"a Wan DiT ({cfg.model_type}, dim {cfg.dim}{layers}) of no released size")
+    return Identity("dit", variant, f"a Wan DiT ({variant}: {cfg.model_type}, dim {cfg.dim}{layers})")
 
 
 def expected_identity(f: ModelFile) -> str | None:
