@@ -1,0 +1,237 @@
+"""Loader nodes: Wan DiT, UMT5 text encoder, CLIP vision and VAE files from ComfyUI's model folders.
+
+Each loader reads through ``wan`` and keeps the result in the shared cache (see ``_common``), so a
+second graph naming the same unchanged file with the same options reuses the loaded model. The DiT
+loader's LoRA input never touches the cached base: it returns a light ``WanModel`` that pairs the
+base with the LoRA chain, applied only while the sampler runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+import torch
+
+from ._common import (
+    CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
+    full_path, install_memory_hook, list_files, main_device, make_room, offload_device,
+)
+
+log = logging.getLogger(__name__)
+
+DIT_FOLDERS = ("diffusion_models",)  # ComfyUI maps the legacy "unet" folder into this one
+TEXT_FOLDERS = ("text_encoders",)  # includes models/clip
+QUANTIZATIONS = ("disabled", "fp8_e4m3fn")
+LOAD_DEVICES = ("main_device", "offload_device")
+ATTENTION_MODES = ("sdpa",)
+
+
+@dataclasses.dataclass(frozen=True)
+class WanModel:
+    """What a WANMODEL socket carries: the shared base DiT plus the LoRAs to apply while sampling."""
+
+    dit: torch.nn.Module
+    name: str
+    loras: tuple = ()
+    load_device: torch.device = torch.device("cpu")
+    offload_device: torch.device = torch.device("cpu")
+
+    @property
+    def cfg(self):
+        return self.dit.cfg
+
+
+def _devices(load_device: str) -> tuple[torch.device, torch.device]:
+    """(where the model lives between runs, where it computes)."""
+    compute, offload = main_device(), offload_device()
+    return (compute if load_device == "main_device" else offload), compute
+
+
+def _check_loras(dit, loras) -> None:
+    """Log each LoRA's match counts; no match is an error, a partial match a warning with examples."""
+    from ..wan.errors import WanFileError
+
+    for lora, strength in loras:
+        report = lora.match(dit)
+        log.info("Wan LoRA %s (strength %.3g): %s", lora.name, strength, report.describe())
+        if report.matched == 0:
+            from ..wan.weights.lora_apply import _no_match_message
+
+            raise WanFileError(lora.path, _no_match_message(lora, report))
+        if not report.complete:
+            log.warning("Wan LoRA %s only partly applies: %s", lora.name, report.describe())
+
+
+class WanModelLoader:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANMODEL,)
+    RETURN_NAMES = ("model",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads a Wan 2.1/2.2 diffusion model (GGUF or safetensors, any variant; detected from the file)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (list_files(*DIT_FOLDERS), {"tooltip": "From models/diffusion_models or models/unet."}),
+                "base_precision": (list(PRECISIONS), {"default": "bf16",
+                                   "tooltip": "Dtype of the weights that are not quantized, and of the compute."}),
+                "quantization": (list(QUANTIZATIONS), {"default": "disabled",
+                                 "tooltip": "safetensors only: store the block weights as fp8 on load. "
+                                            "GGUF and fp8 files keep their own format."}),
+                "load_device": (list(LOAD_DEVICES), {"default": "main_device",
+                                "tooltip": "offload_device keeps the model in RAM between runs."}),
+                "attention_mode": (list(ATTENTION_MODES), {"default": "sdpa"}),
+            },
+            "optional": {
+                "lora": (WANLORA, {"tooltip": "LoRAs from Wan LoRA Select, applied while sampling."}),
+            },
+        }
+
+    def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None):
+        from ..wan.errors import WanInputError
+
+        if base_precision not in PRECISIONS:
+            raise WanInputError(f"base_precision {base_precision!r} is not one of {', '.join(PRECISIONS)}")
+        if attention_mode not in ATTENTION_MODES:
+            raise WanInputError(f"attention_mode {attention_mode!r} is not one of {', '.join(ATTENTION_MODES)}")
+        install_memory_hook()
+        path = full_path(model, *DIT_FOLDERS)
+        home, compute = _devices(load_device)
+        dtype = PRECISIONS[base_precision]
+
+        def load():
+            from ..wan.models.dit_loading import load_dit
+            from ..wan.weights.loader import load_state_dict
+
+            sd = load_state_dict(path)
+            if quantization != "disabled":
+                if path.lower().endswith(".gguf"):
+                    log.info("Wan: %s is GGUF; quantization=%s ignored", model, quantization)
+                else:
+                    from ..wan.weights.fp8 import quantize_fp8
+
+                    sd = quantize_fp8(sd, quantization)
+            make_room(os.path.getsize(path), home)
+            dit = load_dit(sd, path=path, dtype=dtype, device=home)
+            dit.set_attention_mode(attention_mode)
+            log.info("Wan: loaded %s (%s) on %s", model, dit.cfg.variant, home)
+            return dit
+
+        options = (base_precision, quantization, str(home), attention_mode)
+        dit = MODEL_CACHE.get("dit", path, options, load, offload=offload_device())
+        loras = tuple(lora or ())
+        if loras:
+            _check_loras(dit, loras)
+        return (WanModel(dit, model, loras, home, compute),)
+
+
+class WanTextEncoderLoader:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANTEXTENCODER,)
+    RETURN_NAMES = ("text_encoder",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads the UMT5-XXL text encoder (safetensors, fp8 scaled included, or GGUF); the tokenizer comes from the file."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text_encoder": (list_files(*TEXT_FOLDERS), {"tooltip": "From models/text_encoders or models/clip."}),
+            "precision": (list(PRECISIONS), {"default": "bf16"}),
+            "load_device": (list(LOAD_DEVICES), {"default": "offload_device",
+                            "tooltip": "Where the encoder lives; it computes on the main device."}),
+        }}
+
+    def load(self, text_encoder, precision, load_device):
+        install_memory_hook()
+        path = full_path(text_encoder, *TEXT_FOLDERS)
+        home, _ = _devices(load_device)
+        dtype = PRECISIONS[precision]
+
+        def load():
+            from ..wan.models.text_encoder import TextEncoder
+
+            if path.lower().endswith(".gguf"):
+                from ..wan.weights.gguf_text import gguf_text_encoder_state_dict
+
+                sd, _ = gguf_text_encoder_state_dict(path, dtype=dtype)
+            else:
+                from ..wan.weights.loader import load_state_dict
+
+                sd = load_state_dict(path, pack_fp8=False)
+            return TextEncoder.from_state_dict(sd, path=path, dtype=dtype, device=home)
+
+        return (MODEL_CACHE.get("text_encoder", path, (precision, str(home)), load, offload=offload_device()),)
+
+
+class WanCLIPVisionLoader:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANCLIPVISION,)
+    RETURN_NAMES = ("clip_vision",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads the CLIP ViT-H/14 vision encoder (clip_vision_h) used by Wan image-to-video."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip_vision": (list_files("clip_vision"),),
+            "precision": (list(PRECISIONS), {"default": "fp16"}),
+        }}
+
+    def load(self, clip_vision, precision):
+        install_memory_hook()
+        path = full_path(clip_vision, "clip_vision")
+        dtype = PRECISIONS[precision]
+
+        def load():
+            from ..wan.models.clip_vision import load_clip_vision
+            from ..wan.weights.loader import load_state_dict
+
+            return load_clip_vision(load_state_dict(path, architectures=()), path=path, dtype=dtype,
+                                    device=offload_device())
+
+        return (MODEL_CACHE.get("clip_vision", path, (precision,), load, offload=offload_device()),)
+
+
+class WanVAELoader:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANVAE,)
+    RETURN_NAMES = ("vae",)
+    FUNCTION = "load"
+    DESCRIPTION = "Loads a Wan 2.1 or 2.2 VAE (original/ComfyUI or diffusers layout, detected from the file)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "vae": (list_files("vae"),),
+            "precision": (list(PRECISIONS), {"default": "bf16"}),
+        }}
+
+    def load(self, vae, precision):
+        install_memory_hook()
+        path = full_path(vae, "vae")
+        dtype = PRECISIONS[precision]
+
+        def load():
+            from ..wan.models.vae_loading import load_vae
+            from ..wan.weights.loader import load_state_dict
+
+            return load_vae(load_state_dict(path, architectures=()), path=path, dtype=dtype, device=offload_device())
+
+        return (MODEL_CACHE.get("vae", path, (precision,), load, offload=offload_device()),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WanModelLoader": WanModelLoader,
+    "WanTextEncoderLoader": WanTextEncoderLoader,
+    "WanCLIPVisionLoader": WanCLIPVisionLoader,
+    "WanVAELoader": WanVAELoader,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanModelLoader": "Wan Model Loader",
+    "WanTextEncoderLoader": "Wan Text Encoder Loader",
+    "WanCLIPVisionLoader": "Wan CLIP Vision Loader",
+    "WanVAELoader": "Wan VAE Loader",
+}

@@ -1,0 +1,284 @@
+"""Tiny model files in the real on-disk formats, from seeded random weights (no tests here).
+
+Every writer produces what a user's file looks like, only small: official/ComfyUI tensor names,
+safetensors (bf16/fp16/fp32 or fp8 e4m3fn) or GGUF written by our ComfyUI-GGUF-layout writer.
+DiTs keep head_dim 128 and text_dim 4096 so that detection and the text path are real; the UMT5
+encoder therefore has d_model 4096 (one layer) and carries its sentencepiece model as the
+``spiece_model`` tensor, as ComfyUI's repackaged file does; the CLIP vision tower keeps width 1280.
+The Wan 2.1 VAE keeps ComfyUI's fixed structure (dim_mult 1,2,4,4, two res blocks) with dim 8,
+so ComfyUI's own VAELoader reads it too.
+
+``write_set(models_dir)`` writes one file per role into ComfyUI folders and returns their names.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from wan.config import DIT_PRESETS, DiTConfig
+from wan.models.dit import WanDiT
+
+DIT_SIZE = dict(dim=128, ffn_dim=256, num_layers=2)
+UMT5_VOCAB = 400
+
+
+def _seeded(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded tensors with the template's names and shapes, scaled so activations stay O(1)."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in sorted(template):
+        shape = template[name].shape
+        r = torch.randn(shape, generator=g)
+        if name.endswith(("modulation", "emb_pos")):
+            v = 0.3 * r
+        elif name.endswith("gamma") or ("norm" in name and name.endswith("weight")):
+            v = 1.0 + 0.1 * r
+        elif name.endswith("bias") or len(shape) < 2:
+            v = 0.05 * r
+        else:
+            v = r / shape[1:].numel() ** 0.5
+        out[name] = v.contiguous()
+    return out
+
+
+# ---- DiT -----------------------------------------------------------------------------------------
+
+def dit_config(variant: str) -> DiTConfig:
+    return DIT_PRESETS[variant].tiny(**DIT_SIZE)
+
+
+def dit_state(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Official-name fp32 weights of a tiny ``variant`` (a key of wan.config.DIT_PRESETS)."""
+    with torch.device("meta"):
+        template = WanDiT(dit_config(variant)).state_dict()
+    return _seeded(template, seed)
+
+
+def write_dit(path, variant: str = "t2v_1_3b", fmt: str = "safetensors", seed: int = 0,
+              qtype: str = "Q8_0", prefix: str = "") -> Path:
+    """fmt: "safetensors" (bf16), "fp16", "fp8" (plain float8_e4m3fn block weights, as
+    wan2.1_i2v_480p_14B_fp8_e4m3fn) or "gguf" (ComfyUI-GGUF layout, ``qtype``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = dit_state(variant, seed)
+    if fmt == "gguf":
+        from wan.weights.quantize import write_gguf
+
+        write_gguf({k: v.to(torch.bfloat16) if v.ndim == 2 else v for k, v in sd.items()}, path, qtype)
+        return path
+    if fmt == "fp8":
+        out = {}
+        for k, v in sd.items():
+            block_linear = k.startswith("blocks.") and k.endswith(".weight") and v.ndim == 2
+            out[k] = v.to(torch.float8_e4m3fn) if block_linear else v.to(torch.bfloat16)
+        sd = out
+    else:
+        dtype = torch.float16 if fmt == "fp16" else torch.bfloat16
+        sd = {k: v.to(dtype) for k, v in sd.items()}
+    save_file({prefix + k: v for k, v in sd.items()}, str(path))
+    return path
+
+
+def write_wrong_arch_gguf(path, arch: str = "flux") -> Path:
+    """A valid GGUF of another architecture (what a Flux or SD GGUF looks like to the loader)."""
+    import gguf
+    import numpy as np
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(str(path), arch)
+    w.add_tensor("double_blocks.0.img_attn.qkv.weight", np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32))
+    w.add_tensor("img_in.weight", np.ones((32, 16), np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+# ---- VAE -----------------------------------------------------------------------------------------
+
+def vae_state(version: str = "2.1", seed: int = 3) -> dict[str, torch.Tensor]:
+    from wan.models.vae_common import VAEConfig
+
+    if version == "2.1":
+        from wan.models.vae import WanVAE as cls
+        cfg = VAEConfig(dim=8, z_dim=16)
+    else:
+        from wan.models.vae22 import WanVAE22 as cls
+        cfg = VAEConfig(dim=8, dec_dim=16, z_dim=48)
+    with torch.device("meta"):
+        template = cls(cfg).state_dict()
+    return _seeded(template, seed)
+
+
+def write_vae(path, version: str = "2.1", seed: int = 3) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.bfloat16) for k, v in vae_state(version, seed).items()}, str(path))
+    return path
+
+
+# ---- UMT5 ----------------------------------------------------------------------------------------
+
+_SPIECE: bytes | None = None
+
+
+def spiece_model() -> bytes:
+    """A small unigram sentencepiece model with UMT5's special ids (pad 0, eos 1, unk 2, no bos)."""
+    global _SPIECE
+    if _SPIECE is None:
+        import sentencepiece as spm
+
+        rng = random.Random(0)
+        words = ("a sword in burning wood fire moving glowing embers smoke rising dark background volumetric "
+                 "lighting detailed textures bad quality blurry messy chaotic portrait man smile hat hand "
+                 "waving greeting red house green hill blue sky clouds").split()
+        sentences = [" ".join(rng.choice(words) for _ in range(rng.randint(3, 12))) for _ in range(1500)]
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=buf, vocab_size=60, model_type="unigram",
+            pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, minloglevel=2,
+        )
+        _SPIECE = buf.getvalue()
+    return _SPIECE
+
+
+def umt5_state(seed: int = 5, d_model: int = 4096, heads: int = 2, d_kv: int = 16, d_ff: int = 64,
+               layers: int = 1, buckets: int = 32) -> dict[str, torch.Tensor]:
+    """HF UMT5EncoderModel names (as ComfyUI's umt5_xxl files), every block with its own position bias."""
+    inner = heads * d_kv
+    shapes = {"shared.weight": (UMT5_VOCAB, d_model), "encoder.final_layer_norm.weight": (d_model,)}
+    for i in range(layers):
+        p = f"encoder.block.{i}.layer."
+        shapes.update({
+            p + "0.SelfAttention.q.weight": (inner, d_model), p + "0.SelfAttention.k.weight": (inner, d_model),
+            p + "0.SelfAttention.v.weight": (inner, d_model), p + "0.SelfAttention.o.weight": (d_model, inner),
+            p + "0.SelfAttention.relative_attention_bias.weight": (buckets, heads),
+            p + "0.layer_norm.weight": (d_model,),
+            p + "1.DenseReluDense.wi_0.weight": (d_ff, d_model), p + "1.DenseReluDense.wi_1.weight": (d_ff, d_model),
+            p + "1.DenseReluDense.wo.weight": (d_model, d_ff), p + "1.layer_norm.weight": (d_model,),
+        })
+    sd = _seeded({k: torch.empty(s, device="meta") for k, s in shapes.items()}, seed)
+    sd["shared.weight"] = sd["shared.weight"] * 8.0  # embeddings are O(1) per entry in T5
+    return sd
+
+
+def write_umt5(path, seed: int = 5) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.to(torch.bfloat16) for k, v in umt5_state(seed).items()}
+    sd["spiece_model"] = torch.frombuffer(bytearray(spiece_model()), dtype=torch.uint8)
+    save_file(sd, str(path))
+    return path
+
+
+# ---- CLIP vision ---------------------------------------------------------------------------------
+
+def clip_vision_state(seed: int = 7, hidden: int = 1280, layers: int = 2, heads: int = 16, inter: int = 64,
+                      image: int = 28, patch: int = 14, proj: int = 32) -> dict[str, torch.Tensor]:
+    """HF CLIPVisionModelWithProjection names (clip_vision_h layout) at width 1280, 28 px images."""
+    tokens = (image // patch) ** 2 + 1
+    shapes = {
+        "vision_model.embeddings.class_embedding": (hidden,),
+        "vision_model.embeddings.patch_embedding.weight": (hidden, 3, patch, patch),
+        "vision_model.embeddings.position_embedding.weight": (tokens, hidden),
+        "vision_model.pre_layrnorm.weight": (hidden,), "vision_model.pre_layrnorm.bias": (hidden,),
+        "vision_model.post_layernorm.weight": (hidden,), "vision_model.post_layernorm.bias": (hidden,),
+        "visual_projection.weight": (proj, hidden),
+    }
+    for i in range(layers):
+        p = f"vision_model.encoder.layers.{i}."
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            shapes[p + f"self_attn.{n}.weight"] = (hidden, hidden)
+            shapes[p + f"self_attn.{n}.bias"] = (hidden,)
+        shapes.update({
+            p + "layer_norm1.weight": (hidden,), p + "layer_norm1.bias": (hidden,),
+            p + "layer_norm2.weight": (hidden,), p + "layer_norm2.bias": (hidden,),
+            p + "mlp.fc1.weight": (inter, hidden), p + "mlp.fc1.bias": (inter,),
+            p + "mlp.fc2.weight": (hidden, inter), p + "mlp.fc2.bias": (hidden,),
+        })
+    return _seeded({k: torch.empty(s, device="meta") for k, s in shapes.items()}, seed)
+
+
+def write_clip_vision(path, seed: int = 7) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.to(torch.float16) for k, v in clip_vision_state(seed).items()}, str(path))
+    return path
+
+
+# ---- LoRA ----------------------------------------------------------------------------------------
+
+def write_lora(path, variant: str = "vace_14b", rank: int = 4, seed: int = 11, blocks=None,
+               modules=("self_attn.q", "self_attn.k", "cross_attn.v", "ffn.0")) -> Path:
+    """A LoRA in ComfyUI/original names (``diffusion_model.blocks.N.<module>.lora_A/B``) with alpha."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = dit_config(variant)
+    shapes = {k: tuple(v.shape) for k, v in dit_state(variant).items()}
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for i in (range(cfg.num_layers) if blocks is None else blocks):
+        for m in modules:
+            out_f, in_f = shapes[f"blocks.{i}.{m}.weight"]
+            key = f"diffusion_model.blocks.{i}.{m}"
+            sd[key + ".lora_A.weight"] = (torch.randn(rank, in_f, generator=g) / in_f**0.5).to(torch.bfloat16)
+            sd[key + ".lora_B.weight"] = (torch.randn(out_f, rank, generator=g) * 0.1).to(torch.bfloat16)
+            sd[key + ".alpha"] = torch.tensor(float(rank))
+    save_file(sd, str(path))
+    return path
+
+
+# ---- a whole set ---------------------------------------------------------------------------------
+
+# Catalogue file names (wan/catalog.json) so that the bundled workflows find them unchanged.
+NAMES = {
+    "t2v_gguf": ("unet", "Wan2.1-T2V-1.3B-Q8_0.gguf"),
+    "i2v_fp8": ("diffusion_models", "wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors"),
+    "vace_gguf": ("unet", "Wan2.1_14B_VACE-Q3_K_S.gguf"),
+    "wan22_high": ("diffusion_models", "wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors"),
+    "wan22_low": ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"),
+    "ti2v_5b": ("diffusion_models", "wan2.2_ti2v_5B_fp16.safetensors"),
+    "umt5": ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "clip_vision": ("clip_vision", "clip_vision_h.safetensors"),
+    "vae21": ("vae", "wan_2.1_vae.safetensors"),
+    "vae22": ("vae", "wan2.2_vae.safetensors"),
+    "lora": ("loras", "Wan21_CausVid_14B_T2V_lora_rank32.safetensors"),
+}
+
+
+def write_set(models_dir, only=None) -> dict[str, Path]:
+    """Write the tiny files under ``models_dir/<folder>/<catalogue name>``; returns role -> path."""
+    models_dir = Path(models_dir)
+    writers = {
+        "t2v_gguf": lambda p: write_dit(p, "t2v_1_3b", "gguf", seed=0),
+        "i2v_fp8": lambda p: write_dit(p, "i2v_14b", "fp8", seed=1),
+        "vace_gguf": lambda p: write_dit(p, "vace_14b", "gguf", seed=2),
+        "wan22_high": lambda p: write_dit(p, "wan22_t2v_a14b", "fp8", seed=3),
+        "wan22_low": lambda p: write_dit(p, "wan22_t2v_a14b", "fp8", seed=4),
+        "ti2v_5b": lambda p: write_dit(p, "ti2v_5b", "fp16", seed=5),
+        "umt5": write_umt5,
+        "clip_vision": write_clip_vision,
+        "vae21": lambda p: write_vae(p, "2.1"),
+        "vae22": lambda p: write_vae(p, "2.2"),
+        "lora": lambda p: write_lora(p, "vace_14b"),
+    }
+    out = {}
+    for role, (folder, name) in NAMES.items():
+        if only is not None and role not in only:
+            continue
+        path = models_dir / folder / name
+        if not path.exists():
+            writers[role](path)
+        out[role] = path
+    return out
+
+
+__all__ = ["NAMES", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora",
+           "write_wrong_arch_gguf", "dit_state", "vae_state", "umt5_state", "clip_vision_state", "spiece_model"]
