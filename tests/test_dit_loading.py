@@ -230,3 +230,29 @@ def test_refuses_partial_or_corrupt_dit(i2v_weights, tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(WanFileError, match="cut.safetensors"):
         load_dit_file(path)
+
+
+def test_packed_weights_are_attached_not_copied(i2v_weights):
+    """Packed (fp8 here) Linear weights go through attach_packed untouched; the result computes
+    exactly like the same dequantized weights loaded as plain tensors."""
+    from wan.weights.packed import PackedLinear, PackedTensor
+
+    cfg, sd = i2v_weights
+    packed, plain = {}, {}
+    for k, v in sd.items():
+        if k.startswith("blocks.") and v.ndim == 2:
+            data = v.to(torch.float8_e4m3fn).view(torch.uint8)
+            packed[k] = PackedTensor(data, "fp8_e4m3fn", v.shape)
+            plain[k] = data.view(torch.float8_e4m3fn).float()
+        else:
+            packed[k] = plain[k] = v
+    assert detect_dit(packed) == detect_dit(plain)
+    model = load_dit(dict(packed), dtype=torch.float32)
+    q = model.blocks[1].cross_attn.k_img
+    assert isinstance(q, PackedLinear)
+    assert q.packed.data_ptr() == packed["blocks.1.cross_attn.k_img.weight"].data.data_ptr()
+    ref = load_dit(plain, dtype=torch.float32)
+    x, y = torch.randn(1, 16, 2, 4, 4), torch.randn(1, 20, 2, 4, 4)
+    ctx, clip, t = torch.randn(1, 9, 4096), torch.randn(1, 257, 1280), torch.tensor([321.0])
+    with torch.no_grad():
+        assert torch.equal(model(x, t, ctx, clip, y), ref(x, t, ctx, clip, y))
