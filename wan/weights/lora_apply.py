@@ -92,11 +92,22 @@ class _RuntimeDelta:
 
     def __call__(self, module, args, output):
         x = args[0]
-        y = output
-        for a, b in self._cast(x.device, x.dtype):
-            h = F.linear(x, a)
-            y = y + (h if b is None else F.linear(h, b)).to(y.dtype)
-        return y
+        terms = self._cast(x.device, x.dtype)
+        if output.dtype != x.dtype or not output.is_contiguous():
+            y = output
+            for a, b in terms:
+                h = F.linear(x, a)
+                y = y + (h if b is None else F.linear(h, b)).to(y.dtype)
+            return y
+        # Accumulate with the GEMM itself (beta=1): no output-sized temporaries. In place on the
+        # layer's fresh output when no graph is recorded.
+        y = output.reshape(-1, output.shape[-1])
+        inplace = not (torch.is_grad_enabled() and (y.requires_grad or x.requires_grad))
+        x2 = x.reshape(-1, x.shape[-1])
+        for a, b in terms:
+            lhs, rhs = (x2, a.t()) if b is None else (F.linear(x2, a), b.t())
+            y = y.addmm_(lhs, rhs) if inplace else torch.addmm(y, lhs, rhs)
+        return y.view(output.shape)
 
 
 _ACTIVE: "weakref.WeakKeyDictionary[nn.Module, LoraHandle]" = weakref.WeakKeyDictionary()
