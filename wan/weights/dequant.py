@@ -43,8 +43,16 @@ def _f16(b: torch.Tensor) -> torch.Tensor:
     return b.contiguous().view(torch.float16).float()
 
 
+_CONSTANTS: dict = {}
+
+
 def _shifts(values, b: torch.Tensor, shape) -> torch.Tensor:
-    return torch.tensor(values, dtype=torch.uint8, device=b.device).reshape(shape)
+    # cached per device: building it each call would be a blocking host-to-GPU copy per layer
+    key = (tuple(values), tuple(shape), b.device)
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = _CONSTANTS[key] = torch.tensor(values, dtype=torch.uint8, device=b.device).reshape(shape)
+    return t
 
 
 def _nibbles(qs: torch.Tensor, n: int, groups: int, width: int) -> torch.Tensor:
@@ -177,7 +185,10 @@ def dq_q6_k(b: torch.Tensor) -> torch.Tensor:
 
 
 def _iq4_lookup(idx: torch.Tensor) -> torch.Tensor:
-    table = torch.tensor(IQ4_VALUES, dtype=torch.float32, device=idx.device)
+    key = ("iq4", idx.device)
+    table = _CONSTANTS.get(key)
+    if table is None:
+        table = _CONSTANTS[key] = torch.tensor(IQ4_VALUES, dtype=torch.float32, device=idx.device)
     return table[idx.long()]
 
 
@@ -192,8 +203,7 @@ def dq_iq4_xs(b: torch.Tensor) -> torch.Tensor:
     d = _f16(b[:, :2])
     sh = b[:, 2:4].to(torch.int32)
     sh = sh[:, :1] | (sh[:, 1:2] << 8)  # little-endian uint16
-    shift = torch.arange(0, 16, 2, dtype=torch.int32, device=b.device).reshape(1, 8)
-    high = (sh >> shift) & 3
+    high = (sh >> _shifts(range(0, 16, 2), b, (1, 8)).to(torch.int32)) & 3
     low = (b[:, 4:8].reshape(n, 4, 1) >> _shifts([0, 4], b, (1, 1, 2))).reshape(n, 8).to(torch.int32) & 0x0F
     dl = (d * ((low | (high << 4)).float() - 32.0)).reshape(n, 8, 1)
     q = _nibbles(b[:, 8:], n, 8, 16).reshape(n, 8, 32)
