@@ -124,7 +124,7 @@ def test_i2v_matches_diffusers(text_parts, vae_parts, monkeypatch):
 
     class FakeClip:  # CLIP itself is tested elsewhere; both sides get the same tokens here
         def encode(self, images):
-            assert images.shape == (1, H, W, 3)
+            assert torch.equal(images, image)
             return clip_fea
 
     cond = i2v_conditioning(vae, FakeClip(), image, W, H, FRAMES)

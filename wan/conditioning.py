@@ -217,7 +217,8 @@ def i2v_conditioning(
     WanImageToVideo) and end frames (WanFirstLastFrameToVideo). clip_vision: encodes the first
     start frame and the last end frame (514 tokens for FLF2V); None for models without the CLIP path
     (Wan2.2 I2V A14B). ``noise_aug_strength`` adds seeded Gaussian noise of that standard deviation
-    (in -1..1 units) to the known frames before encoding.
+    (in -1..1 units) to the known frames before encoding. CLIP sees the images as given (it crops
+    and resizes to its own size), as the official code and ComfyUI's CLIPVisionEncode do.
     """
     _check_vae(vae, 16, "image-to-video")
     w, h, f = check_size(width, height, num_frames, 16)
@@ -255,12 +256,12 @@ def i2v_conditioning(
     y = torch.cat([mask, normalize_latent(latent)], dim=1)
 
     clip_fea = None
-    if clip_vision is not None:
+    if clip_vision is not None:  # the images as given: CLIP crops and resizes them itself
         tokens = []
-        if start is not None:
-            tokens.append(clip_vision.encode(start[:1]).float())
-        if end is not None:
-            tokens.append(clip_vision.encode(end[-1:]).float())
+        if image is not None:
+            tokens.append(clip_vision.encode(as_images(image, "image")[:1]).float())
+        if end_image is not None:
+            tokens.append(clip_vision.encode(as_images(end_image, "end_image")[-1:]).float())
         clip_fea = torch.cat(tokens, dim=1)
     return VideoConditioning(w, h, f, 16, y=y, clip_fea=clip_fea)
 
