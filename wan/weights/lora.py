@@ -25,7 +25,7 @@ from .lora_formats import NameIndex, build_index, guess_foreign, resolve_site, s
 # Patches
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LowRank:
     """W += scale * up @ down. up: [out, r]; down: [r, in] or [r, in, *kernel] (conv)."""
 
@@ -53,7 +53,7 @@ class LowRank:
         return ((strength * self.scale) * torch.mm(up, down)).reshape(shape)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Diff:
     """A full-rank delta: W += diff (weights, biases, norms, modulation)."""
 
@@ -69,7 +69,7 @@ class Diff:
 Patch = Union[LowRank, Diff]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Entry:
     """One patch as the file names it. slot: 'weight' / 'bias' of a module, or 'param' (itself)."""
 
@@ -131,19 +131,10 @@ class MatchReport:
 
 
 def _read(path: str) -> dict[str, torch.Tensor]:
-    try:
-        from .safetensors import read_safetensors
-    except ImportError:  # pragma: no cover - the validated reader is part of the package
-        read_safetensors = None
-    if read_safetensors is not None:
-        return read_safetensors(path)
-    from safetensors import SafetensorError, safe_open
+    # the validated reader: a truncated or non-safetensors file becomes a WanFileError naming it
+    from .safetensors import read_safetensors
 
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise WanFileError(path, f"not a readable safetensors file ({exc})") from None
+    return read_safetensors(path)
 
 
 def _what_it_is(sd: Mapping[str, torch.Tensor]) -> str:
@@ -164,9 +155,12 @@ def _what_it_is(sd: Mapping[str, torch.Tensor]) -> str:
     return "unknown tensors such as " + ", ".join(keys[:3]) if keys else "an empty file"
 
 
-@dataclass
+@dataclass(eq=False)
 class Lora:
-    """A parsed LoRA file: patches under the names the file uses, and a default strength."""
+    """A parsed LoRA file: patches under the names the file uses, and a default strength.
+
+    Compared and hashed by identity, so nodes can key caches and chains on it.
+    """
 
     path: str
     entries: list[Entry]

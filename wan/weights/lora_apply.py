@@ -201,6 +201,8 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
             msg = f"LoRA {lora.name}: {report.describe()}"
             warnings.warn(msg, stacklevel=2)
             log.warning(msg)
+        if strength == 0.0:
+            continue  # checked, but nothing to apply
         for target, plist in patches.items():
             per_target.setdefault(target, []).extend((p, strength) for p in plist)
 
