@@ -19,6 +19,7 @@ outputs let go of them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -247,6 +248,17 @@ def cancel_check() -> Callable[[], bool]:
     return cancel
 
 
-def image_to_pixels(image: torch.Tensor) -> torch.Tensor:
-    """ComfyUI IMAGE [F, H, W, C] in 0..1 -> [F, H, W, 3] float (alpha dropped)."""
-    return image[..., :3].float()
+@contextlib.contextmanager
+def on_device(module: torch.nn.Module, device: torch.device):
+    """Run with ``module`` on ``device`` (ComfyUI's compute device), then put it back where it was."""
+    home = _device_of(module)
+    device = torch.device(device)
+    if home is None or home == device:
+        yield module
+        return
+    make_room(model_bytes(module), device)
+    module.to(device)
+    try:
+        yield module
+    finally:
+        module.to(home)

@@ -52,13 +52,13 @@ def _devices(load_device: str) -> tuple[torch.device, torch.device]:
 def _check_loras(dit, loras) -> None:
     """Log each LoRA's match counts; no match is an error, a partial match a warning with examples."""
     from ..wan.errors import WanFileError
+    from ..wan.weights import lora as _lora  # noqa: F401  (imports lora_apply; the reverse order is circular)
+    from ..wan.weights.lora_apply import _no_match_message
 
     for lora, strength in loras:
         report = lora.match(dit)
         log.info("Wan LoRA %s (strength %.3g): %s", lora.name, strength, report.describe())
         if report.matched == 0:
-            from ..wan.weights.lora_apply import _no_match_message
-
             raise WanFileError(lora.path, _no_match_message(lora, report))
         if not report.complete:
             log.warning("Wan LoRA %s only partly applies: %s", lora.name, report.describe())

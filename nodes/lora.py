@@ -31,7 +31,7 @@ class WanLoraSelect:
 
     def select(self, lora, strength, prev_lora=None):
         from ..wan.weights.lora import load_lora
-        from ..wan.weights.lora_apply import chain_add
+        from ..wan.weights.lora import chain_add  # (lora_apply imported first is circular)
 
         path = full_path(lora, "loras")
         parsed = MODEL_CACHE.get("lora", path, (), lambda: load_lora(path))

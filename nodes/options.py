@@ -30,6 +30,11 @@ class WanContextOptions:
 
     @classmethod
     def VALIDATE_INPUTS(cls, context_frames=None, context_overlap=None):
+        # ComfyUI skips its own min/max check for inputs named here, so the ranges are checked too.
+        if context_frames is not None and not 1 <= context_frames <= 1001:
+            return f"context_frames must be between 1 and 1001, got {context_frames}"
+        if context_overlap is not None and not 0 <= context_overlap <= 1000:
+            return f"context_overlap must be between 0 and 1000, got {context_overlap}"
         if context_frames is not None and context_overlap is not None and context_overlap >= context_frames:
             return f"context_overlap ({context_overlap}) must be smaller than context_frames ({context_frames})"
         return True

@@ -1,0 +1,226 @@
+"""Encoder nodes: prompts (UMT5), images (CLIP vision) and the per-task video conditioning.
+
+WANIMAGEEMBEDS carries a ``wan.conditioning.VideoConditioning``: the output size and frame count
+plus whatever the task adds (I2V mask + latent and CLIP tokens, VACE context, TI2V fixed frames).
+All of it is built by ``wan.conditioning``; these nodes only move models to the compute device.
+"""
+
+from __future__ import annotations
+
+from ._common import (
+    CATEGORY, WANCLIPEMBEDS, WANCLIPVISION, WANIMAGEEMBEDS, WANTEXTEMBEDS, WANTEXTENCODER, WANVAE,
+    main_device, on_device,
+)
+
+MAX_SIZE = 8192
+MAX_FRAMES = 1025
+
+
+def _size_inputs(width=832, height=480, frames=81) -> dict:
+    return {
+        "width": ("INT", {"default": width, "min": 16, "max": MAX_SIZE, "step": 16,
+                          "tooltip": "Pixels; a multiple of 16 (32 for Wan2.2 TI2V-5B)."}),
+        "height": ("INT", {"default": height, "min": 16, "max": MAX_SIZE, "step": 16}),
+        "num_frames": ("INT", {"default": frames, "min": 1, "max": MAX_FRAMES, "step": 4,
+                               "tooltip": "1 + 4k frames (1 makes an image)."}),
+    }
+
+
+def _validate_size(width=None, height=None, num_frames=None):
+    # ComfyUI skips its own min/max check for inputs a VALIDATE_INPUTS names, so ranges are checked here.
+    for name, value, top in (("width", width, MAX_SIZE), ("height", height, MAX_SIZE), ("num_frames", num_frames, MAX_FRAMES)):
+        low = 1 if name == "num_frames" else 16
+        if value is not None and not low <= value <= top:
+            return f"{name} must be between {low} and {top}, got {value}"
+    if width is not None and width % 16:
+        return f"width must be a multiple of 16, got {width}"
+    if height is not None and height % 16:
+        return f"height must be a multiple of 16, got {height}"
+    if num_frames is not None and num_frames % 4 != 1:
+        return f"num_frames must be 1 + 4k (1, 5, 9, ..., 81), got {num_frames}"
+    return True
+
+
+class WanTextEncode:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANTEXTEMBEDS,)
+    RETURN_NAMES = ("text_embeds",)
+    FUNCTION = "encode"
+    DESCRIPTION = "Encodes the positive and negative prompts with UMT5 (512 tokens each)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text_encoder": (WANTEXTENCODER,),
+            "positive_prompt": ("STRING", {"multiline": True, "default": "",
+                                           "tooltip": "What the video should show."}),
+            "negative_prompt": ("STRING", {"multiline": True, "default": "",
+                                           "tooltip": "What to steer away from (used when cfg > 1)."}),
+        }}
+
+    def encode(self, text_encoder, positive_prompt, negative_prompt):
+        from ..wan.conditioning import encode_prompts
+
+        with on_device(text_encoder.model, main_device()):
+            embeds = encode_prompts(text_encoder, positive_prompt, negative_prompt)
+        return (embeds._replace(positive=embeds.positive.cpu(), negative=embeds.negative.cpu()),)
+
+
+class WanCLIPVisionEncode:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANCLIPEMBEDS,)
+    RETURN_NAMES = ("clip_embeds",)
+    FUNCTION = "encode"
+    DESCRIPTION = "CLIP ViT-H penultimate tokens of the start image (and of the end image for first-last-frame)."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip_vision": (WANCLIPVISION,),
+                "image": ("IMAGE", {"tooltip": "The first frame is encoded."}),
+            },
+            "optional": {
+                "end_image": ("IMAGE", {"tooltip": "First-last-frame: its last frame is encoded too."}),
+            },
+        }
+
+    def encode(self, clip_vision, image, end_image=None):
+        import torch
+
+        from ..wan.conditioning import as_images
+
+        with on_device(clip_vision, main_device()):
+            tokens = [clip_vision.encode(as_images(image, "image")[:1])]
+            if end_image is not None:
+                tokens.append(clip_vision.encode(as_images(end_image, "end_image")[-1:]))
+        return (torch.cat(tokens, dim=1).float().cpu(),)
+
+
+class WanEmptyEmbeds:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANIMAGEEMBEDS,)
+    RETURN_NAMES = ("image_embeds",)
+    FUNCTION = "make"
+    DESCRIPTION = "Size and length of a text-to-video (or, with 1 frame, text-to-image) job."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": _size_inputs()}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
+        return _validate_size(width, height, num_frames)
+
+    def make(self, width, height, num_frames):
+        from ..wan.conditioning import t2v_conditioning
+
+        # 16 latent channels (Wan2.1 VAE); the sampler switches to 48 for a Wan2.2 TI2V-5B model.
+        return (t2v_conditioning(width, height, num_frames, 16),)
+
+
+class WanImageToVideoEncode:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANIMAGEEMBEDS,)
+    RETURN_NAMES = ("image_embeds",)
+    FUNCTION = "encode"
+    DESCRIPTION = ("Image-to-video conditioning: the start image (and optional end image) encoded by the VAE. "
+                   "With the Wan2.2 VAE it builds the TI2V-5B conditioning instead.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": (WANVAE,),
+                **_size_inputs(),
+                "start_image": ("IMAGE",),
+                "noise_aug_strength": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 10.0, "step": 0.001,
+                                                 "tooltip": "Noise added to the known frames before encoding."}),
+            },
+            "optional": {
+                "end_image": ("IMAGE", {"tooltip": "First-last-frame-to-video (FLF2V models)."}),
+                "clip_embeds": (WANCLIPEMBEDS, {"tooltip": "From Wan CLIP Vision Encode (Wan2.1 I2V/FLF2V)."}),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
+        return _validate_size(width, height, num_frames)
+
+    def encode(self, vae, width, height, num_frames, start_image, noise_aug_strength, end_image=None,
+               clip_embeds=None):
+        from ..wan.conditioning import i2v_conditioning, ti2v_conditioning
+        from ..wan.errors import WanInputError
+
+        with on_device(vae, main_device()):
+            if vae.z_dim == 48:
+                if end_image is not None or clip_embeds is not None:
+                    raise WanInputError("the Wan2.2 VAE means TI2V-5B, which takes a start image only "
+                                        "(no end_image, no clip_embeds)")
+                cond = ti2v_conditioning(vae, width, height, num_frames, image=start_image)
+            else:
+                cond = i2v_conditioning(vae, None, start_image, width, height, num_frames, end_image=end_image,
+                                        noise_aug_strength=noise_aug_strength)
+        if clip_embeds is not None:
+            cond = cond.replace(clip_fea=clip_embeds)
+        return (_to_cpu(cond),)
+
+
+class WanVACEEncode:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANIMAGEEMBEDS,)
+    RETURN_NAMES = ("image_embeds",)
+    FUNCTION = "encode"
+    DESCRIPTION = "VACE conditioning: a reference image, control frames and masks, any of them optional."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "vae": (WANVAE,),
+                **_size_inputs(),
+                "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.01}),
+            },
+            "optional": {
+                "reference_image": ("IMAGE", {"tooltip": "Look to carry into the video (its first frame)."}),
+                "control_images": ("IMAGE", {"tooltip": "Control video frames (depth, pose, ... or frames to keep)."}),
+                "control_masks": ("MASK", {"tooltip": "1 = generate, 0 = keep the control frame's pixels."}),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
+        return _validate_size(width, height, num_frames)
+
+    def encode(self, vae, width, height, num_frames, strength, reference_image=None, control_images=None,
+               control_masks=None):
+        from ..wan.conditioning import vace_conditioning
+
+        with on_device(vae, main_device()):
+            cond = vace_conditioning(vae, width, height, num_frames, strength, reference_image=reference_image,
+                                     control_video=control_images, mask=control_masks)
+        return (_to_cpu(cond),)
+
+
+def _to_cpu(cond):
+    """Node outputs stay cached between prompts; keep them off the accelerator."""
+    import torch
+
+    changes = {k: v.cpu() for k, v in vars(cond).items() if isinstance(v, torch.Tensor)}
+    return cond.replace(**changes)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WanTextEncode": WanTextEncode,
+    "WanCLIPVisionEncode": WanCLIPVisionEncode,
+    "WanEmptyEmbeds": WanEmptyEmbeds,
+    "WanImageToVideoEncode": WanImageToVideoEncode,
+    "WanVACEEncode": WanVACEEncode,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanTextEncode": "Wan Text Encode",
+    "WanCLIPVisionEncode": "Wan CLIP Vision Encode",
+    "WanEmptyEmbeds": "Wan Empty Embeds",
+    "WanImageToVideoEncode": "Wan Image To Video Encode",
+    "WanVACEEncode": "Wan VACE Encode",
+}

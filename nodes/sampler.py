@@ -1,0 +1,125 @@
+"""Wan Sampler: text and image conditioning -> a denoised RAW latent (ComfyUI LATENT) via
+``wan.pipeline_sampling.sample_video``, with ComfyUI's progress bar, latent previews and cancel.
+
+LoRAs chosen on the model loader are applied to the shared base DiT for the duration of the run
+only (``wan.weights.lora_apply.apply_loras``), so graphs with and without them share one model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, on_device
+
+log = logging.getLogger(__name__)
+
+SAMPLER_NAMES = ("unipc", "euler", "dpm++_2m", "lcm")
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+def _progress(total: int, latent_channels: int):
+    """callback(step, total, raw_x0) for sample_video that drives ComfyUI's progress bar and preview."""
+    import comfy.latent_formats
+    import comfy.model_management as mm
+    import comfy.utils
+    import latent_preview
+
+    from ..wan.conditioning import normalize_latent
+
+    bar = comfy.utils.ProgressBar(total)
+    fmt = comfy.latent_formats.Wan22() if latent_channels == 48 else comfy.latent_formats.Wan21()
+    try:
+        previewer = latent_preview.get_previewer(mm.get_torch_device(), fmt)
+    except Exception:  # previews are a nicety; never fail a job over them
+        log.debug("Wan: no latent previewer", exc_info=True)
+        previewer = None
+
+    def callback(step: int, steps: int, x0) -> None:
+        preview = None
+        if previewer is not None:
+            try:  # ComfyUI's RGB factors are for the model-space (normalised) latent
+                preview = previewer.decode_latent_to_preview_image("JPEG", normalize_latent(x0.float()))
+            except Exception:
+                log.debug("Wan: preview failed", exc_info=True)
+        bar.update_absolute(step, steps, preview)
+
+    return callback
+
+
+class WanSampler:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("samples",)
+    FUNCTION = "sample"
+    DESCRIPTION = "Denoises a Wan video latent (flow matching); decode it with Wan VAE Decode or ComfyUI's VAE Decode."
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": (WANMODEL,),
+                "text_embeds": (WANTEXTEMBEDS,),
+                "image_embeds": (WANIMAGEEMBEDS, {"tooltip": "Size, length and task conditioning."}),
+                "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
+                "cfg": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.01,
+                                  "tooltip": "Classifier-free guidance; 1 skips the negative prompt."}),
+                "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 1000.0, "step": 0.01,
+                                    "tooltip": "Sigma shift (5 for T2V, 3 for 480p I2V)."}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+                "sampler": (list(SAMPLER_NAMES), {"default": "unipc"}),
+                "denoise_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                                               "tooltip": "Below 1 with samples: video-to-video."}),
+            },
+            "optional": {
+                "samples": ("LATENT", {"tooltip": "A latent to start from (video-to-video)."}),
+                "context_options": (WANCONTEXT,),
+                "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
+            },
+        }
+
+    def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
+               samples=None, context_options=None, model_low=None):
+        from ..wan.conditioning import t2v_conditioning
+        from ..wan.errors import WanInputError
+        from ..wan.pipeline_sampling import sample_video
+        from ..wan.weights.lora import apply_loras  # (lora_apply imported first is circular)
+
+        channels = model.cfg.latent_channels
+        cond = image_embeds
+        plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
+        if plain and cond.latent_channels != channels:  # Wan Empty Embeds default to the Wan2.1 latent
+            cond = t2v_conditioning(cond.width, cond.height, cond.num_frames, channels)
+        latents = None
+        if samples is not None:
+            latents = samples["samples"]
+            if latents.ndim != 5:
+                raise WanInputError(f"samples must be a Wan video latent [B, C, T, h, w], got {tuple(latents.shape)}")
+            latents = latents[:1]
+        elif denoise_strength < 1.0:
+            log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
+        text = text_embeds
+        if float(cfg) == 1.0:
+            text = text._replace(negative=None)  # one DiT pass per step
+
+        callback = _progress(max(int(steps * denoise_strength), 1), channels)  # sample_video gives the exact total
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(on_device(model.dit, main_device()))
+            if model.loras:
+                stack.enter_context(apply_loras(model.dit, model.loras, warn=False))
+            dit_low = None
+            if model_low is not None:
+                stack.enter_context(on_device(model_low.dit, main_device()))
+                if model_low.loras and model_low.dit is not model.dit:
+                    stack.enter_context(apply_loras(model_low.dit, model_low.loras, warn=False))
+                dit_low = model_low.dit
+            latent = sample_video(
+                model.dit, text, cond, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
+                denoise=denoise_strength, latents=latents, context=context_options, dit_low=dit_low,
+                callback=callback, cancel=cancel_check(),
+            )
+        return ({"samples": latent.cpu()},)
+
+
+NODE_CLASS_MAPPINGS = {"WanSampler": WanSampler}
+NODE_DISPLAY_NAME_MAPPINGS = {"WanSampler": "Wan Sampler"}
