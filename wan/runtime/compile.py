@@ -1,0 +1,86 @@
+"""torch.compile of the DiT blocks, one block at a time.
+
+Only each block's ``forward`` is compiled, not the module call: forward hooks (block swap, FETA)
+stay outside the compiled graph, and the blocks share one code object, so the same graph serves
+every block of the same shape. Inputs that change from one step or prompt to the next (latent,
+timestep, text embedding) are tensors of unchanged shape, which dynamo's guards accept without
+recompiling; a new video size compiles once more (or not at all with ``dynamic=True``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import WanInputError
+
+BACKENDS = ("inductor", "cudagraphs", "aot_eager", "eager")
+MODES = ("default", "max-autotune", "max-autotune-no-cudagraphs", "reduce-overhead")
+
+
+@dataclass(frozen=True)
+class TorchCompileArgs:
+    """Options of ``compile_blocks`` (what the WanTorchCompileArgs node returns).
+
+    ``dynamic``: None lets dynamo decide (static first, dynamic after a size change), True/False
+    force it. ``compile_vace``: also compile the VACE blocks. ``cache_size_limit``: dynamo's
+    per-code recompile limit is raised to at least this (40 blocks share one code object).
+    """
+
+    backend: str | Callable = "inductor"
+    mode: str = "default"
+    fullgraph: bool = False
+    dynamic: bool | None = None
+    compile_vace: bool = True
+    cache_size_limit: int = 64
+
+    def __post_init__(self):
+        if isinstance(self.backend, str) and self.backend not in BACKENDS:
+            raise WanInputError(f"compile backend {self.backend!r}: choose one of {', '.join(BACKENDS)}")
+        if self.mode not in MODES:
+            raise WanInputError(f"compile mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if isinstance(self.backend, str) and self.backend != "inductor" and self.mode != "default":
+            raise WanInputError(f"compile mode {self.mode!r} is an inductor option; backend is {self.backend!r}")
+
+
+def _compile_module(module: nn.Module, args: TorchCompileArgs) -> None:
+    if getattr(module, "_wan_compiled", False):
+        return
+    kw = dict(backend=args.backend, fullgraph=args.fullgraph, dynamic=args.dynamic)
+    if args.backend == "inductor":
+        kw["mode"] = args.mode
+    # An instance attribute shadows the class's forward; nn.Module.__call__ still runs the hooks
+    # around it, uncompiled.
+    module.forward = torch.compile(module.forward, **kw)
+    module._wan_compiled = True
+
+
+def compile_blocks(dit: nn.Module, args: TorchCompileArgs | None) -> nn.Module:
+    """Compile every block's forward of ``dit`` in place (compiled lazily, at the first call)."""
+    if args is None:
+        return dit
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    limit = max(args.cache_size_limit, 2 * len(dit.blocks) + 8)
+    for name in ("cache_size_limit", "recompile_limit"):
+        if hasattr(cfg, name) and getattr(cfg, name) < limit:
+            setattr(cfg, name, limit)
+    for block in dit.blocks:
+        _compile_module(block, args)
+    if args.compile_vace:
+        for block in getattr(dit, "vace_blocks", ()):
+            _compile_module(block, args)
+    return dit
+
+
+def uncompile_blocks(dit: nn.Module) -> nn.Module:
+    """Undo ``compile_blocks`` (the class's forward is used again)."""
+    for block in [*dit.blocks, *getattr(dit, "vace_blocks", ())]:
+        if getattr(block, "_wan_compiled", False):
+            del block.forward
+            del block._wan_compiled
+    return dit
