@@ -287,8 +287,17 @@ def _shapes(params) -> dict[str, tuple[int, ...] | None]:
     return {k: None for k in params}
 
 
-# The application half; imported last because it builds on the types above.
-from .lora_apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight  # noqa: E402
+_APPLY_NAMES = ("LoraChain", "LoraHandle", "apply_loras", "chain_add", "merge_weight")
 
-__all__ = ["Diff", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport", "apply_loras",
-           "chain_add", "load_lora", "merge_weight"]
+
+def __getattr__(name: str):
+    # The application half lives in lora_apply, which builds on this module; re-exported lazily so
+    # either module can be imported first.
+    if name in _APPLY_NAMES:
+        from . import lora_apply
+
+        return getattr(lora_apply, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Diff", "Lora", "LowRank", "MatchReport", "load_lora", *_APPLY_NAMES]
