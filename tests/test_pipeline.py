@@ -20,7 +20,8 @@ from wan.config import DIT_PRESETS
 from wan.models.dit_loading import load_dit
 from wan.models.text_encoder import TextEncoder
 from wan.models.vae_loading import load_vae
-from wan.pipelines import I2VPipeline, T2IPipeline, T2VPipeline, decode_frames, sample_video
+from wan.models.vae22 import WAN22_MEAN, WAN22_STD
+from wan.pipelines import I2VPipeline, T2IPipeline, T2VPipeline, TI2VPipeline, decode_frames, sample_video
 from wan.sampling.noise import make_noise
 from wan.sampling.samplers import Cancelled
 
@@ -56,9 +57,9 @@ def vae_parts():
     return ref, load_vae(ref.state_dict(), dtype=torch.float32)
 
 
-def _dit_parts(variant):
+def _dit_parts(variant, seed=11):
     cfg = DIT_PRESETS[variant].tiny(dim=128, ffn_dim=256, num_layers=2, text_dim=64)
-    sd = random_weights(cfg, seed=11)
+    sd = random_weights(cfg, seed=seed)
     return diffusers_model(cfg, sd), load_dit(sd, dtype=torch.float32)
 
 
@@ -149,6 +150,75 @@ def test_i2v_matches_diffusers(text_parts, vae_parts, monkeypatch):
     again = pipe(PROMPT, NEGATIVE, image=image, width=W, height=H, num_frames=FRAMES, steps=STEPS, cfg=CFG,
                  shift=SHIFT, seed=SEED, output_type="latent")
     assert torch.allclose(again, ours, rtol=0, atol=1e-6)
+
+
+def test_wan22_a14b_experts_match_diffusers(text_parts, vae_parts):
+    """Two experts, each with its own CFG, switched at t = 875 (diffusers' boundary_ratio)."""
+    from diffusers import WanPipeline
+
+    hf, te, tok = text_parts
+    dvae, vae = vae_parts
+    dt_high, high = _dit_parts("t2v_1_3b", seed=21)
+    dt_low, low = _dit_parts("t2v_1_3b", seed=22)
+    pipe = T2VPipeline(high, te, vae, dit_low=low)
+    ours = pipe(PROMPT, NEGATIVE, width=W, height=H, num_frames=FRAMES, steps=STEPS, cfg=4.0, cfg_low=3.0,
+                shift=SHIFT, seed=SEED, output_type="latent")
+    ref_pipe = WanPipeline(tokenizer=tok, text_encoder=hf, transformer=dt_high, transformer_2=dt_low, vae=dvae,
+                           scheduler=_scheduler(), boundary_ratio=0.875)
+    noise = make_noise((1, 16, 2, H // 8, W // 8), SEED)
+    ref = ref_pipe(prompt=PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=FRAMES,
+                   num_inference_steps=STEPS, guidance_scale=4.0, guidance_scale_2=3.0, latents=noise.clone(),
+                   output_type="latent").frames
+    err = rel(normalize_latent(ours), ref)
+    print(f"A14B latent rel err vs diffusers: {err:.2e}")
+    assert err <= RTOL
+    # the low-noise expert really ran: without it the result differs
+    alone = T2VPipeline(high, te, vae)(PROMPT, NEGATIVE, width=W, height=H, num_frames=FRAMES, steps=STEPS,
+                                       cfg=4.0, shift=SHIFT, seed=SEED, output_type="latent")
+    assert rel(alone, ours) > 1e-2
+
+
+def test_ti2v_matches_diffusers(text_parts):
+    """Wan2.2 TI2V-5B image-to-video: first latent frame replaced, timestep 0 on its tokens."""
+    import types
+
+    import diffusers.pipelines.wan.pipeline_wan_i2v as i2v_module
+    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
+
+    hf, te, tok = text_parts
+    dvae = AutoencoderKLWan(base_dim=8, decoder_base_dim=16, z_dim=48, num_res_blocks=1, is_residual=True,
+                            in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16,
+                            latents_mean=list(WAN22_MEAN), latents_std=list(WAN22_STD)).eval()
+    g = torch.Generator().manual_seed(6)
+    with torch.no_grad():
+        for name, p in dvae.named_parameters():
+            r = torch.randn(p.shape, generator=g)
+            p.copy_(1.0 + 0.1 * r if name.endswith("gamma") else (r / p[0].numel() ** 0.5 if p.ndim > 1 else 0.1 * r))
+    vae = load_vae(dvae.state_dict(), dtype=torch.float32)
+    dt, dit = _dit_parts("ti2v_5b")
+    w, h = 64, 32
+    image = torch.rand(1, h, w, 3, generator=g)
+    ours = TI2VPipeline(dit, te, vae)(PROMPT, NEGATIVE, image=image, width=w, height=h, num_frames=FRAMES,
+                                     steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED, output_type="latent")
+
+    old = getattr(i2v_module, "ftfy", None)
+    i2v_module.ftfy = types.SimpleNamespace(fix_text=lambda t: t)  # see test_i2v_matches_diffusers
+    try:
+        ref_pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae,
+                                           scheduler=_scheduler(), image_encoder=None, image_processor=None,
+                                           expand_timesteps=True)
+        noise = make_noise((1, 48, 2, h // 16, w // 16), SEED)
+        ref = ref_pipe(image=image.movedim(-1, 1), prompt=PROMPT, negative_prompt=NEGATIVE, height=h, width=w,
+                       num_frames=FRAMES, num_inference_steps=STEPS, guidance_scale=CFG, latents=noise.clone(),
+                       output_type="latent").frames
+    finally:
+        if old is None:
+            del i2v_module.ftfy
+        else:
+            i2v_module.ftfy = old
+    err = rel(normalize_latent(ours), ref)
+    print(f"TI2V latent rel err vs diffusers: {err:.2e}")
+    assert err <= RTOL
 
 
 def test_t2i_cancel_and_frames(text_parts, vae_parts):
