@@ -21,7 +21,16 @@ from wan.models.dit_loading import load_dit
 from wan.models.text_encoder import TextEncoder
 from wan.models.vae_loading import load_vae
 from wan.models.vae22 import WAN22_MEAN, WAN22_STD
-from wan.pipelines import I2VPipeline, T2IPipeline, T2VPipeline, TI2VPipeline, decode_frames, sample_video
+from wan.pipelines import (
+    I2VPipeline,
+    T2IPipeline,
+    T2VPipeline,
+    TI2VPipeline,
+    VACEPipeline,
+    decode_frames,
+    sample_video,
+)
+from wan.sampling.context import ContextOptions
 from wan.sampling.noise import make_noise
 from wan.sampling.samplers import Cancelled
 
@@ -232,3 +241,33 @@ def test_t2i_cancel_and_frames(text_parts, vae_parts):
     with pytest.raises(Cancelled):
         pipe(PROMPT, width=W, height=H, steps=3, cancel=lambda: calls.append(1) or len(calls) > 1)
     assert len(calls) == 2
+
+
+def test_vace_reference_frame_trimmed_and_zero_strength(text_parts, vae_parts):
+    _, te, _ = text_parts
+    _, vae = vae_parts
+    cfg = DIT_PRESETS["vace_1_3b"].tiny(dim=128, ffn_dim=256, num_layers=2, text_dim=64)
+    dit = load_dit(random_weights(cfg, seed=13), dtype=torch.float32)
+    pipe = VACEPipeline(dit, te, vae)
+    kw = dict(width=W, height=H, num_frames=FRAMES, steps=2, cfg=CFG, shift=SHIFT, seed=SEED, output_type="latent")
+    ref_image = torch.rand(1, H, W, 3)
+    with_ref = pipe(PROMPT, NEGATIVE, reference_image=ref_image, **kw)
+    assert with_ref.shape == (1, 16, 2, H // 8, W // 8)  # the reference latent frame is gone
+    # strength 0 adds nothing: the same as sampling without any VACE context
+    zero = pipe(PROMPT, NEGATIVE, strength=0.0, **kw)
+    plain = T2VPipeline(dit, te, vae)(PROMPT, NEGATIVE, **kw)
+    assert rel(zero, plain) <= 1e-6
+    assert rel(pipe(PROMPT, NEGATIVE, **kw), plain) > 1e-3
+
+
+def test_context_windows_cover_a_short_video_unchanged(text_parts, vae_parts):
+    _, te, _ = text_parts
+    _, vae = vae_parts
+    _, dit = _dit_parts("t2v_1_3b")
+    pipe = T2VPipeline(dit, te, vae)
+    kw = dict(width=W, height=H, num_frames=9, steps=2, cfg=CFG, shift=SHIFT, seed=SEED, output_type="latent")
+    plain = pipe(PROMPT, NEGATIVE, **kw)
+    same = pipe(PROMPT, NEGATIVE, context=ContextOptions(context_length=3, context_overlap=1), **kw)
+    assert torch.equal(plain, same)  # 3 latent frames fit one window
+    windowed = pipe(PROMPT, NEGATIVE, context=ContextOptions(context_length=2, context_overlap=1), **kw)
+    assert windowed.shape == plain.shape and rel(windowed, plain) > 1e-4
