@@ -136,9 +136,10 @@ def _write(path: str, frames, fps: float) -> None:
     if ext == ".png":
         if frames.shape[0] != 1:
             raise WanInputError(f".png holds one frame, got {frames.shape[0]}; use --frames 1 or a video extension")
+        import torch
         from PIL import Image
 
-        arr = (frames[0].clamp(0, 1) * 255).round().to(dtype=__import__("torch").uint8).numpy()
+        arr = (frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         tmp = path + ".part"
         Image.fromarray(arr).save(tmp, format="PNG")
         os.replace(tmp, path)

@@ -226,6 +226,10 @@ def _no_inputs(task: str, inputs: dict) -> None:
 class T2VPipeline(WanPipeline):
     """Text-to-video (Wan2.1 T2V, Wan2.2 T2V A14B with ``dit_low``)."""
 
+    def default_shift(self, width, height):
+        # official configs: Wan2.2 T2V A14B samples with shift 12, Wan2.1 T2V with 5
+        return 12.0 if self.dit_low is not None else 5.0
+
     def conditioning(self, width, height, num_frames, **inputs):
         _no_inputs("text-to-video", inputs)
         return t2v_conditioning(width, height, num_frames, self.vae.z_dim)
@@ -248,7 +252,10 @@ class I2VPipeline(WanPipeline):
     needs_clip = True
 
     def default_shift(self, width, height):
-        # the official generate.py lowers the shift to 3.0 for image-to-video at 480p
+        # the official Wan2.1 generate.py lowers the shift to 3.0 for image-to-video at 480p;
+        # Wan2.2 I2V A14B uses 5.0 at every size
+        if self.dit_low is not None:
+            return 5.0
         return 3.0 if width * height <= 832 * 480 else 5.0
 
     def conditioning(self, width, height, num_frames, image=None, end_image=None, noise_aug_strength=0.0, **inputs):
