@@ -48,8 +48,8 @@ def rope_axes(head_dim: int) -> tuple[int, int, int]:
 
 def _axis_angles(positions: torch.Tensor, channels: int, theta: float) -> torch.Tensor:
     # Pair j of an axis with `channels` channels turns by position * theta^(-2j/channels).
-    inv = theta ** -(torch.arange(0, channels, 2, dtype=torch.float64) / channels)
-    return positions.to(torch.float64)[:, None] * inv[None, :]
+    inv = theta ** -(torch.arange(0, channels, 2, dtype=positions.dtype, device=positions.device) / channels)
+    return positions[:, None] * inv[None, :]
 
 
 def rope_table(
@@ -62,12 +62,15 @@ def rope_table(
     """Rotation matrices for every token of a (frames, height, width) grid, frames slowest.
 
     Returns [1, F*H*W, 1, head_dim/2, 2, 2] fp32, entry [..., i, j] of the 2x2 rotation of each
-    channel pair. Angles are computed in float64 (as the official code does) and rounded once.
+    channel pair. Angles are computed in float64 (as the official code does) and rounded once,
+    on ``device`` itself (float32 where the device has no float64, e.g. MPS).
     """
+    device = torch.device("cpu" if device is None else device)
+    wide = torch.float32 if device.type == "mps" else torch.float64
     f, h, w = grid
-    axes = rope_axes(head_dim)
     angles = [
-        _axis_angles(torch.arange(n, dtype=torch.float64) + s, c, theta) for n, c, s in zip(grid, axes, start)
+        _axis_angles(torch.arange(n, dtype=wide, device=device) + s, c, theta)
+        for n, c, s in zip(grid, rope_axes(head_dim), start)
     ]
     full = torch.cat(
         [
@@ -79,12 +82,12 @@ def rope_table(
     ).reshape(f * h * w, head_dim // 2)
     cos, sin = full.cos(), full.sin()
     rot = torch.stack([cos, -sin, sin, cos], dim=-1).view(1, f * h * w, 1, head_dim // 2, 2, 2)
-    return rot.to(device=device, dtype=torch.float32)
+    return rot.to(torch.float32)
 
 
 def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (2j, 2j+1) of x [B, L, H, D] by ``rot`` (from ``rope_table``); fp32 out."""
-    pairs = x.float().unflatten(-1, (-1, 1, 2))  # [B, L, H, D/2, 1, 2]
-    out = rot[..., 0] * pairs[..., 0]  # column 0 of each rotation times the pair's first element
+    pairs = x.unflatten(-1, (-1, 1, 2))  # [B, L, H, D/2, 1, 2]
+    out = rot[..., 0] * pairs[..., 0]  # column 0 of each rotation times the pair's first element (fp32)
     out.addcmul_(rot[..., 1], pairs[..., 1])
     return out.flatten(-2)

@@ -82,6 +82,9 @@ class WanDiT(nn.Module):
             )
             self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_dim, d, kernel_size=p, stride=p)
         self._vace_after = {layer: n for n, layer in enumerate(cfg.vace_layers)}
+        # The rotary table depends only on the token grid; a sampler calls with the same grid at
+        # every step, so the last one is kept (a plain attribute: not part of the state dict).
+        self._rope_cache: tuple[tuple, torch.Tensor] | None = None
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -97,6 +100,13 @@ class WanDiT(nn.Module):
         for m in self.modules():
             if hasattr(m, "attn_mode"):
                 m.attn_mode = mode
+
+    def rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """Rotary table of a token grid (see ``attention.rope_table``), cached for the last grid."""
+        key = (tuple(grid), torch.device(device))
+        if self._rope_cache is None or self._rope_cache[0] != key:
+            self._rope_cache = (key, rope_table(grid, self.cfg.head_dim, self.cfg.rope_theta, device=device))
+        return self._rope_cache[1]
 
     def _conv_fp32(self, conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
         # The patch embeddings are small; running them in fp32 keeps the input latents exact.
@@ -173,7 +183,7 @@ class WanDiT(nn.Module):
             context = torch.cat([self.img_emb(clip_fea, dt), context], dim=1)
             context_img_len = clip_fea.shape[1]
 
-        state = DiTState(tokens, e, e0, context, context_img_len, rope_table(grid, cfg.head_dim, cfg.rope_theta, device=x.device), grid, size)
+        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(grid, x.device), grid, size)
         if cfg.vace_layers:
             self._embed_vace(state, vace_context, vace_strength, batch)
         return state

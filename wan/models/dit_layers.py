@@ -24,7 +24,8 @@ class FP32LayerNorm(nn.LayerNorm):
 
 
 class RMSNorm(nn.Module):
-    """RMS norm over the last dim with a learned gain, computed in fp32; returns fp32."""
+    """RMS norm over the last dim with a learned gain, accumulated in fp32, returned in x's dtype
+    (the official norm also rounds to the activation dtype before the rotary embedding)."""
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -32,7 +33,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 def linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -44,14 +45,16 @@ def linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return layer(x.float()).float()
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x * (1 + scale) + shift with per-sample, per-frame or per-token modulation.
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x * (1 + scale) + shift computed in fp32 and written once in ``dtype``, with per-sample,
+    per-frame or per-token modulation.
 
-    x: [B, L, C]; shift, scale: [B, T, C] with T in {1, frames, L}, L divisible by T.
+    x: [B, L, C] fp32; shift, scale: [B, T, C] fp32 with T in {1, frames, L}, L divisible by T.
     """
     b, l, c = x.shape
     t = shift.shape[1]
-    out = torch.addcmul(shift.unsqueeze(2), x.view(b, t, l // t, c), 1 + scale.unsqueeze(2))
+    out = torch.empty(b, t, l // t, c, dtype=dtype, device=x.device)
+    torch.addcmul(shift.unsqueeze(2), x.view(b, t, l // t, c), 1 + scale.unsqueeze(2), out=out)
     return out.view(b, l, c)
 
 
@@ -158,10 +161,10 @@ class WanAttentionBlock(nn.Module):
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
             self.modulation.float().unsqueeze(0) + e
         ).unbind(2)
-        y = self.self_attn(modulate(self._norm(x), shift_msa, scale_msa).to(dt), rope)
+        y = self.self_attn(modulate(self._norm(x), shift_msa, scale_msa, dt), rope)
         x = gated_add(x, y, gate_msa)
         x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len)
-        y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn).to(dt))
+        y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn, dt))
         return gated_add(x, y, gate_ffn)
 
 
@@ -177,7 +180,7 @@ class Head(nn.Module):
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
         """x: [B, L, C] fp32; e: [B, T, C] fp32 time embedding -> [B, L, prod(patch) * out_dim] fp32."""
         shift, scale = (self.modulation.float().unsqueeze(0) + e.unsqueeze(2)).unbind(2)
-        x = modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale)
+        x = modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale, torch.float32)
         return linear_fp32(self.head, x)
 
 
