@@ -1,0 +1,104 @@
+"""fp8_e4m3fn_fast: matrix products in fp8 on GPUs with fp8 tensor cores (compute capability >= 8.9).
+
+A ``Fp8FastLinear`` keeps an fp8 e4m3fn weight as stored (one per-tensor scale, as scaled-fp8
+files and ``quantize_fp8`` give it) and quantizes each input to e4m3fn with one per-tensor scale
+(amax / 448), then multiplies with ``torch._scaled_mm``, which applies both scales and the bias in
+the fp32 accumulator. Faster than upcasting the weight, at the cost of rounding the activations to
+3 mantissa bits: a speed option, not a lossless one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import WanInputError
+from ..weights.packed import PackedLinear, dequantize_packed
+
+E4M3_MAX = 448.0
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def fp8_fast_supported(device) -> tuple[bool, str]:
+    """(usable, why not) for fp8 matrix products on ``device``."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return False, f"the model runs on {device.type}, not on an NVIDIA GPU"
+    major, minor = torch.cuda.get_device_capability(device)
+    name = torch.cuda.get_device_name(device)
+    if (major, minor) < (8, 9):
+        return False, f"{name} has compute capability {major}.{minor}"
+    return True, ""
+
+
+class Fp8FastLinear(nn.Module):
+    """Drop-in for a ``PackedLinear`` holding fp8_e4m3fn bytes; same buffers, fp8 matmul forward."""
+
+    def __init__(self, layer: PackedLinear):
+        super().__init__()
+        if layer.qtype != "fp8_e4m3fn":
+            raise WanInputError(f"fp8_e4m3fn_fast needs fp8_e4m3fn weights, this layer holds {layer.qtype}")
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+        self.qtype, self.weight_shape, self.scale = layer.qtype, layer.weight_shape, layer.scale
+        self.register_buffer("packed", layer.packed, persistent=False)
+        self.register_buffer("bias", layer.bias, persistent=False)
+        self.patches = layer.patches  # shared: LoRA attached later reaches both
+
+    def _fallback(self, x: torch.Tensor) -> torch.Tensor:
+        w = dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, x.dtype, x.device)
+        for patch in self.patches:
+            w = patch(w)
+        b = None if self.bias is None else self.bias.to(device=x.device, dtype=x.dtype)
+        return F.linear(x, w, b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [..., in_features] -> [..., out_features] in x's dtype."""
+        if self.patches or self.in_features % 16 or self.out_features % 16:
+            return self._fallback(x)  # patched weights are no longer fp8; odd sizes the kernel refuses
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        scale_x = (x2.abs().amax().float() / E4M3_MAX).clamp_min(1e-12)
+        xq = (x2.float() / scale_x).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+        w = self.packed.view(torch.float8_e4m3fn).view(self.out_features, self.in_features)
+        scale_w = torch.tensor(1.0 if self.scale is None else self.scale, dtype=torch.float32, device=x.device)
+        fused_bias = self.bias is not None and x.dtype in _HALF
+        out = torch._scaled_mm(
+            xq, w.t(), scale_a=scale_x, scale_b=scale_w, out_dtype=x.dtype,
+            bias=self.bias.to(x.dtype) if fused_bias else None,
+        )
+        if self.bias is not None and not fused_bias:
+            out = out + self.bias.to(out.dtype)
+        return out.view(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fp8 matmul"
+
+
+def enable_fp8_fast(dit: nn.Module, device=None, check_device: bool = True) -> int:
+    """Replace the fp8_e4m3fn ``PackedLinear`` layers of the DiT blocks by ``Fp8FastLinear``.
+
+    Returns how many were replaced. WanInputError on a device without fp8 matrix products or on
+    a model without fp8 e4m3fn weights (load it with quantization fp8_e4m3fn first).
+    ``check_device=False`` skips the device check (tests: ``torch._scaled_mm`` also runs on CPU).
+    """
+    if check_device:
+        if device is None:
+            device = next(dit.parameters()).device
+        ok, why = fp8_fast_supported(device)
+        if not ok:
+            raise WanInputError(f"fp8_e4m3fn_fast needs an NVIDIA GPU with compute capability 8.9 or newer "
+                                f"(RTX 40xx, L4/L40, H100 and later); {why}. Use fp8_e4m3fn instead.")
+    count = 0
+    for stack in (dit.blocks, getattr(dit, "vace_blocks", ())):
+        for block in stack:
+            for name, module in list(block.named_modules()):
+                if isinstance(module, PackedLinear) and module.qtype == "fp8_e4m3fn":
+                    parent_name, _, child = name.rpartition(".")
+                    parent = block.get_submodule(parent_name) if parent_name else block
+                    setattr(parent, child, Fp8FastLinear(module))
+                    count += 1
+    if count == 0:
+        raise WanInputError("fp8_e4m3fn_fast needs fp8 e4m3fn weights: load the model from an fp8 e4m3fn "
+                            "file or with quantization fp8_e4m3fn")
+    return count
