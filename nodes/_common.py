@@ -100,6 +100,15 @@ def full_path(name: str, *folders: str) -> str:
     raise WanFileError(name, f"file not found in the ComfyUI model folder(s) {', '.join(folders)}")
 
 
+def identity_of(name: str, *folders: str) -> str:
+    """For a loader's IS_CHANGED: changes when the named file is replaced, so ComfyUI re-runs the
+    loader (and our cache, keyed the same way, loads the new file) instead of reusing its output."""
+    try:
+        return repr(file_identity(full_path(name, *folders)))
+    except Exception:  # missing: validation reports it
+        return name
+
+
 # ---- devices -------------------------------------------------------------------------------------
 
 def main_device() -> torch.device:

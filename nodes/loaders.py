@@ -16,7 +16,7 @@ import torch
 
 from ._common import (
     CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
-    full_path, install_memory_hook, list_files, main_device, make_room, offload_device,
+    full_path, identity_of, install_memory_hook, list_files, main_device, make_room, offload_device,
 )
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ class WanModelLoader:
             },
         }
 
+    @classmethod
+    def IS_CHANGED(cls, model, **_):
+        return identity_of(model, *DIT_FOLDERS)
+
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None):
         from ..wan.errors import WanInputError
 
@@ -144,6 +148,10 @@ class WanTextEncoderLoader:
                             "tooltip": "Where the encoder lives; it computes on the main device."}),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, text_encoder, **_):
+        return identity_of(text_encoder, *TEXT_FOLDERS)
+
     def load(self, text_encoder, precision, load_device):
         install_memory_hook()
         path = full_path(text_encoder, *TEXT_FOLDERS)
@@ -180,6 +188,10 @@ class WanCLIPVisionLoader:
             "precision": (list(PRECISIONS), {"default": "fp16"}),
         }}
 
+    @classmethod
+    def IS_CHANGED(cls, clip_vision, **_):
+        return identity_of(clip_vision, "clip_vision")
+
     def load(self, clip_vision, precision):
         install_memory_hook()
         path = full_path(clip_vision, "clip_vision")
@@ -208,6 +220,10 @@ class WanVAELoader:
             "vae": (list_files("vae"),),
             "precision": (list(PRECISIONS), {"default": "bf16"}),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, vae, **_):
+        return identity_of(vae, "vae")
 
     def load(self, vae, precision):
         install_memory_hook()

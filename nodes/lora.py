@@ -6,7 +6,7 @@ how it matches the model; the sampler applies it for the duration of a run only.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, MODEL_CACHE, WANLORA, full_path, list_files
+from ._common import CATEGORY, MODEL_CACHE, WANLORA, full_path, identity_of, list_files
 
 
 class WanLoraSelect:
@@ -28,6 +28,10 @@ class WanLoraSelect:
                 "prev_lora": (WANLORA, {"tooltip": "LoRAs selected before this one (they stack)."}),
             },
         }
+
+    @classmethod
+    def IS_CHANGED(cls, lora, strength, **_):
+        return f"{identity_of(lora, 'loras')} {strength}"
 
     def select(self, lora, strength, prev_lora=None):
         from ..wan.weights.lora import load_lora

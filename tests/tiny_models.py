@@ -226,7 +226,8 @@ def write_lora(path, variant: str = "vace_14b", rank: int = 4, seed: int = 11, b
     sd = {}
     for i in (range(cfg.num_layers) if blocks is None else blocks):
         for m in modules:
-            out_f, in_f = shapes[f"blocks.{i}.{m}.weight"]
+            # a block the model lacks gets block 0's shape (a LoRA for a deeper model)
+            out_f, in_f = shapes.get(f"blocks.{i}.{m}.weight", shapes[f"blocks.0.{m}.weight"])
             key = f"diffusion_model.blocks.{i}.{m}"
             sd[key + ".lora_A.weight"] = (torch.randn(rank, in_f, generator=g) / in_f**0.5).to(torch.bfloat16)
             sd[key + ".lora_B.weight"] = (torch.randn(out_f, rank, generator=g) * 0.1).to(torch.bfloat16)
