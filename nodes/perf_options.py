@@ -1,0 +1,156 @@
+"""Option nodes for memory and speed: block swap, torch.compile, step caching, Enhance-A-Video.
+
+Each returns a small frozen options object from ``wan.runtime``; the model loader and the sampler
+take them as optional inputs and hand them to ``wan.runtime.apply``.
+"""
+
+from __future__ import annotations
+
+from ._common import CATEGORY
+
+from ..wan.runtime.cache import INPUTS as CACHE_INPUTS
+from ..wan.runtime.compile import BACKENDS as COMPILE_BACKENDS, MODES as COMPILE_MODES
+
+WANBLOCKSWAPARGS = "WANBLOCKSWAPARGS"
+WANCOMPILEARGS = "WANCOMPILEARGS"
+WANCACHEARGS = "WANCACHEARGS"
+WANFETAARGS = "WANFETAARGS"
+
+
+class WanBlockSwapArgs:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANBLOCKSWAPARGS,)
+    RETURN_NAMES = ("block_swap_args",)
+    FUNCTION = "make"
+    DESCRIPTION = ("Keep the last N transformer blocks in pinned system memory and copy each to the GPU just "
+                   "before it runs (one block ahead with prefetch). Same results, less VRAM, some speed lost.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "blocks_to_swap": ("INT", {"default": 20, "min": 0, "max": 40, "step": 1,
+                                       "tooltip": "Blocks kept off the GPU: 1.3B has 30, 14B has 40."}),
+            "offload_embeddings": ("BOOLEAN", {"default": False,
+                                               "tooltip": "Also keep the text and CLIP image embeddings off the GPU."}),
+            "prefetch": ("BOOLEAN", {"default": True,
+                                     "tooltip": "Copy the next block on a side CUDA stream while one computes."}),
+        }}
+
+    def make(self, blocks_to_swap, offload_embeddings, prefetch):
+        from ..wan.runtime.blockswap import BlockSwapArgs
+
+        return (BlockSwapArgs(blocks_to_swap, offload_embeddings, prefetch),)
+
+
+class WanTorchCompileArgs:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANCOMPILEARGS,)
+    RETURN_NAMES = ("compile_args",)
+    FUNCTION = "make"
+    DESCRIPTION = ("torch.compile each transformer block. The first run compiles (minutes); later steps, prompts "
+                   "and runs of the same size reuse it.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "backend": (list(COMPILE_BACKENDS), {"default": "inductor"}),
+            "mode": (list(COMPILE_MODES), {"default": "default", "tooltip": "inductor only"}),
+            "fullgraph": ("BOOLEAN", {"default": False}),
+            "dynamic": (["auto", "true", "false"], {"default": "auto",
+                                                     "tooltip": "auto: static first, dynamic after a size change."}),
+            "compile_vace": ("BOOLEAN", {"default": True}),
+            "cache_size_limit": ("INT", {"default": 64, "min": 8, "max": 1024,
+                                         "tooltip": "torch._dynamo recompile limit (raised, never lowered)."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, backend=None, mode=None):
+        if backend is not None and mode is not None and backend != "inductor" and mode != "default":
+            return f"mode {mode!r} only applies to the inductor backend"
+        return True
+
+    def make(self, backend, mode, fullgraph, dynamic, compile_vace, cache_size_limit):
+        from ..wan.runtime.compile import TorchCompileArgs
+
+        dyn = {"auto": None, "true": True, "false": False}[dynamic]
+        return (TorchCompileArgs(backend, mode, fullgraph, dyn, compile_vace, cache_size_limit),)
+
+
+class WanCacheArgs:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANCACHEARGS,)
+    RETURN_NAMES = ("cache_args",)
+    FUNCTION = "make"
+    DESCRIPTION = ("TeaCache: skip transformer passes while the timestep-dependent input changes little, reusing "
+                   "the last computed residual. Faster, slightly different results; the sampler logs the skips.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "threshold": ("FLOAT", {"default": 0.2, "min": 0.0, "max": 5.0, "step": 0.001,
+                                    "tooltip": "Higher skips more. 0 disables."}),
+            "start_step": ("INT", {"default": 1, "min": 0, "max": 9999,
+                                   "tooltip": "Steps before this are always computed."}),
+            "end_step": ("INT", {"default": -1, "min": -1, "max": 9999,
+                                 "tooltip": "Steps after this are always computed; -1: all but the last."}),
+            "input": (list(CACHE_INPUTS), {"default": "e0",
+                                           "tooltip": "e0/e: TeaCache4Wan2.1 signals; modulated: first block's input."}),
+            "coefficients": (["auto", "none"], {"default": "auto",
+                                                "tooltip": "auto: TeaCache's fitted rescaling for this model."}),
+            "offload_residuals": ("BOOLEAN", {"default": False,
+                                              "tooltip": "Keep cached residuals in system memory."}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, start_step=None, end_step=None):
+        if start_step is not None and end_step is not None and 0 <= end_step < start_step:
+            return f"end_step ({end_step}) is before start_step ({start_step})"
+        return True
+
+    def make(self, threshold, start_step, end_step, input, coefficients, offload_residuals):
+        from ..wan.runtime.cache import CacheArgs
+
+        return (CacheArgs(threshold, start_step, end_step, input, coefficients, offload_residuals),)
+
+
+class WanEnhanceVideoArgs:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANFETAARGS,)
+    RETURN_NAMES = ("feta_args",)
+    FUNCTION = "make"
+    DESCRIPTION = ("Enhance-A-Video: scale self-attention by its cross-frame attention score for more detail and "
+                   "temporal consistency.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "weight": ("FLOAT", {"default": 2.0, "min": 0.0, "max": 100.0, "step": 0.01,
+                                 "tooltip": "Strength; 0 disables."}),
+            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+            "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+        }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, start_percent=None, end_percent=None):
+        if start_percent is not None and end_percent is not None and start_percent > end_percent:
+            return f"start_percent ({start_percent}) is after end_percent ({end_percent})"
+        return True
+
+    def make(self, weight, start_percent, end_percent):
+        from ..wan.runtime.feta import FetaArgs
+
+        return (FetaArgs(weight, start_percent, end_percent),)
+
+
+NODE_CLASS_MAPPINGS = {
+    "WanBlockSwapArgs": WanBlockSwapArgs,
+    "WanTorchCompileArgs": WanTorchCompileArgs,
+    "WanCacheArgs": WanCacheArgs,
+    "WanEnhanceVideoArgs": WanEnhanceVideoArgs,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "WanBlockSwapArgs": "Wan Block Swap Options",
+    "WanTorchCompileArgs": "Wan Torch Compile Options",
+    "WanCacheArgs": "Wan Step Cache (TeaCache) Options",
+    "WanEnhanceVideoArgs": "Wan Enhance-A-Video Options",
+}
