@@ -1,0 +1,236 @@
+"""Per-step time and peak memory of our DiT beside ComfyUI's native Wan model, same weights.
+
+Cases: the 1.3B in bf16 (ours vs comfy.ldm.wan.model.WanModel), and the 14B structure with packed
+Q4_K and fp8 weights, with and without block swap (fp8 also vs ComfyUI's manual_cast fp8 model).
+Weights are random at full size, built directly on the device; Q4_K blocks are random bytes with
+small finite super-block scales (speed does not depend on the values). One warm-up forward, then
+the mean of ``--reps`` forwards; peak = torch.cuda.max_memory_allocated during them (everything
+resident, weights included).
+
+    python bench/gpu.py                # 480x832x81 on CUDA
+    python bench/gpu.py --small        # tiny configurations and video, any device (CPU in CI)
+    python bench/gpu.py --only 14b --swap 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import time
+
+import torch
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from wan.config import DIT_PRESETS  # noqa: E402
+from wan.models.dit import WanDiT  # noqa: E402
+from wan.models.dit_loading import load_dit  # noqa: E402
+from wan.runtime.apply import prepare_model  # noqa: E402
+from wan.runtime.blockswap import BlockSwapArgs  # noqa: E402
+from wan.weights.packed import PackedTensor  # noqa: E402
+
+Q4K_BLOCK, Q4K_BYTES = 256, 144
+
+
+def comfy(module: str):
+    """ComfyUI's module from the reference copy (tests/refs.py finds it), on the GPU when there is one."""
+    from refs import comfyui_dir
+
+    root = str(comfyui_dir())
+    if root not in sys.path:
+        sys.path.append(root)
+    import importlib
+
+    import comfy.options
+
+    comfy.options.enable_args_parsing()
+    saved = sys.argv
+    sys.argv = [saved[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
+    try:
+        import comfy.cli_args  # noqa: F401
+    finally:
+        sys.argv = saved
+    return importlib.import_module(module)
+
+
+# ---- weights ---------------------------------------------------------------------------------------
+def _is_block_linear(name: str, shape) -> bool:
+    return name.startswith("blocks.") and name.endswith(".weight") and len(shape) == 2
+
+
+def random_state_dict(cfg, device, fmt: str, g: torch.Generator) -> dict:
+    """Official-name weights: block Linears packed as ``fmt`` ("bf16", "fp8", "Q4_K"), the rest bf16."""
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in WanDiT(cfg).state_dict().items()}
+    sd = {}
+    for name, shape in shapes.items():
+        if _is_block_linear(name, shape) and fmt != "bf16":
+            out_f, in_f = shape
+            if fmt == "fp8":
+                w = torch.randn(shape, device=device, generator=g, dtype=torch.bfloat16) * 100
+                sd[name] = PackedTensor(w.to(torch.float8_e4m3fn).view(torch.uint8), "fp8_e4m3fn", shape,
+                                        scale=0.01 / in_f**0.5)
+            else:
+                blocks = out_f * in_f // Q4K_BLOCK
+                raw = torch.randint(0, 256, (blocks, Q4K_BYTES), device=device, dtype=torch.uint8, generator=g)
+                dd = torch.full((blocks, 2), 1.0 / (8 * in_f**0.5), device=device, dtype=torch.float16)
+                raw[:, :4] = dd.view(torch.uint8)  # finite d and dmin
+                sd[name] = PackedTensor(raw.flatten(), "Q4_K", shape)
+            continue
+        w = torch.randn(shape, device=device, generator=g, dtype=torch.float32)
+        if name.endswith("modulation"):
+            w *= 0.1
+        elif "norm" in name:
+            w = 1 + 0.1 * w
+        elif name.endswith("bias"):
+            w *= 0.01
+        else:
+            w /= max(1, shape[1:].numel()) ** 0.5
+        sd[name] = w.to(torch.bfloat16)
+    return sd
+
+
+# ---- measuring -------------------------------------------------------------------------------------
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn, device, reps: int) -> tuple[float, float]:
+    """(seconds per call, peak GiB) of ``fn()`` after one warm-up call."""
+    with torch.inference_mode():
+        fn()
+        sync(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        sync(device)
+    dt = (time.perf_counter() - t0) / reps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return dt, peak
+
+
+def free(device):
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def inputs(cfg, device, frames, height, width, g):
+    lat = (1, cfg.out_dim, (frames - 1) // 4 + 1, height // 8, width // 8)
+    x = torch.randn(lat, device=device, generator=g)
+    t = torch.tensor([500.0], device=device)
+    ctx = torch.randn(1, cfg.text_len, cfg.text_dim, device=device, generator=g)
+    return x, t, ctx
+
+
+def native_model(cfg, sd: dict, device, fp8: bool):
+    wan = comfy("comfy.ldm.wan.model")
+    ops = comfy("comfy.ops")
+    dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
+    kw = dict(model_type="t2v", patch_size=cfg.patch_size, text_len=cfg.text_len, in_dim=cfg.in_dim, dim=cfg.dim,
+              ffn_dim=cfg.ffn_dim, freq_dim=cfg.freq_dim, text_dim=cfg.text_dim, out_dim=cfg.out_dim,
+              num_heads=cfg.num_heads, num_layers=cfg.num_layers, eps=cfg.eps, device=device, dtype=dtype,
+              operations=ops.manual_cast)
+    model = wan.WanModel(**kw)
+    plain = {}
+    for k, v in sd.items():
+        if getattr(v, "is_packed", False):  # fp8 bytes as ComfyUI stores them (unscaled fp8 weights)
+            v = v.data.view(torch.float8_e4m3fn).view(v.shape)
+        plain[k] = v
+    model.load_state_dict(plain, strict=True)
+    return model.eval().requires_grad_(False)
+
+
+def run_case(rows, label, fn, device, reps):
+    try:
+        dt, peak = measure(fn, device, reps)
+        rows.append({"case": label, "s_per_step": round(dt, 3), "peak_gib": round(peak, 2)})
+    except Exception as e:  # one failing case (OOM, missing kernel) must not hide the others
+        rows.append({"case": label, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+    print(json.dumps(rows[-1]), flush=True)
+    free(device)
+
+
+def bench_13b(rows, args, device, g):
+    cfg = DIT_PRESETS["t2v_1_3b"]
+    if args.small:
+        cfg = cfg.tiny(num_layers=2)
+    sd = random_state_dict(cfg, device, "bf16", g)
+    x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
+    ours = load_dit(dict(sd), dtype=torch.bfloat16, device=device)
+    run_case(rows, f"{cfg.variant} bf16 ours", lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
+    del ours
+    free(device)
+    if not args.no_native:
+        native = native_model(cfg, sd, device, fp8=False)
+        run_case(rows, f"{cfg.variant} bf16 ComfyUI native",
+                 lambda: native(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
+        del native
+    del sd
+    free(device)
+
+
+def bench_14b(rows, args, device, g):
+    cfg = DIT_PRESETS["t2v_14b"]
+    if args.small:
+        cfg = cfg.tiny(num_layers=4)
+    swap = min(args.swap, cfg.num_layers)
+    x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
+    offload = torch.device("cpu")
+    for fmt in ("Q4_K", "fp8"):
+        sd = random_state_dict(cfg, device, fmt, g)
+        for blocks in (0, swap):
+            host_sd = sd if blocks == 0 else {k: v.to(offload) for k, v in sd.items()}
+            ours = load_dit(dict(host_sd), dtype=torch.bfloat16, device=device if blocks == 0 else offload)
+            prepare_model(ours, device, offload, block_swap=BlockSwapArgs(blocks) if blocks else None)
+            label = f"{cfg.variant} {fmt} ours" + (f" swap {blocks}/{cfg.num_layers}" if blocks else "")
+            run_case(rows, label, lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
+            del ours, host_sd
+            free(device)
+        if fmt == "fp8" and not args.no_native:
+            native = native_model(cfg, sd, device, fp8=True)
+            run_case(rows, f"{cfg.variant} fp8 ComfyUI native (manual_cast)",
+                     lambda: native(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
+            del native
+        del sd
+        free(device)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", action="store_true", help="tiny configurations and a 64x64x5 video")
+    p.add_argument("--only", choices=["1.3b", "14b"], default=None)
+    p.add_argument("--swap", type=int, default=30, help="blocks swapped in the block-swap cases")
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--no-native", action="store_true", help="skip ComfyUI's model")
+    p.add_argument("--json", default=None, help="also write the rows here")
+    args = p.parse_args(argv)
+    args.width, args.height, args.frames = (64, 64, 5) if args.small else (832, 480, 81)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+    g = torch.Generator(device).manual_seed(0)
+    rows = []
+    print(f"# {args.width}x{args.height}x{args.frames} on {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""), flush=True)
+    if args.only in (None, "1.3b"):
+        bench_13b(rows, args, device, g)
+    if args.only in (None, "14b"):
+        bench_14b(rows, args, device, g)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
