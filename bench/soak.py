@@ -1,0 +1,228 @@
+"""Does a long-running ComfyUI server stay healthy under a stream of Wan jobs?
+
+Starts a real ComfyUI (CPU) with this pack and tiny model files in the real formats, then queues
+N prompts built from the bundled workflows (T2V, I2V, T2I as one frame; sizes, lengths, cfg and
+seeds vary per job), some of them queued at once, and checks that every job finishes with its own
+output file. Prints, per job, the server's execution time and the server process's resident memory
+(VmRSS) after the job, then the least-squares slope of that memory over jobs 10..N and the growth
+it implies over the run, and how often the DiT was loaded (once per file unless ComfyUI freed it).
+
+    python bench/soak.py                 # 50 jobs (about 5 minutes on 2 idle cores)
+    python bench/soak.py --jobs 200 --burst-max 8
+
+tests/server/test_soak.py runs the same loop with 16 jobs against the test session's server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for _p in (str(REPO), str(REPO / "tests")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+KINDS = ("t2v", "i2v", "t2i")
+SIZES = ((32, 32), (48, 32), (32, 48), (64, 32))
+# Prompts queued back to back before waiting, in turn: the first ten in bursts, then mostly one at a
+# time, so that most memory readings find the server idle (a running job's tensors are noise).
+BURSTS = (4, 3, 3, 1, 1, 2, 1, 1, 3, 1)
+START_IMAGE = "soak_start.png"
+MODEL_ROLES = ("t2v_gguf", "i2v_fp8", "umt5", "clip_vision", "vae21")
+WARMUP = 10  # memory is judged after the first ten jobs (allocator pools, lazy imports, caches)
+LOADED = "Wan: loaded "  # the DiT loader's log line for a file read from disk
+
+
+def prepare(server) -> dict[str, Path]:
+    """Tiny model files in ``server``'s model folders and the I2V start image in its input folder."""
+    import numpy as np
+    from PIL import Image
+    from tiny_models import write_set
+
+    files = write_set(server.base_dir / "models", only=MODEL_ROLES)
+    server.input_dir.mkdir(parents=True, exist_ok=True)
+    image = server.input_dir / START_IMAGE
+    if not image.exists():
+        y, x = np.mgrid[0:40, 0:40]
+        rgb = np.stack([x * 6, y * 6, (x + y) * 3], axis=-1).astype(np.uint8)
+        Image.fromarray(rgb).save(image)
+    return files
+
+
+def workflow(name: str) -> dict:
+    return json.loads((REPO / "workflows" / f"{name}.api.json").read_text())
+
+
+def job_graph(kind: str, index: int, prefix_root: str = "soak", steps: int = 2) -> dict:
+    """A bundled workflow shrunk to tiny sizes; its output file is named ``<prefix_root>/<index>_<kind>``."""
+    width, height = SIZES[index % len(SIZES)]
+    frames = 1 if kind == "t2i" else (5, 9)[index // 3 % 2]
+    graph = workflow({"t2v": "t2v", "i2v": "i2v", "t2i": "t2i_wan"}[kind])
+    for node in graph.values():
+        node.pop("_meta", None)
+        inputs, cls = node["inputs"], node["class_type"]
+        if cls in ("WanEmptyEmbeds", "WanImageToVideoEncode"):
+            inputs.update(width=width, height=height, num_frames=frames)
+        elif cls == "WanSampler":
+            inputs.update(steps=steps, seed=1000 + index, cfg=(1.0, 5.0)[index % 2])
+        elif cls == "WanTextEncode" and index % 4 == 3:
+            inputs["positive_prompt"] = f"a red house on a green hill, take {index}"
+        elif cls == "LoadImage":
+            inputs["image"] = START_IMAGE
+        elif cls in ("WanVideoCombine", "SaveImage"):
+            inputs["filename_prefix"] = f"{prefix_root}/{index:03d}_{kind}"
+    return graph
+
+
+def job_kind(index: int) -> str:
+    # Mostly video; every third job I2V, every fifth T2I, so consecutive jobs switch models.
+    if index % 5 == 4:
+        return "t2i"
+    return "i2v" if index % 3 == 2 else "t2v"
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of process ``pid`` (VmRSS in /proc/<pid>/status)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def least_squares_slope(xs, ys) -> float:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+
+
+@dataclasses.dataclass
+class Job:
+    index: int
+    kind: str
+    prompt_id: str
+    seconds: float = float("nan")  # execution_start -> execution_success, server clock
+    rss: int = 0  # server VmRSS right after the job finished
+    idle: bool = False  # nothing else was queued when rss was read
+    files: list = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class SoakResult:
+    jobs: list
+    dit_loads: int
+
+    def growth(self, warmup: int = WARMUP) -> tuple[float, float]:
+        """(slope in bytes per job over jobs warmup..N, growth over those jobs as a fraction of the mean)."""
+        tail = self.jobs[warmup:]
+        if len(tail) < 2:
+            return 0.0, 0.0
+        xs = [j.index for j in tail]
+        ys = [j.rss for j in tail]
+        slope = least_squares_slope(xs, ys)
+        return slope, slope * (xs[-1] - xs[0]) / (sum(ys) / len(ys))
+
+    def report(self) -> str:
+        lines = [f"{'job':>4} {'kind':<4} {'seconds':>8} {'RSS MiB':>8}  output ('*': RSS read while idle)"]
+        for j in self.jobs:
+            out = j.error or ", ".join(os.path.basename(f) for f in j.files)
+            lines.append(f"{j.index:>4} {j.kind:<4} {j.seconds:>8.2f} {j.rss / 2**20:>8.1f}{'*' if j.idle else ' '} {out}")
+        slope, growth = self.growth()
+        lines.append(f"RSS slope over jobs {WARMUP}..{len(self.jobs) - 1}: {slope / 2**10:+.1f} KiB/job, "
+                     f"growth over the run {growth * 100:+.2f}% of the mean")
+        lines.append(f"DiT loads from disk: {self.dit_loads}")
+        return "\n".join(lines)
+
+
+def _seconds(entry: dict) -> float:
+    stamps = {kind: data.get("timestamp") for kind, data in entry.get("status", {}).get("messages", [])}
+    start, end = stamps.get("execution_start"), stamps.get("execution_success")
+    return (end - start) / 1000 if start and end else float("nan")
+
+
+def _output_files(server, entry: dict) -> list[Path]:
+    files = []
+    for node_out in entry.get("outputs", {}).values():
+        for item in node_out.get("images", []):
+            root = server.output_dir if item.get("type") == "output" else server.temp_dir
+            files.append(root / item.get("subfolder", "") / item["filename"])
+    return files
+
+
+def run_soak(server, jobs: int = 50, timeout: float = 300.0, steps: int = 2, prefix_root: str = "soak",
+             bursts=BURSTS, log=None) -> SoakResult:
+    """Queue ``jobs`` prompts in ``bursts``, wait for each, record time, memory and outputs."""
+    from comfy_server import execution_error
+
+    prepare(server)
+    loads_before = server.log.count(LOADED)
+    done: list[Job] = []
+    index = 0
+    burst_no = 0
+    while index < jobs:
+        burst = []
+        for _ in range(min(bursts[burst_no % len(bursts)], jobs - index)):
+            kind = job_kind(index)
+            burst.append(Job(index, kind, server.queue(job_graph(kind, index, prefix_root, steps))))
+            index += 1
+        burst_no += 1
+        for job in burst:
+            entry = server.wait(job.prompt_id, timeout)
+            job.rss = rss_bytes(server._proc.pid)
+            job.idle = job is burst[-1]
+            job.seconds = _seconds(entry)
+            error = execution_error(entry)
+            if error is not None:
+                job.error = f"{error.get('node_type')}: {error.get('exception_message', '').strip()}"
+            job.files = _output_files(server, entry)
+            done.append(job)
+            if log:
+                log(f"job {job.index:3d} {job.kind:<4} {job.seconds:6.2f} s  RSS {job.rss / 2**20:7.1f} MiB")
+    return SoakResult(done, server.log.count(LOADED) - loads_before)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds one job may take")
+    parser.add_argument("--max-growth", type=float, default=0.02,
+                        help="fail (exit 1) when RSS grows more than this fraction over jobs 10..N")
+    parser.add_argument("--keep", action="store_true", help="keep the server's base folder")
+    args = parser.parse_args(argv)
+
+    from comfy_server import ComfyServer
+
+    base = Path(tempfile.mkdtemp(prefix="wan_soak_"))
+    server = ComfyServer(base, {"comfyui-wan-nodes": REPO})
+    t0 = time.monotonic()
+    try:
+        server.start(timeout=120)
+        print(f"server up in {time.monotonic() - t0:.1f} s (base {base})", file=sys.stderr)
+        result = run_soak(server, args.jobs, args.timeout, args.steps,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
+    finally:
+        server.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+    print(result.report())
+    failed = [j for j in result.jobs if j.error or len(j.files) != 1]
+    _, growth = result.growth()
+    print(f"{len(result.jobs) - len(failed)}/{len(result.jobs)} jobs finished with their own output; "
+          f"wall {time.monotonic() - t0:.0f} s")
+    return 1 if failed or growth > args.max_growth else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Soak: a stream of mixed Wan jobs (T2V, I2V, T2I; sizes, lengths, cfg and seeds varied; some
+queued at once) through the real server. Every job must finish with its own output, the server's
+resident memory must not trend upwards after the first ten jobs, the DiT files must be read once
+and then reused, and ComfyUI's "free memory" must make the next job read them again.
+
+CI runs 20 jobs (WAN_SOAK_JOBS overrides); the full run is ``python bench/soak.py`` (50 jobs).
+"""
+
+from __future__ import annotations
+
+import os
+
+import imageio_ffmpeg
+import pytest
+
+from bench.soak import LOADED, WARMUP, job_graph, rss_bytes, run_soak
+
+JOBS = int(os.environ.get("WAN_SOAK_JOBS", "20"))
+MAX_GROWTH = 0.02  # RSS growth over jobs 10..N (least-squares slope x span / mean) as a fraction
+DIT_FILES = 2  # the T2V GGUF (t2v and t2i jobs) and the I2V fp8 safetensors
+
+
+def _cheap(server):
+    """A core-only prompt through the queue: once it is done, flags set before it were handled."""
+    graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+             "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    server.run(graph)
+
+
+def test_soak_mixed_jobs_finish_reuse_models_and_hold_memory(comfy_server):
+    result = run_soak(comfy_server, JOBS, prefix_root="soak_test")
+    report = result.report()
+    print(report)
+
+    # Every job finished, with exactly one file of its own (its index and kind in the name).
+    assert [j.error for j in result.jobs if j.error] == [], report
+    files = set()
+    for job in result.jobs:
+        assert len(job.files) == 1, (job, report)
+        [path] = job.files
+        assert path.name.startswith(f"{job.index:03d}_{job.kind}_"), path
+        assert path.is_file() and path.stat().st_size > 0, path
+        if job.kind != "t2i":
+            frames = job_graph(job.kind, job.index)["5"]["inputs"]["num_frames"]
+            assert imageio_ffmpeg.count_frames_and_secs(str(path))[0] == frames, path
+        files.add(path)
+    assert len(files) == JOBS
+    assert list(comfy_server.output_dir.rglob(".*.part")) == []
+
+    # Memory: no upward trend once warm.
+    slope, growth = result.growth()
+    assert len(result.jobs) > WARMUP + 2
+    assert growth <= MAX_GROWTH, report
+
+    # Models: each DiT file read from disk at most once although the jobs switch between them.
+    assert result.dit_loads <= DIT_FILES, report
+    switches = sum(a.kind != b.kind for a, b in zip(result.jobs, result.jobs[1:]))
+    assert switches >= JOBS // 3
+
+    # ComfyUI's "free memory" (the UI button, POST /free) reaches our cache: the next job reads the file again.
+    rss_before = rss_bytes(comfy_server._proc.pid)
+    status, _ = comfy_server._request("POST", "/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    _cheap(comfy_server)
+    _cheap(comfy_server)
+    rss_after = rss_bytes(comfy_server._proc.pid)
+    loads = comfy_server.log.count(LOADED)
+    outputs = comfy_server.run(job_graph("t2v", JOBS, "soak_test"), timeout=300)
+    assert comfy_server.log.count(LOADED) == loads + 1, comfy_server.log_tail(20)
+    assert outputs["8"]["images"][0]["filename"].startswith(f"{JOBS:03d}_t2v_")
+    print(f"RSS before /free {rss_before / 2**20:.1f} MiB, after {rss_after / 2**20:.1f} MiB")
