@@ -78,9 +78,12 @@ class CausalConv3d(nn.Conv3d):
             if prev is not None:
                 x = torch.cat([prev, x], dim=2)
                 front -= prev.shape[2]
+                del prev
             # The frames stored are this layer's inputs, taken before its padding.
             cache.put(self, x[:, :, -self.time_pad:].clone())
-        return super().forward(F.pad(x, (*self.space_pad, front, 0)))
+        # Rebinding x frees the concatenated copy before the conv allocates its output.
+        x = F.pad(x, (*self.space_pad, front, 0))
+        return super().forward(x)
 
 
 class RMS_norm(nn.Module):
