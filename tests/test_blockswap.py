@@ -77,3 +77,16 @@ def test_noop_when_device_is_offload_device_and_validation():
         BlockSwapArgs(blocks_to_swap=-1)
     enc = torch.nn.Linear(2, 2)
     assert offload_after_use(enc, "cpu") is enc and enc.weight.device.type == "cpu"
+
+
+def test_restore_after_the_whole_model_was_moved():
+    from wan.runtime.blockswap import active_block_swapper, restore_block_swap
+
+    model = _model()
+    inp = make_inputs(CFG, frames=1, height=2, width=4)
+    plain = _run(model, inp)
+    enable_block_swap(model, 2, "cpu", "cpu", simulate=True)
+    model.to("cpu")  # what a cache's offload does
+    assert restore_block_swap(model) and active_block_swapper(model).resident_blocks() == []
+    assert torch.equal(_run(model, inp), plain)
+    assert not restore_block_swap(_model())

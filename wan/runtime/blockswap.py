@@ -87,6 +87,7 @@ class BlockSwapper:
                  offload_embeddings: bool, simulate: bool = False):
         self.device = torch.device(device)
         self.offload_device = torch.device(offload_device)
+        self.settings = (blocks_to_swap, prefetch, offload_embeddings, simulate)
         self.prefetch = prefetch
         self.loads = 0
         self._hooks: list = []
@@ -216,6 +217,24 @@ def enable_block_swap(
     swapper = BlockSwapper(dit, blocks_to_swap, device, offload_device, prefetch, offload_embeddings, simulate)
     dit._wan_block_swapper = swapper
     return swapper
+
+
+def active_block_swapper(dit: nn.Module) -> BlockSwapper | None:
+    """The block swapper installed on ``dit``, if one is active (its tensors then must not be moved
+    with ``dit.to(...)``: that would bring every swapped block to the device at once)."""
+    swapper = getattr(dit, "_wan_block_swapper", None)
+    return swapper if swapper is not None and swapper.active and swapper._hooks else None
+
+
+def restore_block_swap(dit: nn.Module) -> bool:
+    """Put a block-swapped model's tensors back where the swapper wants them (after something moved
+    the whole model, e.g. ComfyUI freeing memory); False if ``dit`` has no active swapper."""
+    swapper = active_block_swapper(dit)
+    if swapper is None:
+        return False
+    blocks, prefetch, embeddings, simulate = swapper.settings
+    enable_block_swap(dit, blocks, swapper.device, swapper.offload_device, prefetch, embeddings, simulate)
+    return True
 
 
 def apply_block_swap(dit: nn.Module, args: BlockSwapArgs | None, device, offload_device="cpu") -> BlockSwapper | None:
