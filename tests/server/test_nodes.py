@@ -37,8 +37,17 @@ def _frames(server, outputs) -> np.ndarray:
     return np.stack([np.asarray(Image.open(f)) for f in files])
 
 
-def _loaded_count(server, name: str) -> int:
-    return sum(1 for line in server.log.splitlines() if f"Wan: loaded {name} " in line)
+def _loaded_count(server, name: str, expect: int | None = None, timeout: float = 5.0) -> int:
+    """How often the server logged loading ``name``; waits up to ``timeout`` s for ``expect`` (the
+    server's log reaches the file through ComfyUI's stdout interceptor, a moment after the fact)."""
+    import time
+
+    deadline = time.monotonic() + (timeout if expect is not None else 0.5)
+    while True:
+        count = sum(1 for line in server.log.splitlines() if f"Wan: loaded {name} " in line)
+        if count == expect or time.monotonic() >= deadline:
+            return count
+        time.sleep(0.1)
 
 
 # ---- LoRA ----------------------------------------------------------------------------------------
@@ -52,7 +61,7 @@ def _lora_graph(lora_name: str, strength: float, prefix: str) -> dict:
 def test_lora_leaves_the_shared_base_untouched(comfy_server, models):
     base = _as_pngs(shrink(load_api("vace_reference"), "lora_base_a"), "test/lora_base_a")
     before = _frames(comfy_server, comfy_server.run(base, timeout=180))
-    loads = _loaded_count(comfy_server, VACE_GGUF)
+    loads = _loaded_count(comfy_server, VACE_GGUF, 1)
 
     with_lora = _lora_graph("Wan21_CausVid_14B_T2V_lora_rank32.safetensors", 2.0, "test/lora_on")
     with_lora["6"]["inputs"].update(steps=base["6"]["inputs"]["steps"], cfg=base["6"]["inputs"]["cfg"])
@@ -134,14 +143,14 @@ def test_replaced_model_file_is_loaded_again_not_served_stale(comfy_server, mode
     first = _frames(comfy_server, comfy_server.run(g, timeout=180))
     g["8"]["inputs"]["filename_prefix"] = "test/replace_b"
     same = _frames(comfy_server, comfy_server.run(g, timeout=180))
-    assert np.array_equal(first, same) and _loaded_count(comfy_server, name) == 1
+    assert np.array_equal(first, same) and _loaded_count(comfy_server, name, 1) == 1
 
     tiny_models.write_dit(path, "t2v_1_3b", "gguf", seed=22)  # new weights under the same name
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     g["8"]["inputs"]["filename_prefix"] = "test/replace_c"
     replaced = _frames(comfy_server, comfy_server.run(g, timeout=180))
-    assert _loaded_count(comfy_server, name) == 2
+    assert _loaded_count(comfy_server, name, 2) == 2
     assert not np.array_equal(first, replaced)
 
 
@@ -153,3 +162,35 @@ def test_gguf_files_listed_only_where_they_belong(comfy_server, models):
     (comfy_server.models_dir("checkpoints") / "stray.gguf").write_bytes(b"GGUF")
     ckpts = comfy_server.object_info("CheckpointLoaderSimple")["input"]["required"]["ckpt_name"][0]
     assert "stray.gguf" not in ckpts
+
+
+def test_free_memory_request_reaches_our_cache(comfy_server, models):
+    """ComfyUI's "free model and node cache" (POST /free) goes through model_management's unload
+    path, which our loaders' cache is hooked into: the next run loads the model file again."""
+    import time
+
+    g = _as_pngs(shrink(load_api("t2v"), "free"), "test/free_a")
+    comfy_server.run(g, timeout=180)
+    loads = _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", 1)
+    status, _ = comfy_server._request("POST", "/free", {"unload_models": True, "free_memory": True})
+    assert status == 200
+    time.sleep(1.5)  # the prompt worker applies the flags between jobs, polling once a second
+    g["8"]["inputs"]["filename_prefix"] = "test/free_b"
+    comfy_server.run(g, timeout=180)
+    assert _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", loads + 1) == loads + 1
+
+
+def test_fp8_quantization_on_load(comfy_server, models):
+    tiny_models.write_dit(comfy_server.models_dir("diffusion_models") / "t2v_bf16.safetensors", "t2v_1_3b",
+                          "safetensors", seed=0)
+    g = _as_pngs(shrink(load_api("t2v"), "fp8"), "test/fp8_plain")
+    g["1"]["inputs"]["model"] = "t2v_bf16.safetensors"
+    plain = _frames(comfy_server, comfy_server.run(g, timeout=180))
+    g["1"]["inputs"]["quantization"] = "fp8_e4m3fn"
+    g["8"]["inputs"]["filename_prefix"] = "test/fp8_quant"
+    quant = _frames(comfy_server, comfy_server.run(g, timeout=180))
+    assert quant.shape == plain.shape == (5, 32, 32, 3)
+    assert not np.array_equal(quant, plain)  # the fp8 copy was used
+    # fp8 e4m3 keeps ~3 significant bits per weight; two sampler steps on a random tiny model move
+    # the decoded frames by a fraction of the range only.
+    assert np.abs(quant.astype(int) - plain.astype(int)).mean() < 32
