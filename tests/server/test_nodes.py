@@ -194,3 +194,16 @@ def test_fp8_quantization_on_load(comfy_server, models):
     # fp8 e4m3 keeps ~3 significant bits per weight; two sampler steps on a random tiny model move
     # the decoded frames by a fraction of the range only.
     assert np.abs(quant.astype(int) - plain.astype(int)).mean() < 32
+
+
+def test_video_to_video_through_wan_vae_encode(comfy_server, models):
+    """LoadImage -> 5 frames -> Wan VAE Encode -> Wan Sampler (samples, denoise 0.5) -> frames."""
+    g = _as_pngs(shrink(load_api("t2v"), "v2v"), "test/v2v")
+    g["30"] = {"class_type": "LoadImage", "inputs": {"image": "portrait.png"}}
+    g["31"] = {"class_type": "ImageScale", "inputs": {"image": ["30", 0], "upscale_method": "bilinear",
+                                                      "width": 32, "height": 32, "crop": "center"}}
+    g["32"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["31", 0], "amount": 5}}
+    g["33"] = {"class_type": "WanVAEEncode", "inputs": {"vae": ["3", 0], "image": ["32", 0]}}
+    g["6"]["inputs"].update(samples=["33", 0], denoise_strength=0.5, steps=4)
+    frames = _frames(comfy_server, comfy_server.run(g, timeout=180))
+    assert frames.shape == (5, 32, 32, 3)
