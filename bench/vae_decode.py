@@ -12,7 +12,7 @@ on CPU, the process's resident set sampled every millisecond above its level bef
     python bench/vae_decode.py --device cuda --dim 96 --height 480 --width 832 --dtype bf16
 
 Measured on one H100, bf16, real widths, random weights (time s / peak MiB at 5, 21, 41 latents):
-  2.1 480x832   ours 0.38/3911, 1.78/-, 3.53/4242   stream 3872 flat   ComfyUI 0.43/3897, 3.63/4233
+  2.1 480x832   ours 0.38/3911, (21 not re-run), 3.53/4242   stream 3872 flat   ComfyUI 0.43/3897, 3.63/4233
                 diffusers 0.44/4335, 4.12/4672
   2.2 704x1280  ours 0.78/8510, 3.71/8841, 7.39/9253   stream 8422 flat   ComfyUI 0.80/8484, 3.80/8818,
                 7.58/9238   diffusers 0.88/10244, 4.20/10579, 8.38/10997

@@ -30,15 +30,16 @@ def pair():
 @pytest.mark.parametrize("frames", [1, 9])
 def test_encode_decode_match_comfyui(pair, frames):
     ours, ref = pair
-    video = torch.rand(1, 3, frames, 32, 48) * 2 - 1
+    batch = 2 if frames == 1 else 1
+    video = torch.rand(batch, 3, frames, 32, 48) * 2 - 1
     with torch.no_grad():
         z_ref = ref.encode(video)
         z = ours.encode(video)
-        assert z.shape == (1, 16, 1 + (frames - 1) // 4, 4, 6) == z_ref.shape
+        assert z.shape == (batch, 16, 1 + (frames - 1) // 4, 4, 6) == z_ref.shape
         assert rel_err(z, z_ref) <= TOL
         v_ref = ref.decode(z_ref)
         v = ours.decode(z_ref, clamp=False)
-    assert v.shape == (1, 3, frames, 32, 48) == v_ref.shape
+    assert v.shape == (batch, 3, frames, 32, 48) == v_ref.shape
     assert rel_err(v, v_ref) <= TOL
     # The raw model ranges past -1..1 with random weights, so the clamp is really exercised.
     assert v_ref.abs().max() > 1
@@ -71,6 +72,8 @@ def test_bad_frame_counts_and_sizes(pair):
         ours.encode(torch.zeros(1, 3, 1, 12, 16))
     with pytest.raises(WanInputError, match="latent"):
         ours.decode(torch.zeros(1, 48, 1, 2, 2))
+    with pytest.raises(WanInputError, match="at least one latent frame"):
+        ours.decode(torch.zeros(1, 16, 0, 2, 2))
 
 
 def test_full_size_names_and_shapes_match_comfyui():

@@ -11,13 +11,13 @@ from torch import nn
 
 from .vae_base import WanVAEBase
 from .vae_common import (
-    AttentionBlock,
     CausalConv3d,
     FeatureCache,
     Resample,
     ResidualBlock,
     VAEConfig,
     causal_head,
+    middle_blocks,
     run_seq,
 )
 
@@ -49,7 +49,7 @@ class Encoder3d(nn.Module):
             if i != len(cfg.dim_mult) - 1:
                 blocks.append(Resample(out_dim, "downsample3d" if cfg.temperal_downsample[i] else "downsample2d"))
         self.downsamples = nn.Sequential(*blocks)
-        self.middle = nn.Sequential(ResidualBlock(out_dim, out_dim), AttentionBlock(out_dim), ResidualBlock(out_dim, out_dim))
+        self.middle = middle_blocks(out_dim)
         self.head = causal_head(out_dim, cfg.z_dim * 2)
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
@@ -71,7 +71,7 @@ class Decoder3d(nn.Module):
         dims = [cfg.decoder_dim * m for m in (mult[-1], *mult[::-1])]
         temperal_upsample = cfg.temperal_downsample[::-1]
         self.conv1 = CausalConv3d(cfg.z_dim, dims[0], 3, padding=1)
-        self.middle = nn.Sequential(ResidualBlock(dims[0], dims[0]), AttentionBlock(dims[0]), ResidualBlock(dims[0], dims[0]))
+        self.middle = middle_blocks(dims[0])
         blocks: list[nn.Module] = []
         for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:])):
             if i > 0:

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 
 from .vae_base import WanVAEBase
 from .vae_common import (
-    AttentionBlock,
     CausalConv3d,
     FeatureCache,
     Resample,
     ResidualBlock,
     VAEConfig,
     causal_head,
+    middle_blocks,
     run_seq,
 )
 
@@ -161,7 +161,7 @@ class Encoder3d(nn.Module):
             for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:]))
         ))
         out_dim = dims[-1]
-        self.middle = nn.Sequential(ResidualBlock(out_dim, out_dim), AttentionBlock(out_dim), ResidualBlock(out_dim, out_dim))
+        self.middle = middle_blocks(out_dim)
         self.head = causal_head(out_dim, cfg.z_dim * 2)
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
@@ -181,7 +181,7 @@ class Decoder3d(nn.Module):
         temperal_upsample = cfg.temperal_downsample[::-1]
         last = len(mult) - 1
         self.conv1 = CausalConv3d(cfg.z_dim, dims[0], 3, padding=1)
-        self.middle = nn.Sequential(ResidualBlock(dims[0], dims[0]), AttentionBlock(dims[0]), ResidualBlock(dims[0], dims[0]))
+        self.middle = middle_blocks(dims[0])
         self.upsamples = nn.Sequential(*(
             Up_ResidualBlock(
                 in_dim, out_dim, cfg.num_res_blocks + 1,

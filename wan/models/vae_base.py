@@ -140,6 +140,10 @@ class WanVAEBase(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, self.z_dim) + (1,) * (z.ndim - 2)
         return (self.latent_mean.to(z.device, z.dtype).view(shape), self.latent_std.to(z.device, z.dtype).view(shape))
@@ -179,7 +183,7 @@ class WanVAEBase(nn.Module):
             raise WanInputError(f"VAE encode needs 1 + 4k frames (1, 5, 9, ...), got {f}")
         if h % s or w % s:
             raise WanInputError(f"VAE encode needs height and width divisible by {s}, got {h}x{w}")
-        x = video.to(self.dtype)
+        x = video.to(device=self.device, dtype=self.dtype)
         run = self._runner(tile, (h // s, w // s), in_unit=s, out_unit=1)
         chunks = [x[:, :, :1]] + [x[:, :, i:i + 4] for i in range(1, f, 4)]
         return torch.cat([run(self._encode_chunk, c) for c in chunks], dim=2)
@@ -198,7 +202,9 @@ class WanVAEBase(nn.Module):
                 f"VAE decode expects a latent [B, {self.z_dim}, T, h, w], got shape {tuple(latent.shape)}"
             )
         b, _, t, h, w = latent.shape
-        z = latent.to(self.dtype)
+        if t < 1:
+            raise WanInputError("VAE decode needs at least one latent frame, got 0")
+        z = latent.to(device=self.device, dtype=self.dtype)
         run = self._runner(tile, (h, w), in_unit=1, out_unit=s)
         out = None
         if frame_callback is None:

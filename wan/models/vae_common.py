@@ -196,6 +196,11 @@ def causal_head(dim: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(RMS_norm(dim, images=False), nn.SiLU(), CausalConv3d(dim, out_dim, 3, padding=1))
 
 
+def middle_blocks(dim: int) -> nn.Sequential:
+    """Residual, attention, residual at the lowest resolution (`middle.{0,1,2}`)."""
+    return nn.Sequential(ResidualBlock(dim, dim), AttentionBlock(dim), ResidualBlock(dim, dim))
+
+
 def run_seq(layers: nn.Sequential, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
     """Apply layers in order, handing the cache to those that keep state across chunks."""
     for layer in layers:
