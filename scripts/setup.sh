@@ -20,5 +20,10 @@ comfy_dir=$(python -c "import importlib.util,os;print(os.path.join(os.path.dirna
 grep -viE '^\s*(torch|torchaudio|torchvision|spandrel)\b' "$comfy_dir/requirements.txt" > "$VENV/comfy-requirements.txt"
 pip install -q -r "$VENV/comfy-requirements.txt"
 pip install -q -e ".[test]"
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "setup.sh: could not install chromium; the browser tests will skip (fail under CI)" >&2
+fi
 echo "$comfy_dir" > "$VENV/comfyui-path"
 touch "$stamp"
