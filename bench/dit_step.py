@@ -96,31 +96,43 @@ class RssPeak:
         self.peak = max(self.peak, self._rss())
 
 
-def measure(fn, device: str, warmup: int, repeat: int) -> tuple[float, float]:
-    """(median seconds, peak bytes above the memory in use before the forward)."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+def measure(fns: dict, device: str, warmup: int, repeat: int) -> dict:
+    """{name: (median wall s, median process CPU s, peak bytes above the memory in use before)}.
+
+    The implementations run in turns, one forward each per round, so a machine whose load drifts
+    (a shared CPU) slows all of them alike; on a shared CPU the process CPU time is the steadier
+    figure.
+    """
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    peak = dict.fromkeys(fns, 0)
     with torch.no_grad():
         for _ in range(warmup):
-            fn()
+            for fn in fns.values():
+                fn()
         sync()
-        times, peak = [], 0
         for _ in range(repeat):
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-                t0 = time.perf_counter()
-                out = fn()
-                sync()
-                times.append(time.perf_counter() - t0)
-                peak = max(peak, torch.cuda.max_memory_allocated() - base)
-            else:
-                with RssPeak() as rss:
-                    t0 = time.perf_counter()
+            for name, fn in fns.items():
+                if cuda:
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     out = fn()
-                    times.append(time.perf_counter() - t0)
-                peak = max(peak, rss.peak - rss.start)
-            del out
-    return statistics.median(times), peak
+                    sync()
+                    wall[name].append(time.perf_counter() - t0)
+                    cpu[name].append(time.process_time() - c0)
+                    peak[name] = max(peak[name], torch.cuda.max_memory_allocated() - base)
+                else:
+                    with RssPeak() as rss:
+                        t0, c0 = time.perf_counter(), time.process_time()
+                        out = fn()
+                        wall[name].append(time.perf_counter() - t0)
+                        cpu[name].append(time.process_time() - c0)
+                    peak[name] = max(peak[name], rss.peak - rss.start)
+                del out
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), peak[k]) for k in fns}
 
 
 def main(argv=None):
@@ -136,6 +148,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="CPU threads")
+    ap.add_argument("--residual-fp32", action="store_true", help="our residual stream in fp32 (official numerics)")
     ap.add_argument("--skip", default="", help="comma list of references to skip: comfyui,diffusers")
     args = ap.parse_args(argv)
 
@@ -161,24 +174,23 @@ def main(argv=None):
     ctx = torch.zeros(1, 512, cfg.text_dim)
     ctx[:, :40] = torch.randn(1, 40, cfg.text_dim, generator=g)
     ctx = ctx.to(dev)
-    results = {}
+    fns = {}
 
     ours = load_dit(dict(sd), dtype=dtype, device=dev)
-    results["ours"] = measure(lambda: ours(x, t, ctx), dev, args.warmup, args.repeat)
-    del ours
+    ours.residual_fp32 = args.residual_fp32
+    fns["ours"] = lambda: ours(x, t, ctx)
     skip = set(filter(None, args.skip.split(",")))
 
     if "comfyui" not in skip:
         wan, ops = prepare_comfy(dev)
-        model = wan.WanModel(model_type="t2v", in_dim=cfg.in_dim, dim=cfg.dim, ffn_dim=cfg.ffn_dim, out_dim=cfg.out_dim,
+        cmodel = wan.WanModel(model_type="t2v", in_dim=cfg.in_dim, dim=cfg.dim, ffn_dim=cfg.ffn_dim, out_dim=cfg.out_dim,
                              num_heads=cfg.num_heads, num_layers=cfg.num_layers, device=dev, dtype=dtype,
                              operations=ops.disable_weight_init)
-        model.load_state_dict(sd)
-        model.eval()
+        cmodel.load_state_dict(sd)
+        cmodel.eval()
         # ComfyUI's model_base hands the network inputs in the model dtype.
         xc, cc = x.to(dtype), ctx.to(dtype)
-        results["comfyui"] = measure(lambda: model(xc, t, cc), dev, args.warmup, args.repeat)
-        del model
+        fns["comfyui"] = lambda: cmodel(xc, t, cc)
 
     if "diffusers" not in skip:
         from diffusers import WanTransformer3DModel
@@ -193,16 +205,18 @@ def main(argv=None):
         model.rope = type(model.rope)(cfg.head_dim, cfg.patch_size, 1024)  # its buffers are not in the state dict
         model = model.to(dev).eval()
         xd, cd = x.to(dtype), ctx.to(dtype)
-        results["diffusers"] = measure(lambda: model(xd, t, cd, return_dict=False)[0], dev, args.warmup, args.repeat)
-        del model
+        fns["diffusers"] = lambda: model(xd, t, cd, return_dict=False)[0]
 
-    print(f"{'implementation':<12} {'s/forward':>10} {'peak MiB':>10}")
-    for name, (sec, peak) in results.items():
-        print(f"{name:<12} {sec:>10.3f} {peak / 2**20:>10.0f}")
+    results = measure(fns, dev, args.warmup, args.repeat)
+
+    print(f"{'implementation':<12} {'s/forward':>10} {'CPU s':>8} {'peak MiB':>10}")
+    for name, (sec, cpu_s, peak) in results.items():
+        print(f"{name:<12} {sec:>10.3f} {cpu_s:>8.2f} {peak / 2**20:>10.0f}")
     for name in ("comfyui", "diffusers"):
         if name in results:
-            s, p = results["ours"], results[name]
-            print(f"ours / {name}: time {s[0] / p[0]:.3f}, peak memory {s[1] / max(p[1], 1):.3f}")
+            o, r = results["ours"], results[name]
+            print(f"ours / {name}: time {o[0] / r[0]:.3f}, CPU time {o[1] / r[1]:.3f}, "
+                  f"peak memory {o[2] / max(r[2], 1):.3f}")
     return results
 
 

@@ -130,17 +130,26 @@ def test_load_keeps_tensors_without_copy_and_computes_like_reference(i2v_weights
     assert err <= 1e-5 * ref.abs().max().item() + 1e-6, err
 
 
-def test_bf16_storage_fp32_small_tensors(i2v_weights):
+@pytest.mark.parametrize("residual_fp32", [False, True])
+def test_bf16_storage_fp32_small_tensors(i2v_weights, residual_fp32):
     cfg, sd = i2v_weights
     model = load_dit(dict(sd), dtype=torch.bfloat16)
+    model.residual_fp32 = residual_fp32
     assert model.blocks[0].ffn[0].weight.dtype == torch.bfloat16
     assert model.blocks[0].modulation.dtype == torch.float32  # fp32 in the file, computed in fp32
     assert model.compute_dtype == torch.bfloat16
-    inp = torch.randn(1, 16, 1, 4, 4)
+    g = torch.Generator().manual_seed(3)
+    args = (torch.randn(1, 16, 2, 4, 4, generator=g), torch.tensor([900.0]), torch.randn(1, 5, 4096, generator=g),
+            torch.randn(1, 257, 1280, generator=g), torch.randn(1, 20, 2, 4, 4, generator=g))
     with torch.no_grad():
-        out = model(inp, torch.tensor([900.0]), torch.randn(1, 5, 4096), clip_fea=torch.randn(1, 257, 1280),
-                    y=torch.randn(1, 20, 1, 4, 4))
-    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+        out = model(*args)
+        ref = comfy_model(cfg, sd)(torch.cat([args[0], args[4]], 1), args[1],
+                                   torch.nn.functional.pad(args[2], (0, 0, 0, 507)), clip_fea=args[3])
+    assert out.dtype == torch.float32
+    # bf16 weights and activations against the fp32 reference: bf16 rounding (2^-8 relative)
+    # accumulated over two blocks stays within a few percent of the output's range.
+    err = (out - ref).abs().max().item()
+    assert err <= 3e-2 * ref.abs().max().item(), err
 
 
 # ---- refusals -------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
 class DiTState:
     """Everything the blocks need between ``embed`` and ``finish`` (one denoising forward).
 
-    x: [B, L, C] fp32 residual stream; e: [B, T, C] fp32 time embedding (head); e0: [B, T, 6, C]
+    x: [B, L, C] residual stream (``WanDiT.residual_dtype``); e: [B, T, C] fp32 time embedding (head); e0: [B, T, 6, C]
     fp32 time projection (blocks); context: [B, Lc, C] compute dtype, CLIP tokens first;
     rope: rotary table; grid: token grid (f, h, w); size: unpadded latent (F, H, W).
     VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
@@ -63,6 +63,10 @@ class WanDiT(nn.Module):
         self.cfg = cfg
         # None: follow the dtype of the text embedding weights (see ``compute_dtype``).
         self.dtype_override: torch.dtype | None = None
+        # True keeps the residual stream in fp32 as the official code does (its autocast promotes
+        # it); False keeps it in the compute dtype like ComfyUI and diffusers: ~4% faster on an
+        # H100 and a smaller activation peak. Norms, modulation and head are fp32 either way.
+        self.residual_fp32 = False
         d, p = cfg.dim, cfg.patch_size
         self.patch_embedding = nn.Conv3d(cfg.in_dim, d, kernel_size=p, stride=p)
         self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
@@ -94,6 +98,10 @@ class WanDiT(nn.Module):
             return self.dtype_override
         dt = self.text_embedding[0].weight.dtype
         return dt if dt in _FLOAT_COMPUTE else torch.bfloat16
+
+    @property
+    def residual_dtype(self) -> torch.dtype:
+        return torch.float32 if self.residual_fp32 else self.compute_dtype
 
     def set_attention_mode(self, mode: str) -> None:
         """Route every attention of this model through ``attention(..., mode=mode)``."""
@@ -166,7 +174,7 @@ class WanDiT(nn.Module):
         batch = x.shape[0]
         tokens = self._conv_fp32(self.patch_embedding, self._pad(x))  # [B, C, f, h, w]
         grid = tuple(tokens.shape[2:])
-        tokens = tokens.flatten(2).transpose(1, 2).contiguous()  # [B, L, C]
+        tokens = tokens.flatten(2).transpose(1, 2).to(self.residual_dtype).contiguous()  # [B, L, C]
 
         tt = self._timesteps(torch.as_tensor(t, device=x.device), batch, grid)
         emb = sinusoidal_embedding(cfg.freq_dim, tt.flatten())
@@ -206,7 +214,7 @@ class WanDiT(nn.Module):
             c = self._conv_fp32(self.vace_patch_embedding, self._pad(vace_context[:, i]))
             if tuple(c.shape[2:]) != state.grid:
                 raise WanInputError(f"vace_context grid {tuple(c.shape[2:])} differs from the latent's {state.grid}")
-            state.vace.append(c.flatten(2).transpose(1, 2).expand(batch, -1, -1))
+            state.vace.append(c.flatten(2).transpose(1, 2).to(state.x.dtype).expand(batch, -1, -1))
         state.x0 = state.x
         state.vace_strength = strength
 

@@ -1,8 +1,10 @@
-"""Layers of the Wan DiT: fp32 norms, attention modules, the transformer block and the output head.
+"""Layers of the Wan DiT: norms, attention modules, the transformer block and the output head.
 
-Official Wan parameter names throughout, so checkpoints load unchanged. The residual stream,
-norms, modulation and rotary embedding run in fp32 as the official code does; Linear layers run
-in the model's compute dtype (the dtype of ``context`` that every block receives).
+Official Wan parameter names throughout, so checkpoints load unchanged. Norm statistics,
+modulation, rotary embedding and the head run in fp32 as the official code does; Linear layers run
+in the model's compute dtype (the dtype of ``context`` that every block receives). The residual
+stream keeps the dtype it arrives in: fp32 (the official numerics) or the compute dtype (as ComfyUI
+and diffusers keep it), see ``WanDiT.residual_fp32``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ from .attention import apply_rope, attention
 
 
 class FP32LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in fp32 whatever the input or parameter dtype; returns fp32."""
+    """LayerNorm with fp32 statistics and affine, returned in x's dtype (x fp32: fully fp32)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = None if self.weight is None else self.weight.float()
-        b = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps)
+        # The kernels accumulate and apply the affine in fp32 for 16-bit inputs, so casting the
+        # input up would only add a pass over the activations.
+        w = None if self.weight is None else self.weight.to(x.dtype)
+        b = None if self.bias is None else self.bias.to(x.dtype)
+        return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
 
 
 class RMSNorm(nn.Module):
@@ -49,7 +53,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, dtype: t
     """x * (1 + scale) + shift computed in fp32 and written once in ``dtype``, with per-sample,
     per-frame or per-token modulation.
 
-    x: [B, L, C] fp32; shift, scale: [B, T, C] fp32 with T in {1, frames, L}, L divisible by T.
+    x: [B, L, C]; shift, scale: [B, T, C] fp32 with T in {1, frames, L}, L divisible by T.
     """
     b, l, c = x.shape
     t = shift.shape[1]
@@ -59,10 +63,11 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, dtype: t
 
 
 def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """x + y * gate in x's dtype (fp32), with gate [B, T, C] as in ``modulate``."""
+    """x + y * gate computed in fp32 and written in x's dtype, with gate [B, T, C] as in ``modulate``."""
     b, l, c = x.shape
     t = gate.shape[1]
-    out = torch.addcmul(x.view(b, t, l // t, c), y.view(b, t, l // t, c), gate.unsqueeze(2))
+    out = torch.empty(b, t, l // t, c, dtype=x.dtype, device=x.device)
+    torch.addcmul(x.view(b, t, l // t, c), y.view(b, t, l // t, c), gate.unsqueeze(2), out=out)
     return out.view(b, l, c)
 
 
@@ -154,8 +159,9 @@ class WanAttentionBlock(nn.Module):
         context: torch.Tensor,
         context_img_len: int = 0,
     ) -> torch.Tensor:
-        """x: [B, L, C] fp32 residual stream; e: [B, T, 6, C] fp32 time projection (T in {1,
-        frames, L}); rope: from ``rope_table``; context: [B, Lc, C] in compute dtype -> [B, L, C] fp32.
+        """x: [B, L, C] residual stream (fp32 or compute dtype); e: [B, T, 6, C] fp32 time
+        projection (T in {1, frames, L}); rope: from ``rope_table``; context: [B, Lc, C] in compute
+        dtype -> [B, L, C] in x's dtype.
         """
         dt = context.dtype
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
@@ -163,7 +169,7 @@ class WanAttentionBlock(nn.Module):
         ).unbind(2)
         y = self.self_attn(modulate(self._norm(x), shift_msa, scale_msa, dt), rope)
         x = gated_add(x, y, gate_msa)
-        x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len)
+        x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len).to(x.dtype)
         y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn, dt))
         return gated_add(x, y, gate_ffn)
 
@@ -178,7 +184,7 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, C] fp32; e: [B, T, C] fp32 time embedding -> [B, L, prod(patch) * out_dim] fp32."""
+        """x: [B, L, C]; e: [B, T, C] fp32 time embedding -> [B, L, prod(patch) * out_dim] fp32."""
         shift, scale = (self.modulation.float().unsqueeze(0) + e.unsqueeze(2)).unbind(2)
         x = modulate(F.layer_norm(x, x.shape[-1:], eps=self.eps), shift, scale, torch.float32)
         return linear_fp32(self.head, x)
@@ -201,6 +207,7 @@ class MLPProj(nn.Module):
             if x.shape[1] > self.emb_pos.shape[1]:
                 raise ValueError(f"{x.shape[1]} CLIP tokens, the position embedding has {self.emb_pos.shape[1]}")
             x = x + self.emb_pos[:, : x.shape[1]].float()
+        # The CLIP-side norms are tiny (257 tokens): keep them fully fp32 as the official code.
         norm_in, fc1, act, fc2, norm_out = self.proj
         x = act(fc1(norm_in(x).to(dtype)))
         return norm_out(fc2(x)).to(dtype)

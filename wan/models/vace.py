@@ -29,12 +29,13 @@ class VaceWanAttentionBlock(WanAttentionBlock):
         context: torch.Tensor,
         context_img_len: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """c: [B, L, C] VACE stream (fp32); x0: [B, L, C] the embedded video before any block.
+        """c: [B, L, C] VACE stream; x0: [B, L, C] the embedded video before any block (both in
+        the residual dtype).
 
-        Returns (hint to add to the main stream [B, L, C] fp32, the next VACE stream).
+        Returns (hint to add to the main stream [B, L, C], the next VACE stream).
         """
         dt = context.dtype
         if self.block_id == 0:
-            c = self.before_proj(c.to(dt)).float() + x0
+            c = self.before_proj(c.to(dt)).to(x0.dtype) + x0
         c = self.forward(c, e, rope, context, context_img_len)
-        return self.after_proj(c.to(dt)).float(), c
+        return self.after_proj(c.to(dt)).to(c.dtype), c
