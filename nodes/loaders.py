@@ -16,7 +16,7 @@ import torch
 
 from ._common import (
     CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
-    full_path, identity_of, install_memory_hook, list_files, main_device, make_room, offload_device,
+    full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,14 @@ TEXT_FOLDERS = ("text_encoders",)  # includes models/clip
 QUANTIZATIONS = ("disabled", "fp8_e4m3fn")
 LOAD_DEVICES = ("main_device", "offload_device")
 ATTENTION_MODES = ("sdpa",)
+
+# At import, before any listing: ComfyUI caches folder listings (for the length of a whole
+# /object_info call, and then until the folder changes), so an extension added later, after a core
+# loader has listed the same folder, would not show until the folder is next modified.
+try:
+    register_gguf_extension()
+except ImportError:  # imported outside ComfyUI (unit tests)
+    pass
 
 
 @dataclasses.dataclass(frozen=True)

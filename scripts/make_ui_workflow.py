@@ -147,6 +147,8 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
     for node in ui["nodes"]:
         if node.get("mode", 0) != 0:
             continue
+        if node["type"] not in object_info and not any(o.get("links") for o in node.get("outputs", [])):
+            continue  # frontend-only nodes (Note, MarkdownNote) are not part of the prompt
         info = object_info[node["type"]]
         values = list(node.get("widgets_values") or [])
         sockets = {s["name"]: s.get("link") for s in node.get("inputs", [])}

@@ -267,3 +267,34 @@ def test_server_keeps_serving_after_errors(comfy_server, models):
     outputs = comfy_server.run(shrink(load_api("t2v"), "after_errors"), timeout=180)
     [path] = output_files(comfy_server, outputs)
     assert video_frames(path) == (FRAMES, (SIZE, SIZE))
+
+
+def _template(package: str, name: str) -> dict:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None:
+        pytest.skip(f"{package} is not installed")
+    return json.loads((Path(spec.origin).parent / "templates" / name).read_text())
+
+
+def test_ui_reader_agrees_with_files_the_frontend_saved(comfy_server):
+    """ComfyUI's own templates were saved by the real frontend: reading them back checks the widget
+    conventions the UI files rely on (seed control value, image-upload value, INPUT_TYPES order)."""
+    info = comfy_server.object_info()
+    default = ui_to_api(_template("comfyui_workflow_templates_media_other", "default.json"), info)
+    ks = default["3"]["inputs"]
+    assert {k: ks[k] for k in ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise")} == dict(
+        seed=685468484323813, steps=20, cfg=8, sampler_name="euler", scheduler="normal", denoise=1)
+    assert default["5"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
+    i2i = ui_to_api(_template("comfyui_workflow_templates_media_image", "image2image.json"), info)
+    assert i2i["10"]["inputs"] == {"image": "image2image_input_image.jpg"}
+    assert i2i["18"]["inputs"]["megapixels"] == 0.5
+
+    # Our t2i_sd15 is the seeds' graph, which is ComfyUI's default graph: same nodes, same wiring.
+    def wiring(api):
+        return sorted((api[s[0]]["class_type"], s[1], n["class_type"], k)
+                      for n in api.values() for k, s in n["inputs"].items() if isinstance(s, list))
+
+    ours = ui_to_api(json.loads((REPO / "workflows" / "t2i_sd15.json").read_text()), info)
+    assert wiring(ours) == wiring(default)
