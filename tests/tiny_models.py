@@ -178,6 +178,53 @@ def write_umt5(path, seed: int = 5) -> Path:
     return path
 
 
+_T5_GGUF_NAMES = (  # HF -> llama.cpp names (the inverse of what ComfyUI-GGUF and wan.weights.gguf_text map)
+    ("encoder.final_layer_norm", "enc.output_norm"), ("shared", "token_embd"), ("encoder.block.", "enc.blk."),
+    ("layer.0.SelfAttention.relative_attention_bias", "attn_rel_b"), ("layer.0.SelfAttention.q", "attn_q"),
+    ("layer.0.SelfAttention.k", "attn_k"), ("layer.0.SelfAttention.v", "attn_v"), ("layer.0.SelfAttention.o", "attn_o"),
+    ("layer.0.layer_norm", "attn_norm"), ("layer.1.DenseReluDense.wi_0", "ffn_gate"),
+    ("layer.1.DenseReluDense.wi_1", "ffn_up"), ("layer.1.DenseReluDense.wo", "ffn_down"), ("layer.1.layer_norm", "ffn_norm"),
+)
+
+
+def write_umt5_gguf(path, seed: int = 5) -> Path:
+    """The UMT5 encoder as a llama.cpp "t5encoder" GGUF (city96's umt5-xxl-encoder-*.gguf layout):
+    Q8_0 matrices, F32 vectors, the sentencepiece vocabulary as tokenizer metadata."""
+    import gguf
+    from sentencepiece import sentencepiece_model_pb2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(spiece_model())
+    w = gguf.GGUFWriter(str(path), "t5encoder")
+    w.add_tokenizer_model("t5")
+    w.add_token_list([p.piece for p in proto.pieces])
+    w.add_token_scores([p.score for p in proto.pieces])
+    w.add_token_types([int(p.type) for p in proto.pieces])
+    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
+    w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
+    w.add_eos_token_id(proto.trainer_spec.eos_id)
+    w.add_pad_token_id(proto.trainer_spec.pad_id)
+    w.add_unk_token_id(proto.trainer_spec.unk_id)
+    for key, value in umt5_state(seed).items():
+        name = key
+        for hf, cpp in _T5_GGUF_NAMES:
+            name = name.replace(hf, cpp)
+        data = value.float().numpy()
+        if value.ndim == 2 and value.shape[1] % 32 == 0 and "attn_rel_b" not in name:
+            q8 = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(name, gguf.quants.quantize(data, q8), raw_dtype=q8)
+        else:
+            w.add_tensor(name, data)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
 # ---- CLIP vision ---------------------------------------------------------------------------------
 
 def clip_vision_state(seed: int = 7, hidden: int = 1280, layers: int = 2, heads: int = 16, inter: int = 64,
@@ -247,6 +294,7 @@ NAMES = {
     "wan22_low": ("diffusion_models", "wan2.2_t2v_low_noise_14B_fp8_scaled.safetensors"),
     "ti2v_5b": ("diffusion_models", "wan2.2_ti2v_5B_fp16.safetensors"),
     "umt5": ("text_encoders", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+    "umt5_gguf": ("text_encoders", "umt5-xxl-encoder-Q8_0.gguf"),
     "clip_vision": ("clip_vision", "clip_vision_h.safetensors"),
     "vae21": ("vae", "wan_2.1_vae.safetensors"),
     "vae22": ("vae", "wan2.2_vae.safetensors"),
@@ -265,6 +313,7 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "wan22_low": lambda p: write_dit(p, "wan22_t2v_a14b", "fp8", seed=4),
         "ti2v_5b": lambda p: write_dit(p, "ti2v_5b", "fp16", seed=5),
         "umt5": write_umt5,
+        "umt5_gguf": write_umt5_gguf,
         "clip_vision": write_clip_vision,
         "vae21": lambda p: write_vae(p, "2.1"),
         "vae22": lambda p: write_vae(p, "2.2"),
@@ -282,4 +331,4 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
 
 
 __all__ = ["NAMES", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora",
-           "write_wrong_arch_gguf", "dit_state", "vae_state", "umt5_state", "clip_vision_state", "spiece_model"]
+           "write_umt5_gguf", "write_wrong_arch_gguf", "dit_state", "vae_state", "umt5_state", "clip_vision_state", "spiece_model"]

@@ -207,3 +207,11 @@ def test_video_to_video_through_wan_vae_encode(comfy_server, models):
     g["6"]["inputs"].update(samples=["33", 0], denoise_strength=0.5, steps=4)
     frames = _frames(comfy_server, comfy_server.run(g, timeout=180))
     assert frames.shape == (5, 32, 32, 3)
+
+
+def test_gguf_text_encoder(comfy_server, models):
+    """A llama.cpp t5encoder GGUF (city96's umt5-xxl-encoder layout) in the text encoder loader."""
+    g = shrink(load_api("t2v"), "te_gguf")
+    g["2"]["inputs"]["text_encoder"] = "umt5-xxl-encoder-Q8_0.gguf"
+    files = output_files(comfy_server, comfy_server.run(g, timeout=180))
+    assert len(files) == 1 and files[0].stat().st_size > 0
