@@ -111,9 +111,15 @@ def prefix_problem(prefix: str) -> str | None:
         return "filename_prefix is empty"
     if os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or os.path.splitdrive(prefix)[0]:
         return f"filename_prefix must be relative to the output folder, got the absolute path {prefix!r}"
+    if any(ord(ch) < 32 for ch in prefix):
+        return f"filename_prefix {prefix!r} contains control characters (NUL, newline, ...)"
     parts = os.path.normpath(prefix.replace("\\", "/")).split(os.sep)
     if parts and parts[0] == "..":
         return f"filename_prefix {prefix!r} points outside the output folder ('..' is not allowed)"
+    # File systems cap one name at 255 bytes; the last part also gets a "_00001_.webm"-style suffix.
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > 255 - len("_00001_.webm") - 1:
+        return f"filename_prefix has a folder or file name of {longest} bytes; the limit is 242"
     return None
 
 

@@ -143,8 +143,8 @@ def test_mutated_lora_headers_give_only_clear_errors(dit, muts, raw_muts):
 
 _MODULES = sorted({k.rsplit(".lora_", 1)[0].rsplit(".alpha", 1)[0] for k in _KEYS})
 _TENSOR_HARMS = ["ok", "rank_mismatch", "transposed_up", "alpha_vector", "alpha_nan", "alpha_inf", "alpha_zero",
-                 "alpha_negative", "int8", "one_dim", "three_dim", "up_only", "nan_values", "fp8", "huge_rank"]
-# "empty" (a rank-0 pair) is left out of the fuzz while it fails: see the xfail below.
+                 "alpha_negative", "int8", "one_dim", "three_dim", "up_only", "nan_values", "fp8", "huge_rank",
+                 "empty"]
 
 
 def _hostile_tensors(harms: dict[int, str]) -> dict[str, torch.Tensor]:
@@ -191,8 +191,6 @@ def test_hostile_lora_tensors_give_only_clear_errors(dit, harms):
     _check(path, dit, "hostile tensors")
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="wan/weights/lora.py LowRank.fits indexes down[0] of a rank-0 pair (reported to the lead)")
 def test_rank_zero_pair_is_refused_clearly(dit):
     path = _DIR / "rank_zero.safetensors"
     save_file(_hostile_tensors({0: "empty"}), str(path))

@@ -10,6 +10,7 @@ Applying them lives in ``lora_apply`` and is re-exported here.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -233,9 +234,15 @@ def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
     entries: list[Entry] = []
     for raw, g in groups.items():
         if "up" in g and "down" in g:
+            if g["down"].dim() == 0 or g["down"].shape[0] == 0:
+                raise WanFileError(path, f"LoRA pair {raw!r} has rank 0 (an empty down/A matrix)")
             alpha = None
             if "alpha" in g:
+                if g["alpha"].numel() == 0:
+                    raise WanFileError(path, f"LoRA alpha of {raw!r} is empty")
                 alpha = float(g["alpha"].float().reshape(-1)[0])
+                if not math.isfinite(alpha):
+                    raise WanFileError(path, f"LoRA alpha of {raw!r} is {alpha}, not a finite number")
             entries.append(Entry(raw, "weight", LowRank(g["up"], g["down"], alpha)))
         elif "up" in g or "down" in g:
             unknown.append(raw + (".up" if "up" in g else ".down") + " (its pair is missing)")
