@@ -102,7 +102,13 @@ class WanSampler:
         if float(cfg) == 1.0:
             text = text._replace(negative=None)  # one DiT pass per step
 
-        callback = _progress(max(int(steps * denoise_strength), 1), channels)  # sample_video gives the exact total
+        done = [0]
+        progress = _progress(max(int(steps * denoise_strength), 1), channels)  # sample_video gives the exact total
+
+        def callback(step, total, x0):
+            done[0] = step
+            progress(step, total, x0)
+
         with contextlib.ExitStack() as stack:
             stack.enter_context(on_device(model.dit, main_device()))
             if model.loras:
@@ -113,11 +119,16 @@ class WanSampler:
                 if model_low.loras and model_low.dit is not model.dit:
                     stack.enter_context(apply_loras(model_low.dit, model_low.loras, warn=False))
                 dit_low = model_low.dit
-            latent = sample_video(
-                model.dit, text, cond, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                denoise=denoise_strength, latents=latents, context=context_options, dit_low=dit_low,
-                callback=callback, cancel=cancel_check(),
-            )
+            try:
+                latent = sample_video(
+                    model.dit, text, cond, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
+                    denoise=denoise_strength, latents=latents, context=context_options, dit_low=dit_low,
+                    callback=callback, cancel=cancel_check(),
+                )
+            except Exception as error:
+                if type(error).__name__ == "InterruptProcessingException":
+                    log.info("Wan Sampler: cancelled after step %d", done[0])
+                raise
         return ({"samples": latent.cpu()},)
 
 

@@ -199,8 +199,11 @@ def test_cancel_stops_within_a_step_and_writes_nothing(comfy_server, models):
     kinds = [kind for kind, _ in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds, kinds
     assert all_files(comfy_server) == before
-    # One 2-step run takes a few seconds here; a step is a small part of that.
-    assert stopped < 2.0, f"took {stopped:.2f} s to stop"
+    # The cancel is polled before every step, so the job ends at the next step boundary: far
+    # sooner than the ~1000 steps left (a step of this tiny model takes well under a second).
+    assert stopped < 5.0, f"took {stopped:.2f} s to stop"
+    line = [l for l in comfy_server.log.splitlines() if "Wan Sampler: cancelled after step" in l]
+    assert line and int(line[-1].rsplit(" ", 1)[1]) < 1000, line
 
 
 # ---- errors that name the problem ------------------------------------------------------------------
