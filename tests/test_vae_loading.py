@@ -130,6 +130,16 @@ def test_refusals_name_the_problem(tmp_path):
         load_vae_file(tmp_path / "cut.safetensors")
     assert isinstance(load_vae_file(path), WanVAE)
 
+    # The official releases ship Wan2.1_VAE.pth / Wan2.2_VAE.pth: plain state dicts.
+    pth = tmp_path / "Wan2.1_VAE.pth"
+    torch.save(sd, pth)
+    loaded = load_vae_file(pth)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in sd.items())
+    data = pth.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WanFileError, match="cut.pth: cannot be read"):
+        load_vae_file(tmp_path / "cut.pth")
+
 
 def test_half_precision_weights_compute_in_their_dtype():
     sd = _official_tiny()
