@@ -150,9 +150,13 @@ def fetch_models(install: Install):
     catalog = load_catalog()
     files = catalog.resolve([WORKFLOW])
     missing = [f for f in files if not any(os.path.isfile(p) for p in f.candidate_paths(install.base))]
+    from wan.tiny import is_tiny
+
     for f in files:
         if f not in missing:
-            print(f"  have {f.filename}", flush=True)
+            path = next(p for p in f.candidate_paths(install.base) if os.path.isfile(p))
+            note = " (a tiny random file from wan.tiny: the video will be noise)" if is_tiny(path) else ""
+            print(f"  have {path}{note}", flush=True)
     if missing:
         sizes = [f.size for f in missing]
         size = f" ({sum(sizes) / 1e9:.1f} GB)" if None not in sizes else ""
@@ -260,6 +264,13 @@ class Server:
         if status != 200:
             raise urllib.error.URLError(f"GET {path} answered {status}")
         return body
+
+    def interrupt(self) -> None:
+        """Ask ComfyUI to stop the running prompt, so that it exits promptly on SIGTERM."""
+        try:
+            self.request("POST", "/interrupt", {}, timeout=5)
+        except OSError:
+            pass
 
     def queue(self, graph: dict) -> str:
         status, body = self.request("POST", "/prompt", {"prompt": graph, "client_id": self.client_id})
@@ -452,8 +463,14 @@ def _execution_error(entry: dict) -> str | None:
 
 # ---- main ---------------------------------------------------------------------------------------
 
+def _terminate(signum, frame):
+    # A `kill` (or a CI time-out) must stop the ComfyUI process group too: unwind through the finally.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     try:
         install = Install(args)
@@ -483,6 +500,9 @@ def main(argv: list[str]) -> int:
             print(f"ComfyUI is up at {server.url}; queueing workflows/{WORKFLOW}.api.json", flush=True)
             print(f"prompt: {args.prompt!r}", flush=True)
             entry = server.wait(server.queue(graph), graph, args.timeout)
+        except KeyboardInterrupt:
+            server.interrupt()
+            raise
         finally:
             server.stop()
         error = _execution_error(entry)
@@ -495,7 +515,7 @@ def main(argv: list[str]) -> int:
         print(str(failure), file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("\ninterrupted; ComfyUI was stopped", file=sys.stderr)
         return 130
     for path in paths:
         print(f"video: {path}")
