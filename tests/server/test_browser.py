@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -45,19 +46,27 @@ def _unavailable() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def page(comfy_server):
+def chromium() -> str:
+    """Chromium's path; decided before the server starts, so a skip costs nothing."""
     reason = _unavailable()
     if reason:
         if os.environ.get("CI"):
             pytest.fail(f"browser test cannot run under CI: {reason}", pytrace=False)
         pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def page(chromium, comfy_server):
     from playwright.sync_api import sync_playwright
 
     # A first visit opens the template browser over the canvas; a returning user's setting skips it.
-    status, _ = comfy_server._request("POST", "/settings/Comfy.TutorialCompleted", True)
-    assert status == 200
+    request = urllib.request.Request(comfy_server.url + "/settings/Comfy.TutorialCompleted", data=b"true",
+                                     method="POST", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             pg = browser.new_page(viewport={"width": 1600, "height": 1000})
             pg.page_errors = []
@@ -137,7 +146,7 @@ def _screenshot(pg, tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_serves_the_pinned_frontend(comfy_server, page):
+def test_serves_the_pinned_frontend(page):
     pin = re.search(r"comfyui-frontend-package==([\w.]+)", (comfyui_dir() / "requirements.txt").read_text())
     assert pin, "ComfyUI's requirements.txt pins no frontend"
     assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == pin.group(1)
@@ -152,7 +161,9 @@ def test_missing_nodes_are_detected(page):
     nodes = _load(page, broken)
     bad = [n for n in nodes if n["type"] == "WanNoSuchNode"]
     assert bad and bad[0]["has_errors"] and not bad[0]["registered"]
-    assert any("WanNoSuchNode" in d for d in _dialogs(page))
+    page.wait_for_function(
+        "() => Array.from(document.querySelectorAll('.p-dialog, [role=dialog]'))"
+        ".some(d => d.innerText.includes('WanNoSuchNode'))", timeout=30_000)
     _close_dialogs(page)
     assert not _dialogs(page)
 
