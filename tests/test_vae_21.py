@@ -85,3 +85,20 @@ def test_full_size_names_and_shapes_match_comfyui():
     ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     our_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert our_shapes == ref_shapes
+
+
+def test_feature_cache_size_does_not_grow_with_frames(pair):
+    # What a streamed decode keeps between chunks must be bounded: the cache holds at most two
+    # frames per causal layer, so its size is the same after the 3rd chunk as after the 6th.
+    from wan.models.vae_base import Untiled
+
+    ours, _ = pair
+    z = torch.randn(1, 16, 6, 2, 2)
+    run = Untiled()
+    sizes = []
+    with torch.no_grad():
+        for i in range(z.shape[2]):
+            run(ours._decode_chunk, z[:, :, i:i + 1])
+            sizes.append(sum(t.numel() for t in run.cache._frames.values()))
+    assert sizes[2] == sizes[-1] > 0
+    assert max(t.shape[2] for t in run.cache._frames.values()) <= 2
