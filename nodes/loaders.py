@@ -14,6 +14,7 @@ import os
 
 import torch
 
+from ..wan.models.attention_backends import ATTENTION_MODES  # each is checked when the model loads
 from ._common import (
     CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
@@ -23,9 +24,8 @@ log = logging.getLogger(__name__)
 
 DIT_FOLDERS = ("diffusion_models",)  # ComfyUI maps the legacy "unet" folder into this one
 TEXT_FOLDERS = ("text_encoders",)  # includes models/clip
-QUANTIZATIONS = ("disabled", "fp8_e4m3fn")
+QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
 LOAD_DEVICES = ("main_device", "offload_device")
-ATTENTION_MODES = ("sdpa",)
 
 # At import, before any listing: ComfyUI caches folder listings (for the length of a whole
 # /object_info call, and then until the folder changes), so an extension added later, after a core
@@ -38,23 +38,25 @@ except ImportError:  # imported outside ComfyUI (unit tests)
 
 @dataclasses.dataclass(frozen=True)
 class WanModel:
-    """What a WANMODEL socket carries: the shared base DiT plus the LoRAs to apply while sampling."""
+    """What a WANMODEL socket carries: the shared base DiT plus the LoRAs to apply while sampling.
+
+    ``block_swap``: some blocks live on the offload device and are streamed in by the model itself,
+    so the sampler must not move the whole model.
+    """
 
     dit: torch.nn.Module
     name: str
     loras: tuple = ()
-    load_device: torch.device = torch.device("cpu")
-    offload_device: torch.device = torch.device("cpu")
+    block_swap: bool = False
 
     @property
     def cfg(self):
         return self.dit.cfg
 
 
-def _devices(load_device: str) -> tuple[torch.device, torch.device]:
-    """(where the model lives between runs, where it computes)."""
-    compute, offload = main_device(), offload_device()
-    return (compute if load_device == "main_device" else offload), compute
+def _home(load_device: str) -> torch.device:
+    """Where the model lives between runs (it always computes on the main device)."""
+    return main_device() if load_device == "main_device" else offload_device()
 
 
 def _check_loras(dit, loras) -> None:
@@ -87,14 +89,18 @@ class WanModelLoader:
                 "base_precision": (list(PRECISIONS), {"default": "bf16",
                                    "tooltip": "Dtype of the weights that are not quantized, and of the compute."}),
                 "quantization": (list(QUANTIZATIONS), {"default": "disabled",
-                                 "tooltip": "safetensors only: store the block weights as fp8 on load. "
-                                            "GGUF and fp8 files keep their own format."}),
+                                 "tooltip": "fp8_e4m3fn: store a safetensors model's block weights as fp8 on "
+                                            "load (GGUF and fp8 files keep their own format). _fast: also "
+                                            "multiply in fp8 (GPUs of compute capability 8.9+)."}),
                 "load_device": (list(LOAD_DEVICES), {"default": "main_device",
                                 "tooltip": "offload_device keeps the model in RAM between runs."}),
-                "attention_mode": (list(ATTENTION_MODES), {"default": "sdpa"}),
+                "attention_mode": (list(ATTENTION_MODES), {"default": "sdpa",
+                                   "tooltip": "Modes other than sdpa need their package installed."}),
             },
             "optional": {
                 "lora": (WANLORA, {"tooltip": "LoRAs from Wan LoRA Select, applied while sampling."}),
+                "block_swap_args": ("WANBLOCKSWAPARGS", {"tooltip": "From Wan Block Swap Args."}),
+                "compile_args": ("WANCOMPILEARGS", {"tooltip": "From Wan Torch Compile Args."}),
             },
         }
 
@@ -102,42 +108,49 @@ class WanModelLoader:
     def IS_CHANGED(cls, model, **_):
         return identity_of(model, *DIT_FOLDERS)
 
-    def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None):
+    def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
+             block_swap_args=None, compile_args=None):
         from ..wan.errors import WanInputError
 
         if base_precision not in PRECISIONS:
             raise WanInputError(f"base_precision {base_precision!r} is not one of {', '.join(PRECISIONS)}")
-        if attention_mode not in ATTENTION_MODES:
-            raise WanInputError(f"attention_mode {attention_mode!r} is not one of {', '.join(ATTENTION_MODES)}")
+        if quantization not in QUANTIZATIONS:
+            raise WanInputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
         install_memory_hook()
         path = full_path(model, *DIT_FOLDERS)
-        home, compute = _devices(load_device)
+        home = _home(load_device)
         dtype = PRECISIONS[base_precision]
+        swap = block_swap_args is not None and (block_swap_args.blocks_to_swap > 0 or block_swap_args.offload_embeddings)
 
         def load():
             from ..wan.models.dit_loading import load_dit
+            from ..wan.runtime.apply import prepare_model
             from ..wan.weights.loader import load_state_dict
 
             sd = load_state_dict(path)
             if quantization != "disabled":
                 if path.lower().endswith(".gguf"):
-                    log.info("Wan: %s is GGUF; quantization=%s ignored", model, quantization)
+                    log.info("Wan: %s is GGUF; quantization=%s keeps the file's own format", model, quantization)
                 else:
                     from ..wan.weights.fp8 import quantize_fp8
 
-                    sd = quantize_fp8(sd, quantization)
-            make_room(os.path.getsize(path), home)
-            dit = load_dit(sd, path=path, dtype=dtype, device=home)
-            dit.set_attention_mode(attention_mode)
+                    sd = quantize_fp8(sd, "fp8_e4m3fn")  # already-fp8 weights are left as they are
+            # With block swap the model is built in host memory and prepare_model places the blocks.
+            build_on = offload_device() if swap else home
+            make_room(os.path.getsize(path), build_on)
+            dit = load_dit(sd, path=path, dtype=dtype, device=build_on)
+            dit = prepare_model(dit, main_device() if swap else home, offload_device(),
+                                block_swap=block_swap_args, compile_args=compile_args,
+                                attention_mode=attention_mode, fp8_fast=quantization == "fp8_e4m3fn_fast")
             log.info("Wan: loaded %s (%s) on %s", model, dit.cfg.variant, home)
             return dit
 
-        options = (base_precision, quantization, str(home), attention_mode)
-        dit = MODEL_CACHE.get("dit", path, options, load, offload=offload_device())
+        options = (base_precision, quantization, str(home), attention_mode, repr(block_swap_args), repr(compile_args))
+        dit = MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
         loras = tuple(lora or ())
         if loras:
             _check_loras(dit, loras)
-        return (WanModel(dit, model, loras, home, compute),)
+        return (WanModel(dit, model, loras, swap),)
 
 
 class WanTextEncoderLoader:
@@ -163,7 +176,7 @@ class WanTextEncoderLoader:
     def load(self, text_encoder, precision, load_device):
         install_memory_hook()
         path = full_path(text_encoder, *TEXT_FOLDERS)
-        home, _ = _devices(load_device)
+        home = _home(load_device)
         dtype = PRECISIONS[precision]
 
         def load():

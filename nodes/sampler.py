@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 
-from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, on_device
+from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,17 @@ class WanSampler:
                 "samples": ("LATENT", {"tooltip": "A latent to start from (video-to-video)."}),
                 "context_options": (WANCONTEXT,),
                 "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
+                "cache_args": ("WANCACHEARGS", {"tooltip": "From Wan Step Cache Args (skips steps)."}),
+                "feta_args": ("WANFETAARGS", {"tooltip": "From Wan Enhance-A-Video Args."}),
             },
         }
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
-               samples=None, context_options=None, model_low=None):
+               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
         from ..wan.conditioning import t2v_conditioning
         from ..wan.errors import WanInputError
         from ..wan.pipeline_sampling import sample_video
+        from ..wan.runtime.apply import sampling_options
         from ..wan.weights.lora import apply_loras  # (lora_apply imported first is circular)
 
         channels = model.cfg.latent_channels
@@ -103,21 +106,26 @@ class WanSampler:
             text = text._replace(negative=None)  # one DiT pass per step
 
         done = [0]
-        progress = _progress(max(int(steps * denoise_strength), 1), channels)  # sample_video gives the exact total
+        run_steps = max(int(steps * denoise_strength), 1)  # the last steps of the schedule
+        progress = _progress(run_steps, channels)
 
         def callback(step, total, x0):
             done[0] = step
             progress(step, total, x0)
 
         with contextlib.ExitStack() as stack:
-            stack.enter_context(on_device(model.dit, main_device()))
-            if model.loras:
-                stack.enter_context(apply_loras(model.dit, model.loras, warn=False))
             dit_low = None
+            for i, m in enumerate((model, model_low)):
+                if m is None or (i == 1 and m.dit is model.dit):
+                    continue
+                if not m.block_swap:  # a block-swapped model streams its blocks in itself
+                    stack.enter_context(on_device(m.dit, main_device()))
+                if m.loras:
+                    stack.enter_context(apply_loras(m.dit, m.loras, warn=False))
+                if cache_args is not None or feta_args is not None:
+                    stack.enter_context(sampling_options(m.dit, cache_args, feta_args, total_steps=run_steps,
+                                                         offload_device=offload_device()))
             if model_low is not None:
-                stack.enter_context(on_device(model_low.dit, main_device()))
-                if model_low.loras and model_low.dit is not model.dit:
-                    stack.enter_context(apply_loras(model_low.dit, model_low.loras, warn=False))
                 dit_low = model_low.dit
             try:
                 latent = sample_video(

@@ -167,14 +167,15 @@ def test_gguf_files_listed_only_where_they_belong(comfy_server, models):
 def test_free_memory_request_reaches_our_cache(comfy_server, models):
     """ComfyUI's "free model and node cache" (POST /free) goes through model_management's unload
     path, which our loaders' cache is hooked into: the next run loads the model file again."""
-    import time
-
     g = _as_pngs(shrink(load_api("t2v"), "free"), "test/free_a")
     comfy_server.run(g, timeout=180)
     loads = _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", 1)
     status, _ = comfy_server._request("POST", "/free", {"unload_models": True, "free_memory": True})
     assert status == 200
-    time.sleep(1.5)  # the prompt worker applies the flags between jobs, polling once a second
+    # The prompt worker applies the flags after its next wake-up, which a job always causes (the
+    # POST's own wake-up is lost if the worker is busy collecting garbage): run a trivial job first.
+    comfy_server.run({"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+                      "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}, timeout=60)
     g["8"]["inputs"]["filename_prefix"] = "test/free_b"
     comfy_server.run(g, timeout=180)
     assert _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", loads + 1) == loads + 1
@@ -215,3 +216,23 @@ def test_gguf_text_encoder(comfy_server, models):
     g["2"]["inputs"]["text_encoder"] = "umt5-xxl-encoder-Q8_0.gguf"
     files = output_files(comfy_server, comfy_server.run(g, timeout=180))
     assert len(files) == 1 and files[0].stat().st_size > 0
+
+
+def test_runtime_options_reach_loader_and_sampler(comfy_server, models):
+    """Block swap (loader) and step cache + Enhance-A-Video (sampler) from the option nodes: the job
+    runs, and block swap alone (exact by design) gives the frames of the plain run."""
+    plain = _as_pngs(shrink(load_api("t2v"), "opts"), "test/opts_plain")
+    base = _frames(comfy_server, comfy_server.run(plain, timeout=180))
+    g = copy.deepcopy(plain)
+    g["40"] = {"class_type": "WanBlockSwapArgs", "inputs": {"blocks_to_swap": 1, "offload_embeddings": False,
+                                                            "prefetch": False}}
+    g["1"]["inputs"]["block_swap_args"] = ["40", 0]
+    g["8"]["inputs"]["filename_prefix"] = "test/opts_swap"
+    swapped = _frames(comfy_server, comfy_server.run(g, timeout=180))
+    assert np.array_equal(base, swapped)
+    g["41"] = {"class_type": "WanCacheArgs", "inputs": {"threshold": 0.2, "start_step": 1, "end_step": -1,
+                                                        "input": "e0", "coefficients": "auto", "offload_residuals": False}}
+    g["42"] = {"class_type": "WanEnhanceVideoArgs", "inputs": {"weight": 2.0, "start_percent": 0.0, "end_percent": 1.0}}
+    g["6"]["inputs"].update(cache_args=["41", 0], feta_args=["42", 0])
+    g["8"]["inputs"]["filename_prefix"] = "test/opts_all"
+    assert _frames(comfy_server, comfy_server.run(g, timeout=180)).shape == (5, 32, 32, 3)
