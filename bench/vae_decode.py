@@ -21,14 +21,15 @@ Measured on one H100, bf16, real widths, random weights (time s / peak MiB at 5,
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import os
 import sys
-import threading
 import time
+import weakref
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -41,20 +42,17 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class PeakMemory:
-    """Peak bytes above the starting level while the `with` block runs."""
+    """Peak bytes of tensor memory above the starting level while the `with` block runs.
+
+    CUDA: the caching allocator's own counters. CPU: a dispatch mode adds up the storage of every
+    op's fresh (non-view) output while its tensor lives; the process's resident set is useless on
+    a shared machine, where the allocator keeps freed pages. The CPU mode slows ops down, so time
+    is measured in a separate run.
+    """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak = 0
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss() - self.base)
-            time.sleep(0.001)
 
     def __enter__(self):
         gc.collect()
@@ -64,14 +62,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.base = torch.cuda.memory_allocated()
         else:
-            try:
-                ctypes.CDLL("libc.so.6").malloc_trim(0)  # return freed heap so the baseline is honest
-            except OSError:
-                pass
-            self.base = self._rss()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            self._mode = _LiveTensorBytes()
+            self._mode.__enter__()
         return self
 
     def __exit__(self, *exc):
@@ -79,9 +71,42 @@ class PeakMemory:
             torch.cuda.synchronize()
             self.peak = torch.cuda.max_memory_allocated() - self.base
         else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss() - self.base)
+            self._mode.__exit__(*exc)
+            self.peak = self._mode.peak
+
+
+class _LiveTensorBytes(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+
+    def _free(self, n: int):
+        self.live -= n
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t._base is None and not any(t is a for a in tree_leaves(args)):
+                n = t.untyped_storage().nbytes()
+                self.live += n
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, n)
+        return out
+
+
+@torch.no_grad()
+def measure(fn, z: torch.Tensor, device: torch.device) -> tuple[float, float, int]:
+    """(wall seconds, process CPU seconds, peak bytes) of one fn(z)."""
+    if device.type == "cpu":
+        with PeakMemory(device) as mem:  # counting slows ops: a separate, untimed run
+            fn(z)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if device.type == "cuda":
+        with PeakMemory(device) as mem:
+            fn(z)
+    else:
+        fn(z)
+    return time.perf_counter() - start, time.process_time() - cpu_start, mem.peak
 
 
 def random_diffusers_state(version: str, dim: int, dec_dim: int | None, seed: int):
@@ -180,7 +205,7 @@ def main():
     ap.add_argument("--frames", default="5,21,41", help="latent frame counts, comma-separated")
     ap.add_argument("--height", type=int, default=64, help="video height in pixels")
     ap.add_argument("--width", type=int, default=64, help="video width in pixels")
-    ap.add_argument("--dim", type=int, default=16, help="base width (the real models: 96 for 2.1, 160 for 2.2)")
+    ap.add_argument("--dim", type=int, default=8, help="base width (the real models: 96 for 2.1, 160 for 2.2)")
     ap.add_argument("--dec-dim", type=int, default=None, help="2.2 decoder width (real: 256; default dim*8/5)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", choices=list(DTYPES), default="fp32")
@@ -204,22 +229,19 @@ def main():
     with torch.no_grad():
         for fn in impls.values():
             fn(warm)
-    print(f"{'latent':>6} {'video':>5}  {'impl':<12} {'time s':>8} {'peak MiB':>9}  {'time/ours':>9} {'mem/ours':>8}")
+    # On a shared CPU, wall time swings with other load; the ratio uses CPU time there.
+    print(f"{'latent':>6} {'video':>5}  {'impl':<12} {'time s':>8} {'cpu s':>7} {'peak MiB':>9}  "
+          f"{'time/ours':>9} {'mem/ours':>8}")
     for t in (int(x) for x in args.frames.split(",")):
         z = torch.randn(1, ours.z_dim, t, h, w, generator=g).to(device, dtype)
         base = None
         for name, fn in impls.items():
-            with torch.no_grad(), PeakMemory(device) as mem:
-                start = time.perf_counter()
-                out = fn(z)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds = time.perf_counter() - start
-                del out
-            mib = mem.peak / 2**20
-            base = base or (seconds, max(mib, 1e-9))
-            print(f"{t:>6} {1 + 4 * (t - 1):>5}  {name:<12} {seconds:>8.2f} {mib:>9.1f}  "
-                  f"{seconds / base[0]:>9.2f} {mib / base[1]:>8.2f}", flush=True)
+            seconds, cpu, peak = measure(fn, z, device)
+            mib = peak / 2**20
+            cost = cpu if device.type == "cpu" else seconds
+            base = base or (cost, max(mib, 1e-9))
+            print(f"{t:>6} {1 + 4 * (t - 1):>5}  {name:<12} {seconds:>8.2f} {cpu:>7.2f} {mib:>9.1f}  "
+                  f"{cost / base[0]:>9.2f} {mib / base[1]:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":
