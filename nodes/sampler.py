@@ -10,7 +10,15 @@ from __future__ import annotations
 import contextlib
 import logging
 
+import torch
+
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
+
+OOM_ADVICE = (
+    "Wan Sampler ran out of memory. To fit: connect Wan Block Swap Options to the model loader "
+    "(blocks_to_swap 10-40), pick a smaller quant (a Q4_K or Q3_K GGUF, or fp8_e4m3fn instead of bf16), "
+    "or lower the size or frame count; for the decode that follows, turn on tiling in Wan VAE Decode."
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +141,9 @@ class WanSampler:
                     denoise=denoise_strength, latents=latents, context=context_options, dit_low=dit_low,
                     callback=callback, cancel=cancel_check(),
                 )
+            except torch.OutOfMemoryError as error:
+                # Re-raised as the same type so ComfyUI still unloads models and reports an OOM.
+                raise torch.OutOfMemoryError(f"{error}\n{OOM_ADVICE}") from error
             except Exception as error:
                 if type(error).__name__ == "InterruptProcessingException":
                     log.info("Wan Sampler: cancelled after step %d", done[0])

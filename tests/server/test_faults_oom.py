@@ -78,7 +78,6 @@ def test_oom_in_sampler_stays_comfyui_oom(monkeypatch):
     assert isinstance(info.value, mm.OOM_EXCEPTION), f"{type(info.value).__name__} is not ComfyUI's OOM type"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="nodes/sampler.py does not add OOM advice yet (asked of the lead)")
 def test_oom_in_sampler_carries_our_advice(monkeypatch):
     run = _sample_with_oom(monkeypatch)
     with pytest.raises(BaseException) as info:

@@ -1,7 +1,8 @@
 """Test-only ComfyUI nodes, loaded beside the pack by the test server (never shipped).
 
 Core ComfyUI 0.3.75 cannot make an AUDIO value without torchaudio, nor an empty IMAGE batch;
-these two nodes make them so that the server tests can feed them to the pack's nodes.
+two nodes make them so that the server tests can feed them to the pack's nodes. A third makes a
+loaded Wan DiT fail as CUDA does when memory runs out, which a CPU cannot do for real.
 """
 
 import math
@@ -42,4 +43,37 @@ class WanTestEmptyBatch:
         return (torch.zeros(0, height, width, 3),)
 
 
-NODE_CLASS_MAPPINGS = {"WanTestSineAudio": WanTestSineAudio, "WanTestEmptyBatch": WanTestEmptyBatch}
+class WanTestFailingModel:
+    """Passes the model through; its DiT raises torch.OutOfMemoryError on forward call ``after_calls``.
+
+    The hook removes itself when it fires, so the cached model serves the next job normally.
+    """
+
+    CATEGORY = "WanTest"
+    RETURN_TYPES = ("WANMODEL",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("WANMODEL",), "error": (["oom"],),
+                             "after_calls": ("INT", {"default": 1, "min": 1, "max": 1000})}}
+
+    @classmethod
+    def IS_CHANGED(cls, **_):
+        return float("nan")  # re-arm on every run
+
+    def make(self, model, error, after_calls):
+        calls = [0]
+
+        def pre_hook(_module, _args):
+            calls[0] += 1
+            if calls[0] >= after_calls:
+                handle.remove()
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected by WanTestFailingModel)")
+
+        handle = model.dit.register_forward_pre_hook(pre_hook)
+        return (model,)
+
+
+NODE_CLASS_MAPPINGS = {"WanTestSineAudio": WanTestSineAudio, "WanTestEmptyBatch": WanTestEmptyBatch,
+                       "WanTestFailingModel": WanTestFailingModel}
