@@ -99,9 +99,9 @@ class RssPeak:
 def measure(fns: dict, device: str, warmup: int, repeat: int) -> dict:
     """{name: (median wall s, median process CPU s, peak bytes above the memory in use before)}.
 
-    The implementations run in turns, one forward each per round, so a machine whose load drifts
-    (a shared CPU) slows all of them alike; on a shared CPU the process CPU time is the steadier
-    figure.
+    The implementations run in turns, one forward each per round and in a rotating order, so a
+    machine whose load drifts (a shared CPU) slows all of them alike; on a shared CPU the process
+    CPU time is the steadier figure.
     """
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -113,8 +113,11 @@ def measure(fns: dict, device: str, warmup: int, repeat: int) -> dict:
             for fn in fns.values():
                 fn()
         sync()
-        for _ in range(repeat):
-            for name, fn in fns.items():
+        names = list(fns)
+        for r in range(repeat):
+            # Rotate who goes first so a position effect (allocator, caches) hits each alike.
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                fn = fns[name]
                 if cuda:
                     torch.cuda.reset_peak_memory_stats()
                     base = torch.cuda.memory_allocated()
