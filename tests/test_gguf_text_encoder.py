@@ -14,8 +14,7 @@ import torch
 gguf = pytest.importorskip("gguf")
 spm = pytest.importorskip("sentencepiece")
 transformers = pytest.importorskip("transformers")
-from sentencepiece import sentencepiece_model_pb2  # noqa: E402  (test-only: reads the trained proto)
-
+from tiny_models import add_t5_tokenizer  # noqa: E402
 from wan.errors import WanFileError  # noqa: E402
 from wan.weights.gguf_text import gguf_text_encoder_state_dict  # noqa: E402
 
@@ -48,19 +47,8 @@ def trained():
 
 
 def write_t5_gguf(path, proto_bytes, n_vocab, dim=64, layers=2, arch="t5encoder"):
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(proto_bytes)
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_tokenizer_model("t5")
-    w.add_token_list([p.piece for p in proto.pieces])
-    w.add_token_scores([p.score for p in proto.pieces])
-    w.add_token_types([int(p.type) for p in proto.pieces])
-    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
-    w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
-    w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
-    w.add_eos_token_id(proto.trainer_spec.eos_id)
-    w.add_pad_token_id(proto.trainer_spec.pad_id)
-    w.add_unk_token_id(proto.trainer_spec.unk_id)
+    add_t5_tokenizer(w, proto_bytes)
     rng = np.random.default_rng(0)
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     q8 = lambda *s: gguf.quants.quantize(f32(*s), gguf.GGMLQuantizationType.Q8_0)  # noqa: E731

@@ -6,7 +6,9 @@ DiTs keep head_dim 128 and text_dim 4096 so that detection and the text path are
 encoder therefore has d_model 4096 (one layer) and carries its sentencepiece model as the
 ``spiece_model`` tensor, as ComfyUI's repackaged file does; the CLIP vision tower keeps width 1280.
 The Wan 2.1 VAE keeps ComfyUI's fixed structure (dim_mult 1,2,4,4, two res blocks) with dim 8,
-so ComfyUI's own VAELoader reads it too.
+so ComfyUI's own VAELoader reads it too. The DiT, UMT5 and VAE weights come from wan.tiny (the
+library's tiny-install writers); what only tests need (GGUF text encoder, CLIP vision, LoRA, a
+GGUF of another architecture, a trained tokenizer) is built here on its functions.
 
 ``write_set(models_dir)`` writes one file per role into ComfyUI folders and returns their names.
 """
@@ -18,70 +20,19 @@ import random
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
-from wan.config import DIT_PRESETS, DiTConfig
-from wan.models.dit import WanDiT
-
-DIT_SIZE = dict(dim=128, ffn_dim=256, num_layers=2)
-UMT5_VOCAB = 400
-
-
-def _seeded(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """Seeded tensors with the template's names and shapes, scaled so activations stay O(1)."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name in sorted(template):
-        shape = template[name].shape
-        r = torch.randn(shape, generator=g)
-        if name.endswith(("modulation", "emb_pos")):
-            v = 0.3 * r
-        elif name.endswith("gamma") or ("norm" in name and name.endswith("weight")):
-            v = 1.0 + 0.1 * r
-        elif name.endswith("bias") or len(shape) < 2:
-            v = 0.05 * r
-        else:
-            v = r / shape[1:].numel() ** 0.5
-        out[name] = v.contiguous()
-    return out
+from wan.tiny import (DIT_SIZE, dit_config, dit_state, save_safetensors, seeded, umt5_state, vae_state,
+                      write_vae)
+from wan.tiny import write_dit as _write_dit
+from wan.tiny import write_umt5 as _write_umt5
 
 
 # ---- DiT -----------------------------------------------------------------------------------------
 
-def dit_config(variant: str) -> DiTConfig:
-    return DIT_PRESETS[variant].tiny(**DIT_SIZE)
-
-
-def dit_state(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Official-name fp32 weights of a tiny ``variant`` (a key of wan.config.DIT_PRESETS)."""
-    with torch.device("meta"):
-        template = WanDiT(dit_config(variant)).state_dict()
-    return _seeded(template, seed)
-
-
 def write_dit(path, variant: str = "t2v_1_3b", fmt: str = "safetensors", seed: int = 0,
               qtype: str = "Q8_0", prefix: str = "") -> Path:
-    """fmt: "safetensors" (bf16), "fp16", "fp8" (plain float8_e4m3fn block weights, as
-    wan2.1_i2v_480p_14B_fp8_e4m3fn) or "gguf" (ComfyUI-GGUF layout, ``qtype``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sd = dit_state(variant, seed)
-    if fmt == "gguf":
-        from wan.weights.quantize import write_gguf
-
-        write_gguf({k: v.to(torch.bfloat16) if v.ndim == 2 else v for k, v in sd.items()}, path, qtype)
-        return path
-    if fmt == "fp8":
-        out = {}
-        for k, v in sd.items():
-            block_linear = k.startswith("blocks.") and k.endswith(".weight") and v.ndim == 2
-            out[k] = v.to(torch.float8_e4m3fn) if block_linear else v.to(torch.bfloat16)
-        sd = out
-    else:
-        dtype = torch.float16 if fmt == "fp16" else torch.bfloat16
-        sd = {k: v.to(dtype) for k, v in sd.items()}
-    save_file({prefix + k: v for k, v in sd.items()}, str(path))
-    return path
+    """wan.tiny.write_dit, with fmt "safetensors" meaning bf16 (also "fp16", "fp8", "gguf")."""
+    return _write_dit(path, variant, "bf16" if fmt == "safetensors" else fmt, seed, qtype, prefix)
 
 
 def write_wrong_arch_gguf(path, arch: str = "flux") -> Path:
@@ -101,36 +52,15 @@ def write_wrong_arch_gguf(path, arch: str = "flux") -> Path:
     return path
 
 
-# ---- VAE -----------------------------------------------------------------------------------------
-
-def vae_state(version: str = "2.1", seed: int = 3) -> dict[str, torch.Tensor]:
-    from wan.models.vae_common import VAEConfig
-
-    if version == "2.1":
-        from wan.models.vae import WanVAE as cls
-        cfg = VAEConfig(dim=8, z_dim=16)
-    else:
-        from wan.models.vae22 import WanVAE22 as cls
-        cfg = VAEConfig(dim=8, dec_dim=16, z_dim=48)
-    with torch.device("meta"):
-        template = cls(cfg).state_dict()
-    return _seeded(template, seed)
-
-
-def write_vae(path, version: str = "2.1", seed: int = 3) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.to(torch.bfloat16) for k, v in vae_state(version, seed).items()}, str(path))
-    return path
-
-
 # ---- UMT5 ----------------------------------------------------------------------------------------
 
 _SPIECE: bytes | None = None
 
 
 def spiece_model() -> bytes:
-    """A small unigram sentencepiece model with UMT5's special ids (pad 0, eos 1, unk 2, no bos)."""
+    """A sentencepiece model trained by sentencepiece's own trainer (nmt_nfkc normalizer, as the real
+    UMT5 one) with UMT5's special ids (pad 0, eos 1, unk 2, no bos). wan.tiny's hand-built model has
+    no normalizer; the tests want the trainer's."""
     global _SPIECE
     if _SPIECE is None:
         import sentencepiece as spm
@@ -149,33 +79,26 @@ def spiece_model() -> bytes:
     return _SPIECE
 
 
-def umt5_state(seed: int = 5, d_model: int = 4096, heads: int = 2, d_kv: int = 16, d_ff: int = 64,
-               layers: int = 1, buckets: int = 32) -> dict[str, torch.Tensor]:
-    """HF UMT5EncoderModel names (as ComfyUI's umt5_xxl files), every block with its own position bias."""
-    inner = heads * d_kv
-    shapes = {"shared.weight": (UMT5_VOCAB, d_model), "encoder.final_layer_norm.weight": (d_model,)}
-    for i in range(layers):
-        p = f"encoder.block.{i}.layer."
-        shapes.update({
-            p + "0.SelfAttention.q.weight": (inner, d_model), p + "0.SelfAttention.k.weight": (inner, d_model),
-            p + "0.SelfAttention.v.weight": (inner, d_model), p + "0.SelfAttention.o.weight": (d_model, inner),
-            p + "0.SelfAttention.relative_attention_bias.weight": (buckets, heads),
-            p + "0.layer_norm.weight": (d_model,),
-            p + "1.DenseReluDense.wi_0.weight": (d_ff, d_model), p + "1.DenseReluDense.wi_1.weight": (d_ff, d_model),
-            p + "1.DenseReluDense.wo.weight": (d_model, d_ff), p + "1.layer_norm.weight": (d_model,),
-        })
-    sd = _seeded({k: torch.empty(s, device="meta") for k, s in shapes.items()}, seed)
-    sd["shared.weight"] = sd["shared.weight"] * 8.0  # embeddings are O(1) per entry in T5
-    return sd
-
-
 def write_umt5(path, seed: int = 5) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.to(torch.bfloat16) for k, v in umt5_state(seed).items()}
-    sd["spiece_model"] = torch.frombuffer(bytearray(spiece_model()), dtype=torch.uint8)
-    save_file(sd, str(path))
-    return path
+    return _write_umt5(path, seed, spiece=spiece_model())
+
+
+def add_t5_tokenizer(writer, proto_bytes: bytes) -> None:
+    """Writes a sentencepiece model into GGUF tokenizer metadata as llama.cpp's t5 converter does."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(proto_bytes)
+    writer.add_tokenizer_model("t5")
+    writer.add_token_list([p.piece for p in proto.pieces])
+    writer.add_token_scores([p.score for p in proto.pieces])
+    writer.add_token_types([int(p.type) for p in proto.pieces])
+    writer.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
+    writer.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
+    writer.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
+    writer.add_eos_token_id(proto.trainer_spec.eos_id)
+    writer.add_pad_token_id(proto.trainer_spec.pad_id)
+    writer.add_unk_token_id(proto.trainer_spec.unk_id)
 
 
 _T5_GGUF_NAMES = (  # HF -> llama.cpp names (the inverse of what ComfyUI-GGUF and wan.weights.gguf_text map)
@@ -191,23 +114,11 @@ def write_umt5_gguf(path, seed: int = 5) -> Path:
     """The UMT5 encoder as a llama.cpp "t5encoder" GGUF (city96's umt5-xxl-encoder-*.gguf layout):
     Q8_0 matrices, F32 vectors, the sentencepiece vocabulary as tokenizer metadata."""
     import gguf
-    from sentencepiece import sentencepiece_model_pb2
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(spiece_model())
     w = gguf.GGUFWriter(str(path), "t5encoder")
-    w.add_tokenizer_model("t5")
-    w.add_token_list([p.piece for p in proto.pieces])
-    w.add_token_scores([p.score for p in proto.pieces])
-    w.add_token_types([int(p.type) for p in proto.pieces])
-    w.add_add_space_prefix(proto.normalizer_spec.add_dummy_prefix)
-    w.add_remove_extra_whitespaces(proto.normalizer_spec.remove_extra_whitespaces)
-    w.add_precompiled_charsmap(proto.normalizer_spec.precompiled_charsmap)
-    w.add_eos_token_id(proto.trainer_spec.eos_id)
-    w.add_pad_token_id(proto.trainer_spec.pad_id)
-    w.add_unk_token_id(proto.trainer_spec.unk_id)
+    add_t5_tokenizer(w, spiece_model())
     for key, value in umt5_state(seed).items():
         name = key
         for hf, cpp in _T5_GGUF_NAMES:
@@ -250,14 +161,11 @@ def clip_vision_state(seed: int = 7, hidden: int = 1280, layers: int = 2, heads:
             p + "mlp.fc1.weight": (inter, hidden), p + "mlp.fc1.bias": (inter,),
             p + "mlp.fc2.weight": (hidden, inter), p + "mlp.fc2.bias": (hidden,),
         })
-    return _seeded({k: torch.empty(s, device="meta") for k, s in shapes.items()}, seed)
+    return seeded(shapes, seed)
 
 
 def write_clip_vision(path, seed: int = 7) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.to(torch.float16) for k, v in clip_vision_state(seed).items()}, str(path))
-    return path
+    return save_safetensors({k: v.to(torch.float16) for k, v in clip_vision_state(seed).items()}, path)
 
 
 # ---- LoRA ----------------------------------------------------------------------------------------
@@ -265,8 +173,6 @@ def write_clip_vision(path, seed: int = 7) -> Path:
 def write_lora(path, variant: str = "vace_14b", rank: int = 4, seed: int = 11, blocks=None,
                modules=("self_attn.q", "self_attn.k", "cross_attn.v", "ffn.0")) -> Path:
     """A LoRA in ComfyUI/original names (``diffusion_model.blocks.N.<module>.lora_A/B``) with alpha."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = dit_config(variant)
     shapes = {k: tuple(v.shape) for k, v in dit_state(variant).items()}
     g = torch.Generator().manual_seed(seed)
@@ -279,8 +185,7 @@ def write_lora(path, variant: str = "vace_14b", rank: int = 4, seed: int = 11, b
             sd[key + ".lora_A.weight"] = (torch.randn(rank, in_f, generator=g) / in_f**0.5).to(torch.bfloat16)
             sd[key + ".lora_B.weight"] = (torch.randn(out_f, rank, generator=g) * 0.1).to(torch.bfloat16)
             sd[key + ".alpha"] = torch.tensor(float(rank))
-    save_file(sd, str(path))
-    return path
+    return save_safetensors(sd, path)
 
 
 # ---- a whole set ---------------------------------------------------------------------------------
@@ -330,5 +235,5 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
     return out
 
 
-__all__ = ["NAMES", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora",
+__all__ = ["DIT_SIZE", "NAMES", "add_t5_tokenizer", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora",
            "write_umt5_gguf", "write_wrong_arch_gguf", "dit_state", "vae_state", "umt5_state", "clip_vision_state", "spiece_model"]

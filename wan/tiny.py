@@ -10,6 +10,9 @@ head_dim 128 and text_dim 4096 (official names, fp16 safetensors); the UMT5 enco
 d_model 4096 (one layer, HF names) and embeds its sentencepiece model as the uint8 ``spiece_model``
 tensor, as ComfyUI's repackaged file does; the VAE keeps the fixed Wan 2.1 structure at dim 8.
 
+The writers also take the other formats users have (bf16/fp8 safetensors, GGUF DiTs, the Wan 2.2
+VAE): the tests' tiny files (tests/tiny_models.py) are written by these same functions.
+
 Because the files take the real names, never write them into a models folder that holds (or will
 hold) the real weights: use a base folder of their own.
 """
@@ -34,12 +37,15 @@ UMT5_SIZE = dict(d_model=4096, heads=2, d_kv=16, d_ff=64, layers=1, buckets=32, 
 MARK = {"wan_tiny": "seeded random weights for install checks; output is noise"}
 
 
-def _seeded(template: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
-    """Seeded fp32 tensors for name -> shape, scaled so that activations stay O(1)."""
+def seeded(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """Seeded fp32 tensors for name -> shape, scaled so that activations stay O(1).
+
+    Names are drawn in sorted order, so a seed gives the same values whatever order ``shapes`` has.
+    """
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for name in sorted(template):
-        shape = torch.Size(template[name])
+    for name in sorted(shapes):
+        shape = torch.Size(shapes[name])
         r = torch.randn(shape, generator=g)
         if name.endswith(("modulation", "emb_pos")):
             v = 0.3 * r
@@ -53,7 +59,14 @@ def _seeded(template: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.
     return out
 
 
-def _save(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
+def _meta_shapes(module_factory) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        template = module_factory().state_dict()
+    return {k: tuple(v.shape) for k, v in template.items()}
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
+    """Writes ``tensors`` with the tiny mark in the metadata, creating the folder; atomic."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -66,6 +79,9 @@ def _save(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> Path:
 
 # ---- DiT -----------------------------------------------------------------------------------------
 
+DIT_FORMATS = ("bf16", "fp16", "fp32", "fp8", "gguf")
+
+
 def dit_config(variant: str = "t2v_1_3b") -> DiTConfig:
     return DIT_PRESETS[variant].tiny(**DIT_SIZE)
 
@@ -74,13 +90,33 @@ def dit_state(variant: str = "t2v_1_3b", seed: int = 0) -> dict[str, torch.Tenso
     """Official-name fp32 weights of a tiny ``variant`` (a key of wan.config.DIT_PRESETS)."""
     from .models.dit import WanDiT
 
-    with torch.device("meta"):
-        template = WanDiT(dit_config(variant)).state_dict()
-    return _seeded({k: tuple(v.shape) for k, v in template.items()}, seed)
+    return seeded(_meta_shapes(lambda: WanDiT(dit_config(variant))), seed)
 
 
-def write_dit(path, variant: str = "t2v_1_3b", seed: int = 0, dtype: torch.dtype = torch.float16) -> Path:
-    return _save({k: v.to(dtype) for k, v in dit_state(variant, seed).items()}, path)
+def write_dit(path, variant: str = "t2v_1_3b", fmt: str = "bf16", seed: int = 0, qtype: str = "Q8_0",
+              prefix: str = "") -> Path:
+    """fmt: "bf16", "fp16" or "fp32" safetensors; "fp8" (plain float8_e4m3fn block weights, the rest
+    bf16, as wan2.1_i2v_480p_14B_fp8_e4m3fn); "gguf" (ComfyUI-GGUF layout, ``qtype``, no prefix)."""
+    if fmt not in DIT_FORMATS:
+        raise WanInputError(f"unknown tiny DiT format {fmt!r}; choose one of {', '.join(DIT_FORMATS)}")
+    sd = dit_state(variant, seed)
+    if fmt == "gguf":
+        from .weights.quantize import write_gguf
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_gguf({k: v.to(torch.bfloat16) if v.ndim == 2 else v for k, v in sd.items()}, path, qtype)
+        return path
+    if fmt == "fp8":
+        def cast(k, v):
+            block_linear = k.startswith("blocks.") and k.endswith(".weight") and v.ndim == 2
+            return v.to(torch.float8_e4m3fn if block_linear else torch.bfloat16)
+    else:
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[fmt]
+
+        def cast(k, v):
+            return v.to(dtype)
+    return save_safetensors({prefix + k: cast(k, v) for k, v in sd.items()}, path)
 
 
 # ---- UMT5 text encoder ---------------------------------------------------------------------------
@@ -99,9 +135,10 @@ def spiece_model() -> bytes:
     return spiece_proto(pieces, scores, types)
 
 
-def umt5_state(seed: int = 5) -> dict[str, torch.Tensor]:
-    """HF UMT5EncoderModel names (as ComfyUI's umt5_xxl files), every block with its own position bias."""
-    s = UMT5_SIZE
+def umt5_state(seed: int = 5, **size: int) -> dict[str, torch.Tensor]:
+    """HF UMT5EncoderModel names (as ComfyUI's umt5_xxl files), every block with its own position
+    bias. ``size`` overrides entries of UMT5_SIZE."""
+    s = {**UMT5_SIZE, **size}
     d, inner = s["d_model"], s["heads"] * s["d_kv"]
     shapes = {"shared.weight": (s["vocab"], d), "encoder.final_layer_norm.weight": (d,)}
     for i in range(s["layers"]):
@@ -114,37 +151,44 @@ def umt5_state(seed: int = 5) -> dict[str, torch.Tensor]:
             p + "1.DenseReluDense.wi_0.weight": (s["d_ff"], d), p + "1.DenseReluDense.wi_1.weight": (s["d_ff"], d),
             p + "1.DenseReluDense.wo.weight": (d, s["d_ff"]), p + "1.layer_norm.weight": (d,),
         })
-    sd = _seeded(shapes, seed)
+    sd = seeded(shapes, seed)
     sd["shared.weight"] = sd["shared.weight"] * 8.0  # T5 embeddings are O(1) per entry
     return sd
 
 
-def write_umt5(path, seed: int = 5) -> Path:
+def write_umt5(path, seed: int = 5, spiece: bytes | None = None) -> Path:
+    """bf16 UMT5 weights with ``spiece`` (default: spiece_model()) embedded as ``spiece_model``."""
     sd = {k: v.to(torch.bfloat16) for k, v in umt5_state(seed).items()}
-    sd["spiece_model"] = torch.frombuffer(bytearray(spiece_model()), dtype=torch.uint8)
-    return _save(sd, path)
+    sd["spiece_model"] = torch.frombuffer(bytearray(spiece or spiece_model()), dtype=torch.uint8)
+    return save_safetensors(sd, path)
 
 
-# ---- VAE 2.1 -------------------------------------------------------------------------------------
+# ---- VAE -----------------------------------------------------------------------------------------
 
-def vae_state(seed: int = 3) -> dict[str, torch.Tensor]:
-    from .models.vae import WanVAE
+def vae_state(version: str = "2.1", seed: int = 3) -> dict[str, torch.Tensor]:
+    """Wan 2.1 (ComfyUI's fixed structure at dim 8) or Wan 2.2 (dim 8, decoder dim 16) VAE weights."""
     from .models.vae_common import VAEConfig
 
-    with torch.device("meta"):
-        template = WanVAE(VAEConfig(dim=8, z_dim=16)).state_dict()
-    return _seeded({k: tuple(v.shape) for k, v in template.items()}, seed)
+    if version == "2.1":
+        from .models.vae import WanVAE as cls
+        cfg = VAEConfig(dim=8, z_dim=16)
+    elif version == "2.2":
+        from .models.vae22 import WanVAE22 as cls
+        cfg = VAEConfig(dim=8, dec_dim=16, z_dim=48)
+    else:
+        raise WanInputError(f"unknown tiny VAE version {version!r}; choose 2.1 or 2.2")
+    return seeded(_meta_shapes(lambda: cls(cfg)), seed)
 
 
-def write_vae(path, seed: int = 3) -> Path:
-    return _save({k: v.to(torch.bfloat16) for k, v in vae_state(seed).items()}, path)
+def write_vae(path, version: str = "2.1", seed: int = 3) -> Path:
+    return save_safetensors({k: v.to(torch.bfloat16) for k, v in vae_state(version, seed).items()}, path)
 
 
 # ---- the default set -----------------------------------------------------------------------------
 
 _WRITERS = {
     # (role, variant) of a catalogued file -> writer
-    ("dit", "t2v_1_3b"): lambda p: write_dit(p, "t2v_1_3b"),
+    ("dit", "t2v_1_3b"): lambda p: write_dit(p, "t2v_1_3b", "fp16"),
     ("text_encoder", "umt5_xxl"): write_umt5,
     ("vae", "wan21"): write_vae,
 }
@@ -188,5 +232,6 @@ def write_default_set(comfyui_base: str | os.PathLike, workflow: str | None = No
     return out
 
 
-__all__ = ["DIT_SIZE", "UMT5_SIZE", "MARK", "dit_config", "dit_state", "write_dit", "spiece_model",
-           "umt5_state", "write_umt5", "vae_state", "write_vae", "is_tiny", "write_default_set"]
+__all__ = ["DIT_SIZE", "UMT5_SIZE", "MARK", "DIT_FORMATS", "seeded", "save_safetensors", "dit_config", "dit_state",
+           "write_dit", "spiece_model", "umt5_state", "write_umt5", "vae_state", "write_vae", "is_tiny",
+           "write_default_set"]
