@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import types
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,3 +50,39 @@ def comfy(module: str):
     """Import ``comfy.<module>`` (or a dotted path under ComfyUI's root) from the reference copy."""
     _prepare_comfy()
     return importlib.import_module(module)
+
+
+def comfy_extras(module: str):
+    """Import ``comfy_extras.<module>`` (ComfyUI's built-in extra nodes) from the reference copy.
+
+    Those files import ComfyUI's top-level ``nodes`` module (for MAX_RESOLUTION in their schemas),
+    which our ``nodes`` package shadows: a stand-in holding that constant serves the import, and
+    whatever ``sys.modules["nodes"]`` held before is put back afterwards.
+    """
+    _prepare_comfy()
+    name = f"comfy_extras.{module}"
+    if name in sys.modules:
+        return sys.modules[name]
+    saved = sys.modules.get("nodes")
+    sys.modules["nodes"] = types.SimpleNamespace(MAX_RESOLUTION=16384)
+    try:
+        return importlib.import_module(name)
+    finally:
+        if saved is None:
+            sys.modules.pop("nodes", None)
+        else:
+            sys.modules["nodes"] = saved
+
+
+def import_pack(name: str = "wan_pack_under_test"):
+    """The pack imported in-process as ComfyUI imports a custom node: the repository's __init__.py
+    as a package called ``name`` (so its relative imports resolve inside it), after ComfyUI has been
+    prepared through ``comfy`` (its ``folder_paths`` is what the nodes register folders with).
+    Imported once per name; its submodules are ``sys.modules[name + ".nodes.sampler"]`` etc."""
+    comfy("folder_paths")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

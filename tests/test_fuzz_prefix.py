@@ -8,7 +8,6 @@ the marker folder outside the output folder (a traversal would create its folder
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -17,22 +16,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from refs import import_pack
 
-REPO = Path(__file__).resolve().parents[1]
 PACK = "wan_pack_under_test"
-
-
-def _pack():
-    """The pack imported as ComfyUI imports it (a package named after its folder)."""
-    from refs import comfy
-
-    comfy("folder_paths")
-    if PACK not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK] = module
-        spec.loader.exec_module(module)
-    return sys.modules[PACK]
 
 
 _MARKER = Path(tempfile.mkdtemp(prefix="prefix_fuzz_"))
@@ -62,7 +48,7 @@ def _outside_root() -> list[Path]:
 @settings(max_examples=400, deadline=2000, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(prefixes)
 def test_prefix_is_refused_or_stays_inside_the_output_folder(prefix):
-    folder_paths = _pack() and sys.modules["folder_paths"]
+    folder_paths = import_pack(PACK) and sys.modules["folder_paths"]
     video_node = sys.modules[f"{PACK}.nodes.video"]
     problem = video_node.prefix_problem(prefix)
     if problem is not None:
@@ -82,11 +68,11 @@ def test_prefix_is_refused_or_stays_inside_the_output_folder(prefix):
 
 @pytest.mark.parametrize("prefix", ["a\x00b", "x" * 300, "ok/" + "y" * 256 + "/z"])
 def test_names_the_os_refuses_get_our_message(prefix):
-    video_node = (_pack(), sys.modules[f"{PACK}.nodes.video"])[1]
+    video_node = (import_pack(PACK), sys.modules[f"{PACK}.nodes.video"])[1]
     assert video_node.prefix_problem(prefix) is not None
 
 
 def test_known_traversals_are_refused():
-    video_node = (_pack(), sys.modules[f"{PACK}.nodes.video"])[1]
+    video_node = (import_pack(PACK), sys.modules[f"{PACK}.nodes.video"])[1]
     for prefix in ("../x", "a/../../x", "/etc/x", "\\\\server\\x", "..", "a/b/../../../x", "..\\x", ""):
         assert video_node.prefix_problem(prefix) is not None, prefix

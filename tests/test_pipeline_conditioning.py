@@ -9,13 +9,11 @@ and aspects than the target, so the crop-and-resize is compared too.
 Tolerance: max|ours - ComfyUI| <= 1e-5 * max|ComfyUI| (the two VAEs' own agreement); masks exact.
 """
 
-import importlib
-import sys
 import types
 
 import pytest
 import torch
-from refs import comfy
+from refs import comfy, comfy_extras
 from test_vae_util import TINY22, random_weights, rel_err
 
 from wan.conditioning import (
@@ -37,19 +35,7 @@ W, H, FRAMES = 32, 48, 9
 
 @pytest.fixture(scope="module")
 def nodes_wan():
-    comfy("comfy.utils")
-    # ComfyUI's nodes_wan imports its top-level `nodes` module (only for MAX_RESOLUTION in the
-    # schemas), which our own `nodes` package shadows; give it a stand-in for the import.
-    saved = sys.modules.get("nodes")
-    sys.modules["nodes"] = types.SimpleNamespace(MAX_RESOLUTION=16384)
-    try:
-        module = importlib.import_module("comfy_extras.nodes_wan")
-    finally:
-        if saved is None:
-            sys.modules.pop("nodes", None)
-        else:
-            sys.modules["nodes"] = saved
-    return module
+    return comfy_extras("nodes_wan")
 
 
 @pytest.fixture(scope="module")

@@ -12,35 +12,21 @@ used when the test helper nodes offer one (``WanTestFailingModel``), skipped oth
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from bench.soak import job_graph, prepare
 from comfy_server import execution_error
+from refs import import_pack
 
-REPO = Path(__file__).resolve().parents[2]
 PACK = "wan_pack_under_test"
 ADVICE = ("block swap", "tiling", "quant")  # what a user can change: swap blocks out, tile the VAE, a smaller GGUF
 
 
-def _pack():
-    from refs import comfy
-
-    comfy("folder_paths")
-    if PACK not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACK, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[PACK] = module
-        spec.loader.exec_module(module)
-    return sys.modules[PACK]
-
-
 def _sample_with_oom(monkeypatch):
-    _pack()
+    import_pack(PACK)
     sampler_mod = sys.modules[f"{PACK}.nodes.sampler"]
     loaders = sys.modules[f"{PACK}.nodes.loaders"]
     conditioning = importlib.import_module(f"{PACK}.wan.conditioning")

@@ -3,28 +3,16 @@ latent preview made by ComfyUI's own Latent2RGB previewer, and a pending interru
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-REPO = Path(__file__).resolve().parents[2]
+from refs import import_pack
 
 
 @pytest.fixture(scope="module")
 def pack():
-    from refs import comfy
-
-    comfy("folder_paths")
-    name = "wan_pack_progress_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return import_pack("wan_pack_progress_test")
 
 
 def test_steps_reach_the_progress_hook_with_previews(pack, monkeypatch):
