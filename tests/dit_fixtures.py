@@ -86,26 +86,30 @@ def comfy_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def diffusers_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
-    """diffusers' WanTransformer3DModel / WanVACETransformer3DModel for ``cfg`` with our weights."""
+def diffusers_dit(cfg: DiTConfig, **extra) -> torch.nn.Module:
+    """diffusers' WanTransformer3DModel / WanVACETransformer3DModel for ``cfg`` (its own random
+    weights; build it under ``torch.device("meta")`` for names and shapes only). The head count,
+    channels, FFN width and depth come from ``cfg``; anything else takes diffusers' defaults unless
+    given in ``extra``."""
     from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
 
+    kw = dict(num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim, in_channels=cfg.in_dim,
+              out_channels=cfg.out_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, **extra)
+    if cfg.vace_layers:
+        return WanVACETransformer3DModel(vace_layers=list(cfg.vace_layers), vace_in_channels=cfg.vace_in_dim, **kw)
+    if cfg.has_image_emb:
+        kw.update(image_dim=cfg.img_dim, added_kv_proj_dim=cfg.dim)
+    if cfg.has_flf_pos_emb:
+        kw.update(pos_embed_seq_len=cfg.flf_pos_tokens)
+    return WanTransformer3DModel(**kw)
+
+
+def diffusers_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
+    """diffusers_dit for ``cfg`` (every size setting from it) holding our weights ``sd``."""
     from wan.weights.layouts import diffusers_to_official_name
 
-    kw = dict(
-        patch_size=cfg.patch_size, num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim,
-        in_channels=cfg.in_dim, out_channels=cfg.out_dim, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
-        ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
-        eps=cfg.eps,
-    )
-    if cfg.vace_layers:
-        model = WanVACETransformer3DModel(vace_layers=list(cfg.vace_layers), vace_in_channels=cfg.vace_in_dim, **kw)
-    else:
-        if cfg.has_image_emb:
-            kw.update(image_dim=cfg.img_dim, added_kv_proj_dim=cfg.dim)
-        if cfg.has_flf_pos_emb:
-            kw.update(pos_embed_seq_len=cfg.flf_pos_tokens)
-        model = WanTransformer3DModel(**kw)
+    model = diffusers_dit(cfg, patch_size=cfg.patch_size, text_dim=cfg.text_dim, freq_dim=cfg.freq_dim,
+                          cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=cfg.eps)
     theirs = model.state_dict()
     mapped = {k: sd[diffusers_to_official_name(k)] for k in theirs}
     assert len(set(map(diffusers_to_official_name, theirs))) == len(sd), "diffusers has other parameters than ours"

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dit_fixtures import comfy_model, diffusers_model, random_weights, tiny_config
+from dit_fixtures import comfy_model, diffusers_dit, diffusers_model, random_weights, tiny_config
 from refs import comfy
 from wan.config import DIT_PRESETS, same_network
 from wan.errors import WanFileError
@@ -61,20 +61,9 @@ def test_full_size_comfyui_names_and_detection(variant):
 
 @pytest.mark.parametrize("variant", DIFFUSERS_VARIANTS)
 def test_full_size_diffusers_names_and_detection(variant):
-    from diffusers import WanTransformer3DModel, WanVACETransformer3DModel
-
     cfg = DIT_PRESETS[variant]
-    kw = dict(num_attention_heads=cfg.num_heads, attention_head_dim=cfg.head_dim, in_channels=cfg.in_dim,
-              out_channels=cfg.out_dim, ffn_dim=cfg.ffn_dim, num_layers=cfg.num_layers)
     with torch.device("meta"):
-        if cfg.vace_layers:
-            ref = WanVACETransformer3DModel(vace_layers=list(cfg.vace_layers), vace_in_channels=cfg.vace_in_dim, **kw)
-        else:
-            if cfg.has_image_emb:
-                kw.update(image_dim=cfg.img_dim, added_kv_proj_dim=cfg.dim)
-            if cfg.has_flf_pos_emb:
-                kw.update(pos_embed_seq_len=cfg.flf_pos_tokens)
-            ref = WanTransformer3DModel(**kw)
+        ref = diffusers_dit(cfg)
         ours = meta_shapes(WanDiT(cfg))
     sd = {k: torch.empty(s, device="meta") for k, s in meta_shapes(ref).items()}
     assert {k: tuple(v.shape) for k, v in dit_to_official(sd).items()} == ours
