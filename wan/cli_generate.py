@@ -196,10 +196,7 @@ def run(args: argparse.Namespace) -> int:
                       num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
                       sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), **inputs)
         _write(args.out, frames, args.fps)
-    except WanError as exc:
-        print(f"\ngenerate: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+    except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)
         return 1
     _say(args, f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "

@@ -42,10 +42,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"\r[{i + 1}/{n}] {gtype:5s} {name[:60]:60s}", end="", file=sys.stderr, flush=True)
 
         plan = write_gguf(state, args.dst, args.qtype, progress=progress)
-    except WanError as exc:
-        print(f"\nquantize: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
+    except (WanError, OSError) as exc:
         print(f"\nquantize: {exc}", file=sys.stderr)
         return 1
     if not args.quiet:
