@@ -183,6 +183,7 @@ def _t2i_pixels(server, model: str, tag: str) -> np.ndarray:
 
 
 def test_replaced_model_file_is_reloaded_not_served_stale(comfy_server):
+    prepare(comfy_server)  # the tiny model set it copies from
     folder = comfy_server.models_dir("diffusion_models")
     name = f"fault_replace_{uuid.uuid4().hex[:6]}.gguf"
     shutil.copy(comfy_server.base_dir / "models" / "unet" / T2V_DIT, folder / name)
