@@ -15,7 +15,7 @@ from wan.models.dit import WanDiT
 from wan.models.dit_loading import load_dit, load_dit_file
 from wan.weights.detect import detect_dit, guess_kind
 from wan.weights.layouts import dit_to_official
-from wan.weights.safetensors import read_safetensors
+from wan.weights.loader import load_state_dict
 
 torch.set_num_threads(2)
 
@@ -89,9 +89,7 @@ def test_three_layouts_load_identical_weights(i2v_weights, tmp_path):
     for layout in (official, comfy_layout, diffusers_layout):
         path = tmp_path / "w.safetensors"
         save_file(layout, str(path))
-        # read_safetensors directly: loader.sniff mistakes a header length whose low byte is 0x80
-        # for a pickle (reported to the lead), which this file happens to hit.
-        model = load_dit(read_safetensors(path), path=path, dtype=torch.bfloat16)
+        model = load_dit(load_state_dict(path), path=path, dtype=torch.bfloat16)
         assert same_network(model.cfg, cfg)
         loaded.append(model.state_dict())
     for other in loaded[1:]:

@@ -113,3 +113,24 @@ def test_mutated_headers_give_only_clear_errors(flips, cut):
         return
     for t in out.values():
         t.float().sum()  # whatever loads must be usable
+
+
+def test_loader_tells_safetensors_from_pickles_by_content(tmp_path):
+    """A safetensors header length whose first byte is 0x80 (a pickle's protocol marker) still reads."""
+    import pickle
+
+    from wan.weights.loader import load_state_dict
+
+    for pad in range(0, 300):
+        path = tmp_path / "odd.safetensors"
+        save_file({"w": torch.ones(2)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    assert torch.equal(load_state_dict(path)["w"], load_file(str(path))["w"])
+
+    evil = tmp_path / "evil.safetensors"  # a pickle under a safetensors name
+    evil.write_bytes(pickle.dumps({"x": 1}, protocol=4))
+    with pytest.raises(WanFileError, match="pickle"):
+        load_state_dict(evil)

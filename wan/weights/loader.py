@@ -22,12 +22,14 @@ def sniff(path: str) -> str:
         head = f.read(16)
     if head.startswith(b"GGUF"):
         return "gguf"
+    # Content first: a safetensors header length may well start with the byte 0x80 (a pickle's
+    # protocol marker), and no pickle has '{' at offset 8.
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.lower().endswith(PICKLE_SUFFIXES):
         raise WanFileError(path, "looks like a PyTorch pickle checkpoint (.pt/.pth/.ckpt); only "
                            "safetensors and GGUF files are read, pickles are never unpickled. "
                            "Convert it to safetensors first")
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     if head.lstrip()[:1] in (b"<", b"{"):
         raise WanFileError(path, "is a text/HTML file, not weights (a failed download?)")
     raise WanFileError(path, f"neither GGUF nor safetensors (starts with {head[:8]!r})")
