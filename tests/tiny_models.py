@@ -16,6 +16,7 @@ GGUF of another architecture, a trained tokenizer) is built here on its function
 from __future__ import annotations
 
 import io
+import json
 import random
 from pathlib import Path
 
@@ -188,6 +189,55 @@ def write_lora(path, variant: str = "vace_14b", rank: int = 4, seed: int = 11, b
     return save_safetensors(sd, path)
 
 
+# ---- Stable Diffusion 1.5 ------------------------------------------------------------------------
+
+def sd15_checkpoint_state(seed: int = 13) -> dict[str, torch.Tensor]:
+    """An SD1.5 single-file checkpoint (``model.diffusion_model.``, ``cond_stage_model.transformer.``,
+    ``first_stage_model.``), names and shapes from ComfyUI's own modules on the meta device.
+
+    ComfyUI reads the UNet's layout from the keys but matches SD1.5 on model_channels 320 and
+    context_dim 768 (conv proj_in), so the UNet keeps those with one level (channel_mult 1, no
+    downsampling), one res block, one depth-1 transformer on the way down, none on the way up and no
+    middle block. The text encoder and VAE are built from fixed configs whatever the file holds
+    (missing weights would stay uninitialised memory), so CLIP-L is whole; of the VAE only the decoder
+    half (``post_quant_conv`` + ``decoder``) is written, as VAEDecode never runs the encoder.
+    """
+    from refs import comfy
+
+    ops = comfy("comfy.ops").disable_weight_init
+    openaimodel = comfy("comfy.ldm.modules.diffusionmodules.openaimodel")
+    clip_model = comfy("comfy.clip_model")
+    autoencoder = comfy("comfy.ldm.models.autoencoder")
+    clip_cfg = json.loads((Path(clip_model.__file__).with_name("sd1_clip_config.json")).read_text())
+    vae_cfg = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+               "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    parts = {
+        "model.diffusion_model.": lambda: openaimodel.UNetModel(
+            image_size=32, in_channels=4, model_channels=320, out_channels=4, num_res_blocks=[1],
+            channel_mult=[1], transformer_depth=[1], transformer_depth_output=[0, 0], transformer_depth_middle=-2,
+            context_dim=768, num_heads=8, use_spatial_transformer=True, legacy=False, operations=ops),
+        "cond_stage_model.transformer.":
+            lambda: clip_model.CLIPTextModel(clip_cfg, torch.float32, None, ops).text_model,
+        "first_stage_model.": lambda: autoencoder.AutoencoderKL(ddconfig=vae_cfg, embed_dim=4),
+    }
+    out = {}
+    for i, (prefix, factory) in enumerate(parts.items()):
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in factory().state_dict().items()}
+        if prefix == "cond_stage_model.transformer.":
+            shapes = {"text_model." + k: v for k, v in shapes.items()}
+        elif prefix == "first_stage_model.":
+            shapes = {k: v for k, v in shapes.items() if k.startswith(("decoder.", "post_quant_conv."))}
+        for k, v in seeded(shapes, seed + i).items():
+            out[prefix + k] = v.to(torch.float16)
+    return out
+
+
+def write_sd15_checkpoint(path, seed: int = 13) -> Path:
+    """The reduced SD1.5 checkpoint, fp16 safetensors, for ComfyUI's CheckpointLoaderSimple."""
+    return save_safetensors(sd15_checkpoint_state(seed), path)
+
+
 # ---- a whole set ---------------------------------------------------------------------------------
 
 # Catalogue file names (wan/catalog.json) so that the bundled workflows find them unchanged.
@@ -235,5 +285,5 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
     return out
 
 
-__all__ = ["DIT_SIZE", "NAMES", "add_t5_tokenizer", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora",
+__all__ = ["DIT_SIZE", "NAMES", "add_t5_tokenizer", "write_set", "write_dit", "write_vae", "write_umt5", "write_clip_vision", "write_lora", "write_sd15_checkpoint",
            "write_umt5_gguf", "write_wrong_arch_gguf", "dit_state", "vae_state", "umt5_state", "clip_vision_state", "spiece_model"]
