@@ -166,7 +166,9 @@ def bench_13b(rows, args, device, g):
     cfg = DIT_PRESETS["t2v_1_3b"]
     if args.small:
         cfg = cfg.tiny(num_layers=2)
-    sd = random_state_dict(cfg, device, "bf16", g)
+    # Host copy between cases, so that no case's peak counts another's weights.
+    sd = {k: v.cpu() for k, v in random_state_dict(cfg, device, "bf16", g).items()}
+    free(device)
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
     ours = load_dit(dict(sd), dtype=torch.bfloat16, device=device)
     run_case(rows, f"{cfg.variant} bf16 ours", lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
@@ -189,21 +191,23 @@ def bench_14b(rows, args, device, g):
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
     offload = torch.device("cpu")
     for fmt in ("Q4_K", "fp8"):
-        sd = random_state_dict(cfg, device, fmt, g)
+        # The weights wait on the host between cases: a device copy kept for the next case would
+        # count in every case's peak (it inflated the block-swap peaks of the first GPU run).
+        host_sd = {k: v.to(offload) for k, v in random_state_dict(cfg, device, fmt, g).items()}
+        free(device)
         for blocks in (0, swap):
-            host_sd = sd if blocks == 0 else {k: v.to(offload) for k, v in sd.items()}
-            ours = load_dit(dict(host_sd), dtype=torch.bfloat16, device=device if blocks == 0 else offload)
+            ours = load_dit(dict(host_sd), dtype=torch.bfloat16, device=offload)
             prepare_model(ours, device, offload, block_swap=BlockSwapArgs(blocks) if blocks else None)
             label = f"{cfg.variant} {fmt} ours" + (f" swap {blocks}/{cfg.num_layers}" if blocks else "")
             run_case(rows, label, lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
-            del ours, host_sd
+            del ours
             free(device)
         if fmt == "fp8" and not args.no_native:
-            native = native_model(cfg, sd, device, fp8=True)
+            native = native_model(cfg, host_sd, device, fp8=True)
             run_case(rows, f"{cfg.variant} fp8 ComfyUI native (manual_cast)",
                      lambda: native(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
             del native
-        del sd
+        del host_sd
         free(device)
 
 
