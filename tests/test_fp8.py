@@ -8,7 +8,7 @@ from torch import nn
 from refs import comfy
 from wan.weights.fp8 import pack_fp8_state_dict, quantize_fp8
 from wan.weights.loader import load_state_dict
-from wan.weights.packed import PackedLinear, attach_packed
+from wan.weights.packed import PackedLinear, PackedTensor, attach_packed
 
 
 def comfy_scaled_linear(weight_fp8, bias, scale):
@@ -81,3 +81,15 @@ def test_quantize_on_load():
     # e4m3 has 3 mantissa bits: relative rounding error at most 2^-4 per element (normal range)
     rel = (q.dequantize() - w).norm() / w.norm()
     assert rel < 0.04, rel
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_scaled_weight_has_the_bits_of_comfyui_convert_weight(dtype):
+    """The packed expansion in the compute dtype equals ComfyUI's float32 convert_weight, rounded once."""
+    g = torch.Generator().manual_seed(3)
+    w8 = (torch.randn(64, 96, generator=g) * 40).to(torch.float8_e4m3fn)
+    scale = torch.tensor(0.0173)
+    ref_layer = comfy_scaled_linear(w8, torch.zeros(64), float(scale))
+    expected = ref_layer.convert_weight(ref_layer.weight).to(dtype)
+    packed = PackedLinear(PackedTensor(w8.view(torch.uint8), "fp8_e4m3fn", w8.shape, scale=scale))
+    assert torch.equal(packed.dequantized_weight(dtype), expected)

@@ -86,8 +86,10 @@ def dequantize_packed(data: torch.Tensor, qtype: str, shape: torch.Size, scale: 
         w = data.view(FP8_TYPES[qtype]).reshape(shape)
         if scale is None:
             return w.to(dtype)
-        # scaled fp8 (ComfyUI's convert_weight): upcast to float32, multiply, then cast
-        return (w.to(torch.float32) * scale).to(dtype)
+        # Scaled fp8: the same bits as ComfyUI's convert_weight (float32 multiply, one rounding),
+        # since fp8 converts exactly to every compute dtype and the multiply runs in float32
+        # internally; no float32 copy of the weight is written.
+        return w.to(dtype) * scale
     return dequantize(data, qtype, shape, dtype)
 
 
