@@ -96,24 +96,16 @@ class WanSelfAttention(nn.Module):
         return self.o(attention(q, k, v, self.attn_mode))
 
 
-class WanCrossAttention(nn.Module):
+class WanCrossAttention(WanSelfAttention):
     """Attention from video tokens to text tokens, plus (I2V) a second path to CLIP image tokens.
 
-    The image path has its own key/value projections (``k_img``, ``v_img``); both attention
-    results are summed before the shared output projection.
+    Same projections and q/k norms as self-attention (hence the subclass), without rotary
+    embedding. The image path has its own key/value projections (``k_img``, ``v_img``); both
+    attention results are summed before the shared output projection.
     """
 
     def __init__(self, dim: int, num_heads: int, eps: float = 1e-6, image_path: bool = False):
-        super().__init__()
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.attn_mode = "sdpa"
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
+        super().__init__(dim, num_heads, eps)
         if image_path:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
