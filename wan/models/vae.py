@@ -99,13 +99,7 @@ class WanVAE(WanVAEBase):
     _std = WAN21_STD
 
     def __init__(self, cfg: VAEConfig = WAN21_VAE):
-        super().__init__()
-        self.cfg = cfg
-        self.z_dim = cfg.z_dim
-        self.encoder = Encoder3d(cfg)
-        self.conv1 = CausalConv3d(cfg.z_dim * 2, cfg.z_dim * 2, 1)
-        self.conv2 = CausalConv3d(cfg.z_dim, cfg.z_dim, 1)
-        self.decoder = Decoder3d(cfg)
+        super().__init__(cfg, Encoder3d(cfg), Decoder3d(cfg))
 
     def _encode_chunk(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         """pixels [B, 3, 1 or 4, H, W] -> latent mean [B, z_dim, 1, H/8, W/8]."""

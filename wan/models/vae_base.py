@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import WanInputError
-from .vae_common import FeatureCache
+from .vae_common import CausalConv3d, FeatureCache, VAEConfig
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,18 @@ class WanVAEBase(nn.Module):
     """
 
     temporal_compression = 4
-    z_dim: int
     spatial_compression: int
     _mean: tuple[float, ...]
     _std: tuple[float, ...]
+
+    def __init__(self, cfg: VAEConfig, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim = cfg.z_dim
+        self.encoder = encoder
+        self.conv1 = CausalConv3d(cfg.z_dim * 2, cfg.z_dim * 2, 1)  # -> mean and log-variance
+        self.conv2 = CausalConv3d(cfg.z_dim, cfg.z_dim, 1)
+        self.decoder = decoder
 
     @property
     def latent_mean(self) -> torch.Tensor:
