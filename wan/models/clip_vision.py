@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WanFileError, WanInputError
+from ..weights.checks import check_tensors
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -222,17 +223,7 @@ def load_clip_vision(
     expected = model.state_dict()
     if "visual_projection.weight" not in sd:  # a bare CLIPVisionModel: the projection is never used
         sd["visual_projection.weight"] = torch.zeros(expected["visual_projection.weight"].shape)
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    if missing or unexpected:
-        raise WanFileError(
-            path,
-            f"CLIP vision encoder with {len(missing)} missing tensors (e.g. {missing[:3]}) and "
-            f"{len(unexpected)} unknown tensors (e.g. {unexpected[:3]})",
-        )
-    for k, ref in expected.items():
-        if tuple(sd[k].shape) != tuple(ref.shape):
-            raise WanFileError(path, f"tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(ref.shape)}")
+    check_tensors(model, sd, path, "CLIP vision encoder")
     loaded = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in sd.items()}
     model.load_state_dict(loaded, assign=True)
     return model.eval().requires_grad_(False)

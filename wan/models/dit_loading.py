@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import WanFileError
+from ..weights.checks import check_tensors
 from ..weights.detect import detect_dit
 from ..weights.layouts import dit_to_official
 from .dit import WanDiT
@@ -21,26 +22,6 @@ _STORAGE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 def _is_packed(v) -> bool:
     return bool(getattr(v, "is_packed", False))
-
-
-def _check_tensors(model: WanDiT, sd: dict, path) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = [f"{k} {tuple(sd[k].shape)} (expected {expected[k]})"
-             for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unknown tensor(s), e.g. {', '.join(unexpected[:3])}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong[:3])}")
-    if problems:
-        raise WanFileError(
-            path, f"Wan DiT ({model.cfg.variant}) does not match its own shapes: {'; '.join(problems)}. "
-            "Truncated, merged or corrupt file?"
-        )
 
 
 def load_dit(
@@ -63,7 +44,7 @@ def load_dit(
     sd = dit_to_official(state_dict)  # a new dict of the same tensor objects
     with torch.device("meta"):
         model = WanDiT(cfg)
-    _check_tensors(model, sd, path)
+    check_tensors(model, sd, path, f"Wan DiT ({model.cfg.variant})")
 
     if any(_is_packed(v) for v in sd.values()):
         from ..weights.packed import attach_packed

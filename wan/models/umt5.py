@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import WanFileError
+from ..weights.checks import check_tensors
 
 
 @dataclass(frozen=True)
@@ -304,18 +305,7 @@ def load_umt5(
     cfg = umt5_config_from_state_dict(sd, path)
     with torch.device("meta"):
         model = UMT5Encoder(cfg)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in sd]
-    unexpected = [k for k in sd if k not in expected]
-    if missing or unexpected:
-        raise WanFileError(
-            path,
-            f"UMT5 text encoder with {len(missing)} missing tensors (e.g. {missing[:3]}) and "
-            f"{len(unexpected)} unknown tensors (e.g. {unexpected[:3]})",
-        )
-    for k, ref in expected.items():
-        if tuple(sd[k].shape) != tuple(ref.shape):
-            raise WanFileError(path, f"tensor {k} has shape {tuple(sd[k].shape)}, expected {tuple(ref.shape)}")
+    check_tensors(model, sd, path, "UMT5 text encoder")
     if any(getattr(v, "is_packed", False) for v in sd.values()):
         from ..weights.packed import attach_packed  # GGUF / fp8 weights kept packed
 
