@@ -249,11 +249,15 @@ def bench_14b(rows, args, device, g):
             cases.append(("ComfyUI native (scaled fp8)", native("fp8_scaled")))
         cases += [("ours", ours()), (f"ours swap {swap}/{cfg.num_layers}", ours(**swapping))]
         cases += [(f"ours{suffix}", ours(**opts)) for suffix, opts in speed_options()]
+        cases.append((f"ours swap {swap}/{cfg.num_layers}+compile",
+                      ours(compile_args=TorchCompileArgs(), **swapping)))
         if fmt == "fp8" and device.type == "cuda":  # fp8 matrix products: GPUs only
             cases += [("ComfyUI native (scaled fp8, fp8 matmul)", native("fp8_fast")),
                       ("ours fp8_fast", ours(fp8_fast=True)),
                       (f"ours fp8_fast swap {swap}/{cfg.num_layers}", ours(fp8_fast=True, **swapping)),
-                      ("ours fp8_fast+compile", ours(fp8_fast=True, compile_args=TorchCompileArgs()))]
+                      ("ours fp8_fast+compile", ours(fp8_fast=True, compile_args=TorchCompileArgs())),
+                      (f"ours fp8_fast swap {swap}/{cfg.num_layers}+compile",
+                       ours(fp8_fast=True, compile_args=TorchCompileArgs(), **swapping))]
         cases = [(f"{name} {fmt} {label}", make) for label, make in cases]
         if not any(_want(args, label) for label, _ in cases):
             continue
