@@ -47,10 +47,13 @@ def quantize_input(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ratio = (amax / E4M3_MAX).clamp_min(torch.finfo(x2.dtype).smallest_normal)
     scale = torch.exp2(torch.ceil(torch.log2(ratio)))
     scale = torch.where(scale < ratio, scale * 2, scale)  # log2 may round one binade low
-    # The foreach multiply takes the device scalar without a host sync and, unlike a broadcast
-    # multiply, runs vectorized: 0.62 ms against 0.75 ms for a 32760x5120 bf16 input on an H100.
-    scaled = torch._foreach_mul([x2], scale.reciprocal().to(x2.dtype))[0]
-    return scaled.to(torch.float8_e4m3fn), scale
+    inv = scale.reciprocal().to(x2.dtype)
+    if torch.compiler.is_compiling():  # inductor fuses the plain multiply with the cast
+        return (x2 * inv).to(torch.float8_e4m3fn), scale
+    # Eager: the foreach multiply takes the device scalar without a host sync and, unlike a
+    # broadcast multiply, runs vectorized: 0.62 ms against 0.75 ms for a 32760x5120 bf16 input
+    # on an H100.
+    return torch._foreach_mul([x2], inv)[0].to(torch.float8_e4m3fn), scale
 
 
 class Fp8FastLinear(nn.Module):
