@@ -8,6 +8,7 @@ import torch
 
 from wan.config import DIT_PRESETS
 from wan.errors import WanInputError
+from wan.models.attention import BACKENDS
 from wan.models.attention_backends import OPTIONAL_BACKENDS, available_modes, set_attention_backend
 from wan.models.dit import WanDiT
 
@@ -44,5 +45,6 @@ def test_installed_but_broken_package(monkeypatch):
         raise ImportError("libcudart.so.11 not found")
 
     monkeypatch.setitem(OPTIONAL_BACKENDS, "sageattention", ("torch", "sageattention", broken))
+    monkeypatch.delitem(BACKENDS, "sageattention", raising=False)  # registered by an earlier test where installed
     with pytest.raises(WanInputError, match="installed but cannot be imported.*libcudart"):
         set_attention_backend(WanDiT(CFG), "sageattention")
