@@ -85,9 +85,15 @@ def rope_table(
     return rot.to(torch.float32)
 
 
-def apply_rope(x: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (2j, 2j+1) of x [B, L, H, D] by ``rot`` (from ``rope_table``); fp32 out."""
+def apply_rope(x: torch.Tensor, rot: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Rotate channel pairs (2j, 2j+1) of x [B, L, H, D] by ``rot`` (from ``rope_table``).
+
+    Computed in fp32 and written in ``dtype`` (fp32 when None): the last multiply-add stores its
+    fp32 result straight into ``dtype``, the same bits as rounding an fp32 result afterwards,
+    without writing and re-reading an fp32 copy of q and k.
+    """
     pairs = x.unflatten(-1, (-1, 1, 2))  # [B, L, H, D/2, 1, 2]
-    out = rot[..., 0] * pairs[..., 0]  # column 0 of each rotation times the pair's first element (fp32)
-    out.addcmul_(rot[..., 1], pairs[..., 1])
+    first = rot[..., 0] * pairs[..., 0]  # column 0 of each rotation times the pair's first element (fp32)
+    out = torch.empty(first.shape, dtype=dtype or first.dtype, device=first.device)
+    torch.addcmul(first, rot[..., 1], pairs[..., 1], out=out)
     return out.flatten(-2)

@@ -90,8 +90,8 @@ class WanSelfAttention(nn.Module):
         """x: [B, L, C] compute dtype; rope: [1, L, 1, D/2, 2, 2] -> [B, L, C]."""
         b, l, _ = x.shape
         n, d = self.num_heads, self.head_dim
-        q = apply_rope(self.norm_q(self.q(x)).view(b, l, n, d), rope).to(x.dtype)
-        k = apply_rope(self.norm_k(self.k(x)).view(b, l, n, d), rope).to(x.dtype)
+        q = apply_rope(self.norm_q(self.q(x)).view(b, l, n, d), rope, x.dtype)
+        k = apply_rope(self.norm_k(self.k(x)).view(b, l, n, d), rope, x.dtype)
         v = self.v(x).view(b, l, n, d)
         return self.o(attention(q, k, v, self.attn_mode))
 
@@ -161,7 +161,8 @@ class WanAttentionBlock(nn.Module):
         ).unbind(2)
         y = self.self_attn(modulate(self._norm(x), shift_msa, scale_msa, dt), rope)
         x = gated_add(x, y, gate_msa)
-        x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len).to(x.dtype)
+        # One mixed-dtype add (the output is in x's dtype, fp32 or compute): no fp32 copy of y.
+        x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len)
         y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn, dt))
         return gated_add(x, y, gate_ffn)
 
