@@ -12,13 +12,14 @@ from torch import nn
 from .vae_base import WanVAEBase
 from .vae_common import (
     CausalConv3d,
+    DecoderStack,
+    EncoderStack,
     FeatureCache,
     Resample,
     ResidualBlock,
     VAEConfig,
     causal_head,
     middle_blocks,
-    run_seq,
 )
 
 WAN21_VAE = VAEConfig(dim=96, z_dim=16)
@@ -34,7 +35,7 @@ WAN21_STD = (
 )
 
 
-class Encoder3d(nn.Module):
+class Encoder3d(EncoderStack):
     """pixels [B, 3, T, H, W] -> [B, 2*z_dim, T', H/8, W/8] (mean and log-variance)."""
 
     def __init__(self, cfg: VAEConfig):
@@ -52,14 +53,8 @@ class Encoder3d(nn.Module):
         self.middle = middle_blocks(out_dim)
         self.head = causal_head(out_dim, cfg.z_dim * 2)
 
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = self.conv1(x, cache)
-        for stage in (self.downsamples, self.middle, self.head):
-            x = run_seq(stage, x, cache)
-        return x
 
-
-class Decoder3d(nn.Module):
+class Decoder3d(DecoderStack):
     """latent [B, z_dim, T, h, w] -> pixels [B, 3, T', 8h, 8w].
 
     Each upsampling conv halves the width, so every level after the first starts at half width.
@@ -83,12 +78,6 @@ class Decoder3d(nn.Module):
                 blocks.append(Resample(out_dim, "upsample3d" if temperal_upsample[i] else "upsample2d"))
         self.upsamples = nn.Sequential(*blocks)
         self.head = causal_head(out_dim, 3)
-
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = self.conv1(x, cache)
-        for stage in (self.middle, self.upsamples, self.head):
-            x = run_seq(stage, x, cache)
-        return x
 
 
 class WanVAE(WanVAEBase):

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from .vae_base import WanVAEBase
 from .vae_common import (
     CausalConv3d,
+    DecoderStack,
+    EncoderStack,
     FeatureCache,
     Resample,
     ResidualBlock,
@@ -144,7 +146,7 @@ class Up_ResidualBlock(nn.Module):
         return y
 
 
-class Encoder3d(nn.Module):
+class Encoder3d(EncoderStack):
     """patches [B, 12, T, H/2, W/2] -> [B, 2*z_dim, T', H/16, W/16]."""
 
     def __init__(self, cfg: VAEConfig):
@@ -164,14 +166,8 @@ class Encoder3d(nn.Module):
         self.middle = middle_blocks(out_dim)
         self.head = causal_head(out_dim, cfg.z_dim * 2)
 
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = self.conv1(x, cache)
-        for stage in (self.downsamples, self.middle, self.head):
-            x = run_seq(stage, x, cache)
-        return x
 
-
-class Decoder3d(nn.Module):
+class Decoder3d(DecoderStack):
     """latent [B, z_dim, T, h, w] -> patches [B, 12, T', 8h, 8w]."""
 
     def __init__(self, cfg: VAEConfig):
@@ -191,12 +187,6 @@ class Decoder3d(nn.Module):
             for i, (in_dim, out_dim) in enumerate(zip(dims[:-1], dims[1:]))
         ))
         self.head = causal_head(dims[-1], 3 * PATCH * PATCH)
-
-    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = self.conv1(x, cache)
-        for stage in (self.middle, self.upsamples, self.head):
-            x = run_seq(stage, x, cache)
-        return x
 
 
 class WanVAE22(WanVAEBase):

@@ -206,3 +206,24 @@ def run_seq(layers: nn.Sequential, x: torch.Tensor, cache: FeatureCache) -> torc
     for layer in layers:
         x = layer(x, cache) if getattr(layer, "takes_cache", False) else layer(x)
     return x
+
+
+class CausalStack(nn.Module):
+    """conv1, then the ``stages`` (attribute names) in order, each run chunk by chunk through the
+    cache: the shape of both VAEs' encoders and decoders, which differ only in how they build them."""
+
+    stages: tuple[str, ...] = ()
+
+    def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
+        x = self.conv1(x, cache)
+        for name in self.stages:
+            x = run_seq(getattr(self, name), x, cache)
+        return x
+
+
+class EncoderStack(CausalStack):
+    stages = ("downsamples", "middle", "head")
+
+
+class DecoderStack(CausalStack):
+    stages = ("middle", "upsamples", "head")
