@@ -47,6 +47,24 @@ GGUF = ".gguf"
 _EXTRA_EXTENSIONS = {"diffusion_models": {GGUF}, "text_encoders": {GGUF}}
 
 
+# ---- input checks (ComfyUI skips its own min/max check for inputs a VALIDATE_INPUTS names) ---------
+def out_of_range(name: str, value, low, high) -> str | None:
+    """The message for a ``value`` outside [low, high], or None (also when the input is not given)."""
+    if value is not None and not low <= value <= high:
+        return f"{name} must be between {low} and {high}, got {value}"
+    return None
+
+
+def check_window(size_name: str, size, size_range: tuple, overlap_name: str, overlap, overlap_range: tuple):
+    """VALIDATE_INPUTS of a window and its overlap: both in range, the overlap smaller than the window."""
+    err = out_of_range(size_name, size, *size_range) or out_of_range(overlap_name, overlap, *overlap_range)
+    if err:
+        return err
+    if size is not None and overlap is not None and overlap >= size:
+        return f"{overlap_name} ({overlap}) must be smaller than {size_name} ({size})"
+    return True
+
+
 # ---- model folders -------------------------------------------------------------------------------
 
 def register_gguf_extension() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._common import (
     CATEGORY, WANCLIPEMBEDS, WANCLIPVISION, WANIMAGEEMBEDS, WANTEXTEMBEDS, WANTEXTENCODER, WANVAE,
-    main_device, on_device,
+    main_device, on_device, out_of_range,
 )
 
 MAX_SIZE = 8192
@@ -27,11 +27,10 @@ def _size_inputs(width=832, height=480, frames=81) -> dict:
 
 
 def _validate_size(width=None, height=None, num_frames=None):
-    # ComfyUI skips its own min/max check for inputs a VALIDATE_INPUTS names, so ranges are checked here.
-    for name, value, top in (("width", width, MAX_SIZE), ("height", height, MAX_SIZE), ("num_frames", num_frames, MAX_FRAMES)):
-        low = 1 if name == "num_frames" else 16
-        if value is not None and not low <= value <= top:
-            return f"{name} must be between {low} and {top}, got {value}"
+    err = (out_of_range("width", width, 16, MAX_SIZE) or out_of_range("height", height, 16, MAX_SIZE)
+           or out_of_range("num_frames", num_frames, 1, MAX_FRAMES))
+    if err:
+        return err
     if width is not None and width % 16:
         return f"width must be a multiple of 16, got {width}"
     if height is not None and height % 16:

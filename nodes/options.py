@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANCONTEXT
+from ._common import CATEGORY, WANCONTEXT, check_window
 
 from ..wan.sampling.context import FUSE_METHODS, SCHEDULES  # the library's lists, so both stay in step
+
+CONTEXT_FRAMES, CONTEXT_OVERLAP = (1, 1001), (0, 1000)  # pixel frames
 
 
 class WanContextOptions:
@@ -19,25 +21,19 @@ class WanContextOptions:
     def INPUT_TYPES(cls):
         return {"required": {
             "schedule": (list(SCHEDULES), {"default": "static_standard"}),
-            "context_frames": ("INT", {"default": 81, "min": 1, "max": 1001, "step": 4,
+            "context_frames": ("INT", {"default": 81, "min": CONTEXT_FRAMES[0], "max": CONTEXT_FRAMES[1], "step": 4,
                                        "tooltip": "Window length in pixel frames."}),
             "context_stride": ("INT", {"default": 4, "min": 4, "max": 100, "step": 4,
                                        "tooltip": "Pixel frames; 4 per latent frame (uniform schedules)."}),
-            "context_overlap": ("INT", {"default": 16, "min": 0, "max": 1000, "step": 1,
+            "context_overlap": ("INT", {"default": 16, "min": CONTEXT_OVERLAP[0], "max": CONTEXT_OVERLAP[1], "step": 1,
                                         "tooltip": "Pixel frames shared by neighbouring windows."}),
             "fuse_method": (list(FUSE_METHODS), {"default": "pyramid"}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, context_frames=None, context_overlap=None):
-        # ComfyUI skips its own min/max check for inputs named here, so the ranges are checked too.
-        if context_frames is not None and not 1 <= context_frames <= 1001:
-            return f"context_frames must be between 1 and 1001, got {context_frames}"
-        if context_overlap is not None and not 0 <= context_overlap <= 1000:
-            return f"context_overlap must be between 0 and 1000, got {context_overlap}"
-        if context_frames is not None and context_overlap is not None and context_overlap >= context_frames:
-            return f"context_overlap ({context_overlap}) must be smaller than context_frames ({context_frames})"
-        return True
+        return check_window("context_frames", context_frames, CONTEXT_FRAMES,
+                            "context_overlap", context_overlap, CONTEXT_OVERLAP)
 
     def make(self, schedule, context_frames, context_stride, context_overlap, fuse_method):
         from ..wan.sampling.context import ContextOptions

@@ -6,7 +6,9 @@ decode with ComfyUI's VAE Decode and a Wan VAE.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANVAE, main_device, on_device
+from ._common import CATEGORY, WANVAE, check_window, main_device, on_device
+
+TILE_SIZE, TILE_OVERLAP = (64, 4096), (0, 2048)  # pixels
 
 
 class WanVAEDecode:
@@ -22,21 +24,15 @@ class WanVAEDecode:
             "vae": (WANVAE,),
             "samples": ("LATENT",),
             "enable_vae_tiling": ("BOOLEAN", {"default": False}),
-            "tile_size": ("INT", {"default": 256, "min": 64, "max": 4096, "step": 32,
+            "tile_size": ("INT", {"default": 256, "min": TILE_SIZE[0], "max": TILE_SIZE[1], "step": 32,
                                   "tooltip": "Tile side in pixels."}),
-            "tile_overlap": ("INT", {"default": 64, "min": 0, "max": 2048, "step": 16,
+            "tile_overlap": ("INT", {"default": 64, "min": TILE_OVERLAP[0], "max": TILE_OVERLAP[1], "step": 16,
                                      "tooltip": "Pixels shared by neighbouring tiles (blended)."}),
         }}
 
     @classmethod
     def VALIDATE_INPUTS(cls, tile_size=None, tile_overlap=None):
-        if tile_size is not None and not 64 <= tile_size <= 4096:
-            return f"tile_size must be between 64 and 4096, got {tile_size}"
-        if tile_overlap is not None and not 0 <= tile_overlap <= 2048:
-            return f"tile_overlap must be between 0 and 2048, got {tile_overlap}"
-        if tile_size is not None and tile_overlap is not None and tile_overlap >= tile_size:
-            return f"tile_overlap ({tile_overlap}) must be smaller than tile_size ({tile_size})"
-        return True
+        return check_window("tile_size", tile_size, TILE_SIZE, "tile_overlap", tile_overlap, TILE_OVERLAP)
 
     def decode(self, vae, samples, enable_vae_tiling, tile_size, tile_overlap):
         import torch

@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from refs import REPO
 
 
@@ -39,8 +41,6 @@ def test_small_bench_runs_every_plain_case(tmp_path):
 
 def test_missing_kernel_is_an_error_row(tmp_path):
     if importlib.util.find_spec("sageattention") is not None:
-        import pytest
-
         pytest.skip("sageattention is installed here")
     rows = _run(tmp_path, r"1_3b_tiny bf16 ours\+sage$")
     assert [r["case"] for r in rows] == ["t2v_1_3b_tiny bf16 ours+sage"]
