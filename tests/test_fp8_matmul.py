@@ -87,3 +87,16 @@ def test_input_rounded_once_into_full_range(dtype):
             assert amax / s > 224  # the top binade of e4m3 is used
         once = (x.double() / s).float().to(torch.float8_e4m3fn)  # exact quotient, one rounding
         assert torch.equal(xq.view(torch.uint8), once.view(torch.uint8))
+
+
+def test_patched_layer_upcasts_like_packed_linear():
+    # A LoRA patch makes the weight no longer fp8: the layer falls back to the dequantized product,
+    # which the PackedLinear it replaced computes (patches are shared, so attaching to either counts).
+    layer = _fp8_linear()
+    fast = Fp8FastLinear(layer)
+    delta = 0.01 * torch.randn(64, 128, generator=torch.Generator().manual_seed(3))
+    layer.patches.append(lambda w: w + delta.to(w.dtype))
+    x = torch.randn(2, 24, 128, generator=torch.Generator().manual_seed(4))
+    expected = x @ (layer.weight.dequantize(torch.float32) + delta).T + layer.bias
+    assert torch.equal(fast(x), layer(x))
+    assert torch.allclose(fast(x), expected, rtol=0, atol=1e-5)

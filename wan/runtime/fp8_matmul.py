@@ -10,11 +10,10 @@ the fp32 accumulator. Faster than upcasting the weight, at the cost of rounding 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WanInputError
-from ..weights.packed import PackedLinear, dequantize_packed
+from ..weights.packed import PackedLinear
 
 E4M3_MAX = 448.0
 _HALF = (torch.float16, torch.bfloat16)
@@ -56,33 +55,23 @@ def quantize_input(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch._foreach_mul([x2], inv)[0].to(torch.float8_e4m3fn), scale
 
 
-class Fp8FastLinear(nn.Module):
-    """Drop-in for a ``PackedLinear`` holding fp8_e4m3fn bytes; same buffers, fp8 matmul forward."""
+class Fp8FastLinear(PackedLinear):
+    """A ``PackedLinear`` holding fp8_e4m3fn bytes whose forward multiplies in fp8; the plain
+    (upcasting) forward remains for patched weights and sizes the kernel refuses."""
 
     def __init__(self, layer: PackedLinear):
-        super().__init__()
         if layer.qtype != "fp8_e4m3fn":
             raise WanInputError(f"fp8_e4m3fn_fast needs fp8_e4m3fn weights, this layer holds {layer.qtype}")
-        self.in_features, self.out_features = layer.in_features, layer.out_features
-        self.qtype, self.weight_shape, self.scale = layer.qtype, layer.weight_shape, layer.scale
-        self.register_buffer("packed", layer.packed, persistent=False)
-        self.register_buffer("bias", layer.bias, persistent=False)
+        super().__init__(layer.weight, layer.bias)
         self.patches = layer.patches  # shared: LoRA attached later reaches both
         # A buffer, so that .to() and block swap move it with the weight (no per-call copy).
         scale_w = torch.tensor(1.0 if self.scale is None else self.scale, dtype=torch.float32)
         self.register_buffer("scale_w", scale_w.to(layer.packed.device), persistent=False)
 
-    def _fallback(self, x: torch.Tensor) -> torch.Tensor:
-        w = dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, x.dtype, x.device)
-        for patch in self.patches:
-            w = patch(w)
-        b = None if self.bias is None else self.bias.to(device=x.device, dtype=x.dtype)
-        return F.linear(x, w, b)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., out_features] in x's dtype."""
         if self.patches or self.in_features % 16 or self.out_features % 16:
-            return self._fallback(x)  # patched weights are no longer fp8; odd sizes the kernel refuses
+            return super().forward(x)  # patched weights are no longer fp8; odd sizes the kernel refuses
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         xq, scale_x = quantize_input(x2)
@@ -118,7 +107,7 @@ def enable_fp8_fast(dit: nn.Module, device=None, check_device: bool = True) -> i
     for stack in (dit.blocks, getattr(dit, "vace_blocks", ())):
         for block in stack:
             for name, module in list(block.named_modules()):
-                if isinstance(module, PackedLinear) and module.qtype == "fp8_e4m3fn":
+                if type(module) is PackedLinear and module.qtype == "fp8_e4m3fn":
                     parent_name, _, child = name.rpartition(".")
                     parent = block.get_submodule(parent_name) if parent_name else block
                     setattr(parent, child, Fp8FastLinear(module))
