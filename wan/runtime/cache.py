@@ -19,9 +19,9 @@ import contextlib
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import WanInputError
+from ..models.dit_layers import modulate
 
 # TeaCache4Wan2.1 polynomial coefficients (highest power first), keyed by (model, input).
 # "e0" goes with the official use_ret_steps=True setting, "e" with use_ret_steps=False.
@@ -139,10 +139,7 @@ class StepCache:
             return state.e
         block = self.dit.blocks[0]
         shift, scale = (block.modulation.float().unsqueeze(0) + state.e0)[:, :, :2].unbind(2)
-        x = F.layer_norm(state.x, state.x.shape[-1:], eps=block.eps)
-        b, l, c = x.shape
-        t = shift.shape[1]
-        return (x.view(b, t, l // t, c) * (1 + scale.unsqueeze(2)) + shift.unsqueeze(2)).view(b, l, c)
+        return modulate(block._norm(state.x), shift, scale, torch.float32)  # the first block's input
 
     def _should_compute(self, stream: _Stream, signal: torch.Tensor, step: int, grid) -> bool:
         prev, stream.prev = stream.prev, signal
