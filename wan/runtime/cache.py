@@ -16,12 +16,13 @@ windows) keeps its own cache, so each stream is compared with itself.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import WanInputError
 from ..models.dit_layers import modulate
+from .steps import StepCounter
 
 # TeaCache4Wan2.1 polynomial coefficients (highest power first), keyed by (model, input).
 # "e0" goes with the official use_ret_steps=True setting, "e" with use_ret_steps=False.
@@ -86,14 +87,6 @@ class _Stream:
     residual: torch.Tensor | None = None
 
 
-@dataclass
-class _Tracker:
-    key: tuple | None = None
-    step: int = -1
-    call: int = 0
-    streams: dict = field(default_factory=dict)
-
-
 def model_coefficients(cfg, grid: tuple[int, int, int], signal: str) -> tuple[float, ...] | None:
     """TeaCache4Wan2.1 coefficients for this model and token grid, None where none were fitted."""
     if signal not in ("e0", "e"):
@@ -125,7 +118,8 @@ class StepCache:
         self.total_steps = total_steps
         self.offload_device = torch.device(offload_device)
         self.stats = CacheStats()
-        self._t = _Tracker()
+        self._steps = StepCounter()
+        self._streams: dict[int, _Stream] = {}  # one per call within a step (CFG's two passes)
 
     def _last_computed_step(self) -> int | None:
         if self.args.end_step >= 0:
@@ -157,17 +151,12 @@ class StepCache:
         return True
 
     def forward(self, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0):
-        dit, tr = self.dit, self._t
-        tt = torch.as_tensor(t)
-        key = (tuple(tt.shape), float(tt.float().sum()), float(tt.float().max()))
-        if key != tr.key:
-            tr.key, tr.step, tr.call = key, tr.step + 1, 0
-        else:
-            tr.call += 1
-        stream = tr.streams.setdefault(tr.call, _Stream())
+        dit, steps = self.dit, self._steps
+        step = steps.see(t)
+        stream = self._streams.setdefault(steps.call, _Stream())
         state = dit.embed(x, t, context, clip_fea, y, vace_context, vace_strength)
         self.stats.total += 1
-        if not self._should_compute(stream, self._signal(state), tr.step, state.grid) \
+        if not self._should_compute(stream, self._signal(state), step, state.grid) \
                 and stream.residual.shape == state.x.shape:
             self.stats.skipped += 1
             state.x = state.x + stream.residual.to(state.x.device)

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import WanInputError
 from ..models.attention import BACKENDS, register_backend
+from .steps import StepCounter
 
 _ids = itertools.count()
 
@@ -64,7 +65,7 @@ class _Feta:
     def __init__(self, dit, args: FetaArgs, total_steps: int | None):
         self.dit, self.args, self.total_steps = dit, args, total_steps
         self.frames = 1
-        self.step, self._key = -1, None
+        self.steps = StepCounter()
         self.pending: torch.Tensor | None = None
         self._hooks, self._modes = [], []
 
@@ -72,14 +73,11 @@ class _Feta:
     def active(self) -> bool:
         if not self.total_steps:
             return True
-        pct = self.step / self.total_steps
+        pct = self.steps.step / self.total_steps
         return self.args.start_percent <= pct <= self.args.end_percent
 
     def embed(self, x, t, *args, **kwargs):
-        tt = torch.as_tensor(t)
-        key = (tuple(tt.shape), float(tt.float().sum()), float(tt.float().max()))
-        if key != self._key:
-            self._key, self.step = key, self.step + 1
+        self.steps.see(t)
         state = type(self.dit).embed(self.dit, x, t, *args, **kwargs)
         self.frames = state.grid[0]
         return state
