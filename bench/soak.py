@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for _p in (str(REPO), str(REPO / "tests")):
+for _p in (str(REPO), str(REPO / "tests" / "support")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 

@@ -37,10 +37,10 @@ from torch.utils._pytree import tree_leaves
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(1, os.path.join(REPO, "tests"))
+sys.path.insert(1, os.path.join(REPO, "tests", "support"))
 
-from wan.models.vae_common import VAEConfig  # noqa: E402
-from wan.models.vae_loading import diffusers_to_official, load_vae  # noqa: E402
+from wan.models.vae.layers import VAEConfig  # noqa: E402
+from wan.models.vae.loading import diffusers_to_official, load_vae  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -140,7 +140,7 @@ def random_like(template: dict, seed: int) -> dict:
 def import_comfy(module: str, device: torch.device):
     """A ComfyUI module from the reference copy, its options parsed for this device.
 
-    (tests/refs.py always forces --cpu, which on a GPU would make ComfyUI's VAE attention fall
+    (tests/support/refs.py always forces --cpu, which on a GPU would make ComfyUI's VAE attention fall
     back to its slow split attention: not a fair comparison.)
     """
     import importlib
@@ -170,8 +170,8 @@ def build(args, device, dtype):
     except ImportError:
         dmodel, dsd = None, None
     if dsd is None:  # no diffusers here: our own random official weights
-        from wan.models.vae import WanVAE
-        from wan.models.vae22 import WanVAE22
+        from wan.models.vae.wan21 import WanVAE
+        from wan.models.vae.wan22 import WanVAE22
 
         cls = WanVAE if args.version == "2.1" else WanVAE22
         cfg = VAEConfig(dim=args.dim, z_dim=16 if args.version == "2.1" else 48, dec_dim=dec_dim)

@@ -1,8 +1,8 @@
 """Encoder nodes: prompts (UMT5), images (CLIP vision) and the per-task video conditioning.
 
-WANIMAGEEMBEDS carries a ``wan.conditioning.VideoConditioning``: the output size and frame count
+WANIMAGEEMBEDS carries a ``wan.job.conditioning.VideoConditioning``: the output size and frame count
 plus whatever the task adds (I2V mask + latent and CLIP tokens, VACE context, TI2V fixed frames).
-All of it is built by ``wan.conditioning``; these nodes only move models to the compute device.
+All of it is built by ``wan.job.conditioning``; these nodes only move models to the compute device.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class WanTextEncode:
         }}
 
     def encode(self, text_encoder, positive_prompt, negative_prompt):
-        from ..wan.conditioning import encode_prompts
+        from ..wan.job.conditioning import encode_prompts
 
         with on_device(text_encoder.model, main_device()):
             embeds = encode_prompts(text_encoder, positive_prompt, negative_prompt)
@@ -87,7 +87,7 @@ class WanCLIPVisionEncode:
     def encode(self, clip_vision, image, end_image=None):
         import torch
 
-        from ..wan.conditioning import as_images
+        from ..wan.job.conditioning import as_images
 
         with on_device(clip_vision, main_device()):
             tokens = [clip_vision.encode(as_images(image, "image")[:1])]
@@ -112,7 +112,7 @@ class WanEmptyEmbeds:
         return _validate_size(width, height, num_frames)
 
     def make(self, width, height, num_frames):
-        from ..wan.conditioning import t2v_conditioning
+        from ..wan.job.conditioning import t2v_conditioning
 
         # 16 latent channels (Wan2.1 VAE); the sampler switches to 48 for a Wan2.2 TI2V-5B model.
         return (t2v_conditioning(width, height, num_frames, 16),)
@@ -148,7 +148,7 @@ class WanImageToVideoEncode:
 
     def encode(self, vae, width, height, num_frames, start_image, noise_aug_strength, end_image=None,
                clip_embeds=None):
-        from ..wan.conditioning import i2v_conditioning, ti2v_conditioning
+        from ..wan.job.conditioning import i2v_conditioning, ti2v_conditioning
         from ..wan.errors import WanInputError
 
         with on_device(vae, main_device()):
@@ -193,7 +193,7 @@ class WanVACEEncode:
 
     def encode(self, vae, width, height, num_frames, strength, reference_image=None, control_images=None,
                control_masks=None):
-        from ..wan.conditioning import vace_conditioning
+        from ..wan.job.conditioning import vace_conditioning
 
         with on_device(vae, main_device()):
             cond = vace_conditioning(vae, width, height, num_frames, strength, reference_image=reference_image,

@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from ..wan.models.attention_backends import ATTENTION_MODES  # each is checked when the model loads
+from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
 from ._common import (
     CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
@@ -63,7 +63,7 @@ def _check_loras(dit, loras) -> None:
     """Log each LoRA's match counts; no match is an error, a partial match a warning with examples."""
     from ..wan.errors import WanFileError
     from ..wan.weights import lora as _lora  # noqa: F401  (imports lora_apply; the reverse order is circular)
-    from ..wan.weights.lora_apply import _no_match_message
+    from ..wan.weights.lora.apply import _no_match_message
 
     for lora, strength in loras:
         report = lora.match(dit)
@@ -123,7 +123,7 @@ class WanModelLoader:
         swap = block_swap_args is not None and (block_swap_args.blocks_to_swap > 0 or block_swap_args.offload_embeddings)
 
         def load():
-            from ..wan.models.dit_loading import load_dit
+            from ..wan.models.dit.loading import load_dit
             from ..wan.runtime.apply import prepare_model
             from ..wan.weights.loader import load_state_dict
 
@@ -180,7 +180,7 @@ class WanTextEncoderLoader:
         dtype = PRECISIONS[precision]
 
         def load():
-            from ..wan.models.text_encoder import TextEncoder
+            from ..wan.models.text.encoder import TextEncoder
 
             if path.lower().endswith(".gguf"):
                 from ..wan.weights.gguf_text import gguf_text_encoder_state_dict
@@ -252,7 +252,7 @@ class WanVAELoader:
         dtype = PRECISIONS[precision]
 
         def load():
-            from ..wan.models.vae_loading import load_vae
+            from ..wan.models.vae.loading import load_vae
             from ..wan.weights.loader import load_state_dict
 
             return load_vae(load_state_dict(path, architectures=()), path=path, dtype=dtype, device=offload_device())

@@ -34,8 +34,8 @@ class WanLoraSelect:
         return f"{identity_of(lora, 'loras')} {strength}"
 
     def select(self, lora, strength, prev_lora=None):
-        from ..wan.weights.lora import load_lora
-        from ..wan.weights.lora import chain_add  # (lora_apply imported first is circular)
+        from ..wan.weights.lora.parse import load_lora
+        from ..wan.weights.lora.parse import chain_add  # (lora_apply imported first is circular)
 
         path = full_path(lora, "loras")
         parsed = MODEL_CACHE.get("lora", path, (), lambda: load_lora(path))

@@ -1,8 +1,8 @@
 """Wan Sampler: text and image conditioning -> a denoised RAW latent (ComfyUI LATENT) via
-``wan.pipeline_sampling.sample_video``, with ComfyUI's progress bar, latent previews and cancel.
+``wan.job.sample.sample_video``, with ComfyUI's progress bar, latent previews and cancel.
 
 LoRAs chosen on the model loader are applied to the shared base DiT for the duration of the run
-only (``wan.weights.lora_apply.apply_loras``), so graphs with and without them share one model.
+only (``wan.weights.lora.apply.apply_loras``), so graphs with and without them share one model.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _progress(total: int, latent_channels: int):
     import comfy.utils
     import latent_preview
 
-    from ..wan.conditioning import normalize_latent
+    from ..wan.job.conditioning import normalize_latent
 
     bar = comfy.utils.ProgressBar(total)
     fmt = comfy.latent_formats.Wan22() if latent_channels == 48 else comfy.latent_formats.Wan21()
@@ -90,11 +90,11 @@ class WanSampler:
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
-        from ..wan.conditioning import t2v_conditioning
+        from ..wan.job.conditioning import t2v_conditioning
         from ..wan.errors import WanInputError
-        from ..wan.pipeline_sampling import sample_video
+        from ..wan.job.sample import sample_video
         from ..wan.runtime.apply import sampling_options
-        from ..wan.weights.lora import apply_loras  # (lora_apply imported first is circular)
+        from ..wan.weights.lora.parse import apply_loras  # (lora_apply imported first is circular)
 
         channels = model.cfg.latent_channels
         cond = image_embeds

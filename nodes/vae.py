@@ -38,7 +38,7 @@ class WanVAEDecode:
         import torch
 
         from ..wan.errors import WanInputError
-        from ..wan.pipelines import decode_frames
+        from ..wan.job.pipelines import decode_frames
 
         latent = samples["samples"]
         if latent.ndim != 5:
@@ -65,7 +65,7 @@ class WanVAEEncode:
         return {"required": {"vae": (WANVAE,), "image": ("IMAGE",)}}
 
     def encode(self, vae, image):
-        from ..wan.conditioning import as_images, vae_encode
+        from ..wan.job.conditioning import as_images, vae_encode
 
         with on_device(vae, main_device()):
             latent = vae_encode(vae, as_images(image, "image"))

@@ -8,7 +8,7 @@ Runs with any Python 3.10+ and only the standard library until ``scripts/setup.s
 ComfyUI: the one named by ``--comfyui DIR`` or ``$COMFYUI_PATH`` (the pack is linked into its
 ``custom_nodes`` and its ``main.py`` runs with its own folders), else the copy that setup.sh
 installed, run with ``--workdir`` as its base folder. ``--tiny`` runs the same graph on tiny random
-models written by ``wan.tiny`` into a folder of their own: a check of the install whose video is noise.
+models written by ``wan.install.tiny`` into a folder of their own: a check of the install whose video is noise.
 """
 
 from __future__ import annotations
@@ -144,18 +144,18 @@ def _installed_comfyui() -> Path:
 def fetch_models(install: Install):
     """Download what is missing of the default set into the base folder's models/; return the files."""
     sys.path.insert(0, str(REPO))
-    from wan.catalog import load_catalog
-    from wan.download import download_files, file_url
+    from wan.install.catalog import load_catalog
+    from wan.install.download import download_files, file_url
 
     catalog = load_catalog()
     files = catalog.resolve([WORKFLOW])
     missing = [f for f in files if not any(os.path.isfile(p) for p in f.candidate_paths(install.base))]
-    from wan.tiny import is_tiny
+    from wan.install.tiny import is_tiny
 
     for f in files:
         if f not in missing:
             path = next(p for p in f.candidate_paths(install.base) if os.path.isfile(p))
-            note = " (a tiny random file from wan.tiny: the video will be noise)" if is_tiny(path) else ""
+            note = " (a tiny random file from wan.install.tiny: the video will be noise)" if is_tiny(path) else ""
             print(f"  have {path}{note}", flush=True)
     if missing:
         sizes = [f.size for f in missing]
@@ -478,8 +478,8 @@ def main(argv: list[str]) -> int:
         print(f"Using {where}; base folder {install.base}", flush=True)
         sys.path.insert(0, str(REPO))
         if args.tiny:
-            from wan.catalog import load_catalog
-            from wan.tiny import write_default_set
+            from wan.install.catalog import load_catalog
+            from wan.install.tiny import write_default_set
 
             print("--tiny: writing tiny random models (the video will be noise; this checks the install)",
                   flush=True)

@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# The pack's root (``import wan``) and the shared test helpers (``from refs import comfy``).
+for _path in (REPO / "tests" / "support", REPO):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -16,3 +18,19 @@ def _seeded():
 
     torch.manual_seed(0)
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Markers by where a test lives, so ``-m "not server"`` and friends select without per-file
+    decorations: tests/server/ is ``server`` (test_browser.py also ``browser``), test_fuzz_* and
+    *_fuzz.py are ``fuzz``, *_gpu.py is ``gpu``."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "server" in path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.server)
+        if path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+        if path.stem.startswith("test_fuzz") or path.stem.endswith("_fuzz"):
+            item.add_marker(pytest.mark.fuzz)
+        if path.stem.endswith("_gpu"):
+            item.add_marker(pytest.mark.gpu)

@@ -29,8 +29,8 @@ def _sample_with_oom(monkeypatch):
     import_pack(PACK)
     sampler_mod = sys.modules[f"{PACK}.nodes.sampler"]
     loaders = sys.modules[f"{PACK}.nodes.loaders"]
-    conditioning = importlib.import_module(f"{PACK}.wan.conditioning")
-    pipeline_sampling = importlib.import_module(f"{PACK}.wan.pipeline_sampling")
+    conditioning = importlib.import_module(f"{PACK}.wan.job.conditioning")
+    pipeline_sampling = importlib.import_module(f"{PACK}.wan.job.sample")
 
     def out_of_memory(*_args, callback=None, **_kwargs):
         if callback is not None:

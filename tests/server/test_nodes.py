@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from comfy_server import execution_error
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(Path(__file__).parent))
 import tiny_models  # noqa: E402
 from test_workflows import load_api, models, output_files, shrink  # noqa: E402,F401  (models: fixture)

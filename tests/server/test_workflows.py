@@ -2,7 +2,7 @@
 
 Each API workflow is run as shipped except for sizes (32x32, 5 frames, 2 steps) and fp32 weights
 (bf16 convolutions are slow on a CPU); the model file names are the catalogue's, written by
-tests/tiny_models.py. Checked: the file each writes (frame count, size), that the UI twin reads
+tests/support/tiny_models.py. Checked: the file each writes (frame count, size), that the UI twin reads
 back to the same graph with node types and widget values /object_info accepts, and the job
 handling a user meets: concurrent prompts, cancel, bad files and parameters.
 """
@@ -24,7 +24,7 @@ from PIL import Image
 from comfy_server import execution_error
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "support"))
 sys.path.insert(0, str(REPO / "scripts"))
 import tiny_models  # noqa: E402
 from make_ui_workflow import strip_meta, ui_to_api  # noqa: E402

@@ -31,7 +31,7 @@ def prepare_model(
     moved to ``device`` whole.
     """
     if attention_mode is not None:
-        from ..models.attention_backends import set_attention_backend
+        from ..models.dit.attention_backends import set_attention_backend
 
         set_attention_backend(dit, attention_mode)
     if fp8_fast:

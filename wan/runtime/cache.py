@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
-from ..models.dit_layers import modulate
+from ..models.dit.layers import modulate
 from .steps import StepCounter
 
 # TeaCache4Wan2.1 polynomial coefficients (highest power first), keyed by (model, input).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
-from ..models.attention import BACKENDS, register_backend
+from ..models.dit.attention import BACKENDS, register_backend
 from .steps import StepCounter
 
 _ids = itertools.count()

@@ -1,0 +1,204 @@
+"""``python -m wan generate``: a video (or an image) from a prompt, and optionally images.
+
+    python -m wan generate --dit wan2.1_t2v_1.3B_Q8_0.gguf --text-encoder umt5_xxl_fp8.safetensors \\
+        --vae wan_2.1_vae.safetensors --prompt "a red fox in the snow" --out fox.mp4
+
+The task follows the diffusion model (read from its weights): T2V, I2V (``--image``; with
+``--end-image`` first-last-frame), VACE (``--reference-image``, ``--control-video``), Wan2.2 TI2V
+(optional ``--image``), Wan2.2 A14B (``--dit`` high-noise + ``--dit-low``). The output format comes
+from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    files = parser.add_argument_group("model files (GGUF or safetensors)")
+    files.add_argument("--dit", help="diffusion model (Wan2.2 A14B: the high-noise expert)")
+    files.add_argument("--dit-low", help="Wan2.2 A14B low-noise expert")
+    files.add_argument("--text-encoder", help="UMT5-XXL text encoder")
+    files.add_argument("--vae", help="Wan 2.1 VAE (Wan 2.2 VAE for TI2V-5B)")
+    files.add_argument("--clip-vision", help="CLIP vision H (Wan2.1 image-to-video)")
+    files.add_argument("--model-dir", help="folder holding the files above (roles read from the files)")
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--prompt", required=True)
+    inputs.add_argument("--negative-prompt", default="")
+    inputs.add_argument("--image", help="start image (image-to-video, TI2V)")
+    inputs.add_argument("--end-image", help="end image (first-last-frame-to-video)")
+    inputs.add_argument("--reference-image", help="VACE reference image")
+    inputs.add_argument("--control-video", help="VACE control video")
+    inputs.add_argument("--vace-strength", type=float, default=1.0)
+    gen = parser.add_argument_group("generation")
+    gen.add_argument("--width", type=int, default=832)
+    gen.add_argument("--height", type=int, default=480)
+    gen.add_argument("--frames", type=int, default=None, help="1 + 4k frames (default 81; 1 for .png)")
+    gen.add_argument("--steps", type=int, default=30)
+    gen.add_argument("--cfg", type=float, default=5.0)
+    gen.add_argument("--cfg-low", type=float, default=None, help="CFG of the low-noise expert (default --cfg)")
+    gen.add_argument("--shift", type=float, default=None, help="sigma shift (default: the official one for the task)")
+    gen.add_argument("--sampler", default="unipc", choices=("unipc", "euler", "dpm++_2m", "lcm"))
+    gen.add_argument("--seed", type=int, default=0)
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", required=True, help="output file: .mp4 .webm .gif .webp, or .png (one frame)")
+    out.add_argument("--fps", type=float, default=16.0)
+    out.add_argument("--dtype", default="bf16", choices=tuple(DTYPES), help="weights and compute dtype")
+    out.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
+    out.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (no dependency)."""
+
+    def __init__(self, quiet: bool, width: int = 30):
+        self.quiet, self.width, self.start = quiet, width, None
+
+    def __call__(self, step: int, total: int, _preview=None) -> None:
+        if self.quiet:
+            return
+        now = time.monotonic()
+        if self.start is None or step <= 1:
+            self.start = now - 1e-9 if step <= 1 else now
+        filled = self.width * step // max(total, 1)
+        rate = (now - self.start) / max(step - 1, 1) if step > 1 else 0.0
+        eta = f" {rate * (total - step):5.1f}s left" if step > 1 else ""
+        print(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {step}/{total} steps{eta}",
+              end="\n" if step >= total else "", file=sys.stderr, flush=True)
+
+
+def _say(args, text: str) -> None:
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _read_image(path: str):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ..errors import WanInputError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, ValueError) as exc:
+        raise WanInputError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(arr)[None]
+
+
+def _read_video(path: str):
+    import imageio_ffmpeg
+    import numpy as np
+    import torch
+
+    from ..errors import WanInputError
+
+    try:
+        reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+        meta = next(reader)
+        w, h = meta["size"]
+        frames = [np.frombuffer(f, dtype=np.uint8).reshape(h, w, 3) for f in reader]
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise WanInputError(f"cannot read video {path}: {exc}") from None
+    return torch.from_numpy(np.stack(frames).astype(np.float32) / 255.0)
+
+
+def _pipeline_class(dit, args):
+    from ..job import pipelines as p
+    from ..errors import WanInputError
+
+    kind = dit.cfg.model_type
+    if kind == "t2v":
+        if args.image or args.end_image:
+            raise WanInputError("this diffusion model is text-to-video: it takes no --image/--end-image")
+        return p.T2VPipeline
+    if kind in ("i2v", "flf2v"):
+        if not (args.image or args.end_image):
+            raise WanInputError(f"this diffusion model ({dit.cfg.variant}) is image-to-video: give --image")
+        return p.I2VPipeline
+    if kind == "vace":
+        return p.VACEPipeline
+    return p.TI2VPipeline
+
+
+def _write(path: str, frames, fps: float) -> None:
+    from ..errors import WanInputError
+    from ..video import write_video
+
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".png":
+        if frames.shape[0] != 1:
+            raise WanInputError(f".png holds one frame, got {frames.shape[0]}; use --frames 1 or a video extension")
+        import torch
+        from PIL import Image
+
+        arr = (frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        tmp = path + ".part"
+        Image.fromarray(arr).save(tmp, format="PNG")
+        os.replace(tmp, path)
+        return
+    write_video(path, frames, fps=fps, format=FORMATS[ext])
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import WanError, WanInputError
+
+    ext = os.path.splitext(args.out)[1].lower()
+    if ext not in FORMATS and ext != ".png":
+        print(f"generate: --out must end in .mp4, .webm, .gif, .webp or .png, got {args.out!r}", file=sys.stderr)
+        return 2
+    if args.model_dir is None and not (args.dit and args.text_encoder and args.vae):
+        print("generate: give --dit, --text-encoder and --vae (or --model-dir)", file=sys.stderr)
+        return 2
+    frames_n = args.frames if args.frames is not None else (1 if ext == ".png" else 81)
+    try:
+        import torch
+
+        from ..job.pipelines import find_components, load_components
+
+        dtype = getattr(torch, DTYPES[args.dtype])
+        files = dict(dit=args.dit, dit_low=args.dit_low, text_encoder=args.text_encoder, vae=args.vae,
+                     clip_vision=args.clip_vision)
+        if args.model_dir:
+            found = find_components(args.model_dir)
+            files.update({k: v for k, v in found.items() if files.get(k) is None})
+        t0 = time.monotonic()
+        _say(args, "loading models ...")
+        parts = load_components(**files, dtype=dtype, device=args.device)
+        _say(args, f"loaded {parts['dit'].cfg.variant} in {time.monotonic() - t0:.1f}s")
+        cls = _pipeline_class(parts["dit"], args)
+        if not cls.needs_clip:
+            parts.pop("clip_vision", None)
+        pipe = cls(**parts)
+        inputs = {}
+        if args.image:
+            inputs["image"] = _read_image(args.image)
+        if args.end_image:
+            inputs["end_image"] = _read_image(args.end_image)
+        if args.reference_image or args.control_video:
+            if cls.__name__ != "VACEPipeline":
+                raise WanInputError("--reference-image/--control-video need a VACE diffusion model")
+        if cls.__name__ == "VACEPipeline":
+            inputs["strength"] = args.vace_strength
+            if args.reference_image:
+                inputs["reference_image"] = _read_image(args.reference_image)
+            if args.control_video:
+                inputs["control_video"] = _read_video(args.control_video)
+        t0 = time.monotonic()
+        frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
+                      num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
+                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), **inputs)
+        _write(args.out, frames, args.fps)
+    except (WanError, OSError) as exc:
+        print(f"\ngenerate: {exc}", file=sys.stderr)
+        return 1
+    _say(args, f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
+               f"in {time.monotonic() - t0:.1f}s")
+    return 0

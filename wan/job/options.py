@@ -1,0 +1,87 @@
+"""The option objects of the one front door: ``LoadOptions`` for ``wan.job.load``, ``SamplingOptions``
+and ``RunOptions`` for ``wan.job.sample``. Nodes, the CLI, the Python API and the benches build these
+and nothing else, so a feature reachable from one is reachable from all.
+
+Frozen: a loaded model is cached by its file and its LoadOptions, so they must hash and compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import WanInputError
+from ..runtime.blockswap import BlockSwapArgs
+from ..runtime.cache import CacheArgs
+from ..runtime.compile import TorchCompileArgs
+from ..runtime.feta import FetaArgs
+from ..sampling.context import ContextOptions
+
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
+
+
+def precision(name: str) -> torch.dtype:
+    """The dtype of a precision name ("bf16", "fp16", "fp32"); WanInputError for anything else."""
+    if name not in PRECISIONS:
+        raise WanInputError(f"precision {name!r} is not one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a model file becomes a ready module.
+
+    dtype: storage and compute dtype of the weights that are not quantized. device: where the
+    model computes (None: CUDA when available, else the CPU). offload_device: where swapped blocks
+    live. quantization: "fp8_e4m3fn" stores a safetensors DiT's block weights as fp8 on load (GGUF
+    and fp8 files keep their own format); "fp8_e4m3fn_fast" also multiplies in fp8. attention: the
+    attention kernel of the DiT. block_swap / compile: runtime options applied at load.
+    """
+
+    dtype: torch.dtype = torch.bfloat16
+    device: str | torch.device | None = None
+    offload_device: str | torch.device = "cpu"
+    quantization: str = "disabled"
+    attention: str = "sdpa"
+    block_swap: BlockSwapArgs | None = None
+    compile: TorchCompileArgs | None = None
+
+    def __post_init__(self):
+        if self.dtype not in PRECISIONS.values():
+            raise WanInputError(f"dtype {self.dtype} is not one of bf16, fp16, fp32")
+        if self.quantization not in QUANTIZATIONS:
+            raise WanInputError(f"quantization {self.quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+
+    @property
+    def swaps(self) -> bool:
+        """Whether some of the model lives on the offload device and is streamed in while computing."""
+        b = self.block_swap
+        return b is not None and (b.blocks_to_swap > 0 or b.offload_embeddings)
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """The numbers of one sampling run (what a KSampler widget row holds)."""
+
+    steps: int = 30
+    cfg: float = 5.0
+    shift: float = 5.0
+    seed: int = 0
+    sampler: str = "unipc"
+    denoise: float = 1.0
+    cfg_low: float | None = None  # Wan2.2 A14B: cfg of the low-noise expert (None: cfg)
+    boundary: float | None = None  # Wan2.2 A14B: expert switch (None: the official default)
+    batch_cfg: bool = True  # cond and uncond in one doubled batch
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What rides on the model for one run: LoRAs as (Lora, strength) pairs, step caching,
+    Enhance-A-Video and context windows."""
+
+    loras: tuple = ()
+    cache: CacheArgs | None = None
+    feta: FetaArgs | None = None
+    context: ContextOptions | None = None

@@ -1,0 +1,302 @@
+"""The Python API: one pipeline class per Wan task, each ``__call__`` returning frames.
+
+    pipe = T2VPipeline.from_files(dit="wan2.1_t2v_1.3B.gguf", text_encoder="umt5_xxl.safetensors",
+                                  vae="wan_2.1_vae.safetensors")
+    frames = pipe("a cat walking on a wall", steps=30, seed=1)   # [81, 480, 832, 3] float in 0..1
+
+Tasks: T2V / T2I (one frame), I2V (start image), FLF2V (start and end image), VACE (reference
+image, control video, mask), Wan2.2 TI2V-5B (optional start image), and Wan2.2 A14B (any of the
+above with ``dit_low=`` the low-noise expert). The building blocks the ComfyUI nodes use directly
+live in ``conditioning`` (prompt and image conditioning) and ``pipeline_sampling.sample_video``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .conditioning import (
+    PromptEmbeds,
+    VideoConditioning,
+    encode_prompts,
+    i2v_conditioning,
+    t2v_conditioning,
+    ti2v_conditioning,
+    vace_conditioning,
+)
+from ..errors import WanFileError, WanInputError
+from .sample import sample_video
+from ..sampling.context import ContextOptions
+
+__all__ = [
+    "FLF2VPipeline", "I2VPipeline", "T2IPipeline", "T2VPipeline", "TI2VPipeline", "VACEPipeline",
+    "WanPipeline", "decode_frames", "encode_prompts", "i2v_conditioning", "sample_video",
+    "t2v_conditioning", "ti2v_conditioning", "vace_conditioning", "PromptEmbeds", "VideoConditioning",
+    "load_components", "find_components",
+]
+
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
+
+
+def decode_frames(vae, latent: torch.Tensor, tile=None) -> torch.Tensor:
+    """RAW latent [1, C, T, h, w] -> frames [F, H, W, 3] float32 in 0..1 on the CPU."""
+    p = next(vae.parameters())
+    video = vae.decode(latent.to(device=p.device, dtype=p.dtype), tile=tile)
+    return ((video[0].float().clamp(-1, 1) + 1) / 2).movedim(0, -1).cpu()
+
+
+# -- loading ---------------------------------------------------------------------------------------
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_components(
+    dit=None, text_encoder=None, vae=None, clip_vision=None, dit_low=None,
+    dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32, device=None,
+) -> dict:
+    """Models from files (GGUF or safetensors; None skips a part): the keyword arguments of the
+    pipeline constructors."""
+    device = device or _default_device()
+    out = {}
+    if dit is not None:
+        from ..models.dit.loading import load_dit_file
+
+        out["dit"] = load_dit_file(dit, dtype=dtype, device=device)
+    if dit_low is not None:
+        from ..models.dit.loading import load_dit_file
+
+        out["dit_low"] = load_dit_file(dit_low, dtype=dtype, device=device)
+    if text_encoder is not None:
+        from ..models.text.encoder import TextEncoder
+        from ..weights.loader import sniff
+
+        path = os.fspath(text_encoder)
+        if sniff(path) == "gguf":
+            from ..weights.gguf_text import gguf_text_encoder_state_dict
+
+            sd, _ = gguf_text_encoder_state_dict(path, dtype=dtype)
+        else:
+            from ..weights.safetensors import read_safetensors
+
+            sd = read_safetensors(path)
+        out["text_encoder"] = TextEncoder.from_state_dict(sd, path=path, dtype=dtype, device=device)
+    if vae is not None:
+        from ..models.vae.loading import load_vae
+        from ..weights.safetensors import read_safetensors
+
+        out["vae"] = load_vae(read_safetensors(vae), path=vae, dtype=vae_dtype, device=device)
+    if clip_vision is not None:
+        from ..models.clip_vision import load_clip_vision
+        from ..weights.safetensors import read_safetensors
+
+        out["clip_vision"] = load_clip_vision(read_safetensors(clip_vision), path=clip_vision, dtype=dtype,
+                                              device=device)
+    return out
+
+
+def find_components(folder: str | os.PathLike) -> dict[str, str]:
+    """{role: path} for the weight files in ``folder``, each role read from the file's header
+    (``verify.inspect_file``), never from its name. Roles: dit, dit_low, text_encoder, vae,
+    clip_vision. Two DiTs are the Wan2.2 A14B experts; only then does a name decide which is the
+    high-noise one (a file named ``*low_noise*`` is the low-noise expert)."""
+    from ..install.verify import inspect_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WanFileError(folder, "is not a folder")
+    found: dict[str, list[str]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in WEIGHT_SUFFIXES or not path.is_file():
+            continue
+        role = inspect_file(str(path)).role
+        if role in ("dit", "text_encoder", "vae", "clip_vision"):
+            found.setdefault(role, []).append(str(path))
+    out = {}
+    for role, paths in found.items():
+        if role == "dit" and len(paths) == 2:
+            low = [p for p in paths if "low" in Path(p).name.lower()]
+            if len(low) != 1:
+                raise WanFileError(folder, f"two diffusion models ({', '.join(Path(p).name for p in paths)}) and "
+                                   "no way to tell the low-noise expert: name it *low_noise*")
+            out["dit_low"] = low[0]
+            out["dit"] = next(p for p in paths if p != low[0])
+        elif len(paths) > 1:
+            raise WanFileError(folder, f"holds {len(paths)} files of role {role}: "
+                               f"{', '.join(Path(p).name for p in paths)}; keep one")
+        else:
+            out[role] = paths[0]
+    for role in ("dit", "text_encoder", "vae"):
+        if role not in out:
+            raise WanFileError(folder, f"no {role.replace('_', ' ')} file (.safetensors or .gguf) found")
+    return out
+
+
+# -- pipelines ----------------------------------------------------------------------------------------
+class WanPipeline:
+    """Shared machinery; use a task class. Components are ready models (see ``load_components``)."""
+
+    needs_clip = False
+    default_frames = 81
+
+    def __init__(self, dit, text_encoder, vae, clip_vision=None, dit_low=None, boundary: float | None = None):
+        self.dit = dit
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.clip_vision = clip_vision
+        self.dit_low = dit_low
+        self.boundary = boundary
+        cfg = getattr(dit, "cfg", None)
+        if cfg is not None and cfg.out_dim != vae.z_dim:
+            raise WanInputError(f"the diffusion model ({cfg.variant}) works on {cfg.out_dim}-channel latents, "
+                                f"the VAE on {vae.z_dim}: {'Wan2.2' if cfg.out_dim == 48 else 'Wan2.1'} VAE needed")
+
+    @classmethod
+    def from_files(cls, dit, text_encoder, vae, clip_vision=None, dit_low=None,
+                   dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32, device=None,
+                   boundary: float | None = None):
+        parts = load_components(dit=dit, text_encoder=text_encoder, vae=vae, clip_vision=clip_vision,
+                                dit_low=dit_low, dtype=dtype, vae_dtype=vae_dtype, device=device)
+        return cls(**parts, boundary=boundary)
+
+    @classmethod
+    def from_pretrained(cls, folder, dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32,
+                        device=None, boundary: float | None = None):
+        files = find_components(folder)
+        if not cls.needs_clip:
+            files.pop("clip_vision", None)
+        return cls.from_files(**files, dtype=dtype, vae_dtype=vae_dtype, device=device, boundary=boundary)
+
+    # subclasses build the conditioning
+    def conditioning(self, width, height, num_frames, **inputs) -> VideoConditioning:
+        raise NotImplementedError
+
+    def default_shift(self, width: int, height: int) -> float:
+        return 5.0
+
+    def __call__(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 832,
+        height: int = 480,
+        num_frames: int | None = None,
+        steps: int = 30,
+        cfg: float = 5.0,
+        shift: float | None = None,
+        sampler: str = "unipc",
+        seed: int = 0,
+        denoise: float = 1.0,
+        latents: torch.Tensor | None = None,
+        context: ContextOptions | None = None,
+        cfg_low: float | None = None,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        output_type: str = "frames",
+        **inputs,
+    ) -> torch.Tensor:
+        """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
+        latent). ``inputs`` are the task's images (``image``, ``end_image``, ``reference_image``,
+        ``control_video``, ``mask``, ``strength``). ``shift`` None: the official default for the task
+        and size. See ``sample_video`` for the rest."""
+        if output_type not in ("frames", "latent"):
+            raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
+        num_frames = self.default_frames if num_frames is None else num_frames
+        image_embeds = self.conditioning(width, height, num_frames, **inputs)
+        text = encode_prompts(self.text_encoder, prompt, negative_prompt if float(cfg) != 1.0 else None)
+        if shift is None:
+            shift = self.default_shift(image_embeds.width, image_embeds.height)
+        latent = sample_video(
+            self.dit, text, image_embeds, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
+            denoise=denoise, latents=latents, context=context, dit_low=self.dit_low, cfg_low=cfg_low,
+            boundary=self.boundary, callback=callback, cancel=cancel,
+        )
+        if output_type == "latent":
+            return latent
+        return decode_frames(self.vae, latent)
+
+
+def _no_inputs(task: str, inputs: dict) -> None:
+    if inputs:
+        raise WanInputError(f"{task} takes no {', '.join(sorted(inputs))}")
+
+
+class T2VPipeline(WanPipeline):
+    """Text-to-video (Wan2.1 T2V, Wan2.2 T2V A14B with ``dit_low``)."""
+
+    def default_shift(self, width, height):
+        # official configs: Wan2.2 T2V A14B samples with shift 12, Wan2.1 T2V with 5
+        return 12.0 if self.dit_low is not None else 5.0
+
+    def conditioning(self, width, height, num_frames, **inputs):
+        _no_inputs("text-to-video", inputs)
+        return t2v_conditioning(width, height, num_frames, self.vae.z_dim)
+
+
+class T2IPipeline(T2VPipeline):
+    """Text-to-image: a one-frame video; returns [1, H, W, 3]."""
+
+    default_frames = 1
+
+    def __call__(self, prompt: str, negative_prompt: str = "", width: int = 1024, height: int = 1024, **kw):
+        if kw.setdefault("num_frames", 1) != 1:
+            raise WanInputError(f"text-to-image makes one frame, got num_frames={kw['num_frames']}")
+        return super().__call__(prompt, negative_prompt, width=width, height=height, **kw)
+
+
+class I2VPipeline(WanPipeline):
+    """Image-to-video: ``image`` (start frame(s)); ``end_image`` too makes it FLF2V."""
+
+    needs_clip = True
+
+    def default_shift(self, width, height):
+        # the official Wan2.1 generate.py lowers the shift to 3.0 for image-to-video at 480p;
+        # Wan2.2 I2V A14B uses 5.0 at every size
+        if self.dit_low is not None:
+            return 5.0
+        return 3.0 if width * height <= 832 * 480 else 5.0
+
+    def conditioning(self, width, height, num_frames, image=None, end_image=None, noise_aug_strength=0.0, **inputs):
+        _no_inputs("image-to-video", inputs)
+        if image is None and end_image is None:
+            raise WanInputError("image-to-video needs image= (a [H, W, 3] or [N, H, W, 3] tensor in 0..1)")
+        has_clip = getattr(getattr(self.dit, "cfg", None), "has_image_emb", self.clip_vision is not None)
+        if has_clip and self.clip_vision is None:
+            raise WanInputError("this image-to-video model needs a CLIP vision encoder (clip_vision_h)")
+        clip = self.clip_vision if has_clip else None
+        return i2v_conditioning(self.vae, clip, image, width, height, num_frames, end_image=end_image,
+                                noise_aug_strength=noise_aug_strength)
+
+
+class FLF2VPipeline(I2VPipeline):
+    """First-last-frame-to-video: ``image`` and ``end_image`` both required."""
+
+    def conditioning(self, width, height, num_frames, image=None, end_image=None, **inputs):
+        if image is None or end_image is None:
+            raise WanInputError("first-last-frame-to-video needs both image= and end_image=")
+        return super().conditioning(width, height, num_frames, image=image, end_image=end_image, **inputs)
+
+
+class VACEPipeline(WanPipeline):
+    """VACE: ``reference_image``, ``control_video``, ``mask`` and ``strength``, any of them optional."""
+
+    def conditioning(self, width, height, num_frames, reference_image=None, control_video=None, mask=None,
+                     strength=1.0, **inputs):
+        _no_inputs("VACE", inputs)
+        return vace_conditioning(self.vae, width, height, num_frames, strength, reference_image=reference_image,
+                                 control_video=control_video, mask=mask)
+
+
+class TI2VPipeline(WanPipeline):
+    """Wan2.2 TI2V-5B: text-to-video, or image-to-video with ``image`` (Wan2.2 VAE)."""
+
+    default_frames = 121
+
+    def __call__(self, prompt: str, negative_prompt: str = "", width: int = 1280, height: int = 704, **kw):
+        return super().__call__(prompt, negative_prompt, width=width, height=height, **kw)
+
+    def conditioning(self, width, height, num_frames, image=None, **inputs):
+        _no_inputs("Wan2.2 TI2V", inputs)
+        return ti2v_conditioning(self.vae, width, height, num_frames, image=image)

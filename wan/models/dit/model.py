@@ -1,0 +1,268 @@
+"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V).
+
+``forward`` is ``embed`` -> ``run_block`` for each block -> ``finish``; wrappers (block swap,
+caching, skipping) call those three pieces themselves instead of copying the loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import DiTConfig
+from ...errors import WanInputError
+from .attention import rope_table
+from .layers import Head, MLPProj, WanAttentionBlock, linear_fp32
+from .vace import VaceWanAttentionBlock
+
+_FLOAT_COMPUTE = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
+    """[N] timesteps (1000 scale) -> [N, dim] as cat(cos, sin), computed in float64 like the official code."""
+    half = dim // 2
+    t = t.to(torch.float64)
+    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    angles = torch.outer(t, freqs)
+    return torch.cat([angles.cos(), angles.sin()], dim=1).float()
+
+
+@dataclass
+class DiTState:
+    """Everything the blocks need between ``embed`` and ``finish`` (one denoising forward).
+
+    x: [B, L, C] residual stream (``WanDiT.residual_dtype``); e: [B, T, C] fp32 time embedding (head); e0: [B, T, 6, C]
+    fp32 time projection (blocks); context: [B, Lc, C] compute dtype, CLIP tokens first;
+    rope: rotary table; grid: token grid (f, h, w); size: unpadded latent (F, H, W).
+    VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
+    """
+
+    x: torch.Tensor
+    e: torch.Tensor
+    e0: torch.Tensor
+    context: torch.Tensor
+    context_img_len: int
+    rope: torch.Tensor
+    grid: tuple[int, int, int]
+    size: tuple[int, int, int]
+    x0: torch.Tensor | None = None
+    vace: list[torch.Tensor] | None = None
+    vace_strength: tuple[float, ...] = ()
+
+
+class WanDiT(nn.Module):
+    """Wan DiT. Parameters carry the official names; ``cfg`` fixes which optional parts exist."""
+
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        self.cfg = cfg
+        # None: follow the dtype of the text embedding weights (see ``compute_dtype``).
+        self.dtype_override: torch.dtype | None = None
+        # True keeps the residual stream in fp32 as the official code does (its autocast promotes
+        # it); False keeps it in the compute dtype like ComfyUI and diffusers: ~2% faster on an
+        # H100 and a 10-15% smaller activation peak. Norms, modulation and head are fp32 either way.
+        self.residual_fp32 = False
+        d, p = cfg.dim, cfg.patch_size
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, d, kernel_size=p, stride=p)
+        self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"), nn.Linear(d, d))
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
+        self.blocks = nn.ModuleList(
+            WanAttentionBlock(d, cfg.ffn_dim, cfg.num_heads, cfg.eps, image_path=cfg.has_image_emb)
+            for _ in range(cfg.num_layers)
+        )
+        self.head = Head(d, math.prod(p) * cfg.out_dim, cfg.eps)
+        if cfg.has_image_emb:
+            self.img_emb = MLPProj(cfg.img_dim, d, cfg.flf_pos_tokens if cfg.has_flf_pos_emb else None)
+        if cfg.vace_layers:
+            self.vace_blocks = nn.ModuleList(
+                VaceWanAttentionBlock(d, cfg.ffn_dim, cfg.num_heads, cfg.eps, block_id=i)
+                for i in range(len(cfg.vace_layers))
+            )
+            self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_dim, d, kernel_size=p, stride=p)
+        self._vace_after = {layer: n for n, layer in enumerate(cfg.vace_layers)}
+        # The rotary table depends only on the token grid; a sampler calls with the same grid at
+        # every step, so the last one is kept (a plain attribute: not part of the state dict).
+        self._rope_cache: tuple[tuple, torch.Tensor] | None = None
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Dtype of the Linear inputs: the override if set, else the text embedding's weights."""
+        if self.dtype_override is not None:
+            return self.dtype_override
+        dt = self.text_embedding[0].weight.dtype
+        return dt if dt in _FLOAT_COMPUTE else torch.bfloat16
+
+    @property
+    def residual_dtype(self) -> torch.dtype:
+        return torch.float32 if self.residual_fp32 else self.compute_dtype
+
+    def set_attention_mode(self, mode: str) -> None:
+        """Route every attention of this model through ``attention(..., mode=mode)``."""
+        for m in self.modules():
+            if hasattr(m, "attn_mode"):
+                m.attn_mode = mode
+
+    def rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+        """Rotary table of a token grid (see ``attention.rope_table``), cached for the last grid."""
+        key = (tuple(grid), torch.device(device))
+        if self._rope_cache is None or self._rope_cache[0] != key:
+            self._rope_cache = (key, rope_table(grid, self.cfg.head_dim, self.cfg.rope_theta, device=device))
+        return self._rope_cache[1]
+
+    def _conv_fp32(self, conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+        # The patch embeddings are small; running them in fp32 keeps the input latents exact.
+        b = None if conv.bias is None else conv.bias.float()
+        return F.conv3d(x.float(), conv.weight.float(), b, stride=conv.stride)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        # Latents not divisible by the patch are padded circularly and cropped again in `finish`,
+        # as ComfyUI does, so odd latent sizes still work.
+        pad = []
+        for size, p in zip(reversed(x.shape[2:]), reversed(self.cfg.patch_size)):
+            pad += [0, (-size) % p]
+        return F.pad(x, pad, mode="circular") if any(pad) else x
+
+    def _timesteps(self, t: torch.Tensor, batch: int, grid: tuple[int, int, int]) -> torch.Tensor:
+        """Timesteps as [B, T] with T = 1 (per sample), frames or tokens (Wan2.2 TI2V)."""
+        f, h, w = grid
+        t = torch.as_tensor(t)
+        if t.ndim == 0:
+            t = t.expand(batch)
+        if t.ndim == 1:
+            t = t[:, None]
+        if t.ndim != 2 or t.shape[0] not in (1, batch) or t.shape[1] not in (1, f, f * h * w):
+            raise WanInputError(
+                f"timesteps of shape {tuple(t.shape)}: expected [B], [B, frames={f}] or [B, tokens={f * h * w}]"
+            )
+        t = t.expand(batch, -1)
+        if t.shape[1] == f * h * w and h * w > 1:
+            per_frame = t.reshape(batch, f, h * w)
+            # Per-token timesteps that are constant within each frame (the TI2V case) need only
+            # per-frame modulation, which saves a [B, tokens, 6, dim] tensor.
+            if bool((per_frame == per_frame[:, :, :1]).all()):
+                t = per_frame[:, :, 0]
+        return t
+
+    # ----------------------------------------------------------------------------------------
+    def embed(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        vace_context: torch.Tensor | None = None,
+        vace_strength: float | Sequence[float] = 1.0,
+    ) -> DiTState:
+        """Inputs of ``forward`` -> the state the blocks run on."""
+        cfg, dt = self.cfg, self.compute_dtype
+        size = tuple(x.shape[2:])
+        if y is not None:
+            x = torch.cat([x, y.to(x.dtype)], dim=1)
+        if x.shape[1] != cfg.in_dim:
+            raise WanInputError(
+                f"{self.cfg.variant}: latent + conditioning has {x.shape[1]} channels, the model takes "
+                f"{cfg.in_dim} ({cfg.out_dim} noise + {cfg.cond_channels} conditioning `y`)"
+            )
+        batch = x.shape[0]
+        tokens = self._conv_fp32(self.patch_embedding, self._pad(x))  # [B, C, f, h, w]
+        grid = tuple(tokens.shape[2:])
+        tokens = tokens.flatten(2).transpose(1, 2).to(self.residual_dtype).contiguous()  # [B, L, C]
+
+        tt = self._timesteps(torch.as_tensor(t, device=x.device), batch, grid)
+        emb = sinusoidal_embedding(cfg.freq_dim, tt.flatten())
+        e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], emb)))
+        e0 = linear_fp32(self.time_projection[1], F.silu(e))
+        e = e.view(batch, tt.shape[1], cfg.dim)
+        e0 = e0.view(batch, tt.shape[1], 6, cfg.dim)
+
+        if context.shape[1] < cfg.text_len:
+            context = F.pad(context, (0, 0, 0, cfg.text_len - context.shape[1]))
+        context = self.text_embedding(context.to(dt))
+        context_img_len = 0
+        if clip_fea is not None and cfg.has_image_emb:
+            context = torch.cat([self.img_emb(clip_fea, dt), context], dim=1)
+            context_img_len = clip_fea.shape[1]
+
+        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(grid, x.device), grid, size)
+        if cfg.vace_layers:
+            self._embed_vace(state, vace_context, vace_strength, batch)
+        return state
+
+    def _embed_vace(self, state: DiTState, vace_context, vace_strength, batch: int) -> None:
+        if vace_context is None:
+            return
+        if vace_context.ndim == 5:
+            vace_context = vace_context[:, None]
+        if vace_context.ndim != 6 or vace_context.shape[2] != self.cfg.vace_in_dim:
+            raise WanInputError(
+                f"vace_context of shape {tuple(vace_context.shape)}: expected [B, {self.cfg.vace_in_dim}, F, H, W]"
+            )
+        n = vace_context.shape[1]
+        strength = (float(vace_strength),) * n if isinstance(vace_strength, (int, float)) else tuple(vace_strength)
+        if len(strength) != n:
+            raise WanInputError(f"{len(strength)} VACE strengths for {n} VACE contexts")
+        state.vace = []
+        for i in range(n):
+            c = self._conv_fp32(self.vace_patch_embedding, self._pad(vace_context[:, i]))
+            if tuple(c.shape[2:]) != state.grid:
+                raise WanInputError(f"vace_context grid {tuple(c.shape[2:])} differs from the latent's {state.grid}")
+            state.vace.append(c.flatten(2).transpose(1, 2).to(state.x.dtype).expand(batch, -1, -1))
+        state.x0 = state.x
+        state.vace_strength = strength
+
+    def run_block(self, i: int, state: DiTState) -> None:
+        """Run block ``i`` (and the VACE block that follows it, if any) on ``state.x`` in place."""
+        state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
+        n = self._vace_after.get(i)
+        if n is not None and state.vace is not None:
+            block = self.vace_blocks[n]
+            for j, c in enumerate(state.vace):
+                hint, state.vace[j] = block.forward_vace(
+                    c, state.x0, state.e0, state.rope, state.context, state.context_img_len
+                )
+                state.x = state.x + hint * state.vace_strength[j]
+
+    def finish(self, state: DiTState) -> torch.Tensor:
+        """Head and unpatchify -> [B, out_dim, F, H, W] fp32."""
+        out = self.head(state.x, state.e)
+        b, c = out.shape[0], self.cfg.out_dim
+        (f, h, w), (pt, ph, pw) = state.grid, self.cfg.patch_size
+        out = out.view(b, f, h, w, pt, ph, pw, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        out = out.reshape(b, c, f * pt, h * ph, w * pw)
+        nf, nh, nw = state.size
+        return out[:, :, :nf, :nh, :nw]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        vace_context: torch.Tensor | None = None,
+        vace_strength: float | Sequence[float] = 1.0,
+    ) -> torch.Tensor:
+        """One denoiser evaluation (flow prediction).
+
+        x: [B, out_dim, F, H, W] noisy latent; t: [B] timesteps on the 1000 scale (TI2V also
+        [B, F] per frame or [B, F*H*W/4] per token); context: [B, L<=text_len, text_dim] text
+        embeddings (zero-padded here to text_len); clip_fea: [B, 257 or 514, 1280] CLIP tokens
+        (I2V/FLF2V; without it the image path is skipped); y: [B, in_dim - out_dim, F, H, W]
+        conditioning (I2V); vace_context: [B, 96, F, H, W] or [B, N, 96, F, H, W] with one
+        strength per context. Returns [B, out_dim, F, H, W] fp32.
+        """
+        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength)
+        for i in range(len(self.blocks)):
+            self.run_block(i, state)
+        return self.finish(state)
+
+
+__all__ = ["DiTState", "WanDiT", "sinusoidal_embedding"]

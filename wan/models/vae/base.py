@@ -1,0 +1,230 @@
+"""Spatial tiling for the VAEs, and the chunked encode/decode driver both VAEs share.
+
+Tiling works inside the temporal loop: every tile keeps its own `FeatureCache`, each chunk is run
+tile by tile and blended, so decoded frames can still be streamed chunk by chunk. Seams are hidden
+by weighting each tile with a linear ramp over the overlap on the sides that have a neighbour and
+dividing by the summed weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ...errors import WanInputError
+from .layers import CausalConv3d, FeatureCache, VAEConfig
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """Spatial tiles of `tile_px` pixels a side overlapping by `overlap_px` pixels."""
+
+    tile_px: int = 256
+    overlap_px: int = 64
+
+    def __post_init__(self):
+        if self.tile_px <= 0 or not 0 <= self.overlap_px < self.tile_px:
+            raise WanInputError(
+                f"VAE tiling needs tile_px > 0 and 0 <= overlap_px < tile_px, got tile_px={self.tile_px}, "
+                f"overlap_px={self.overlap_px}"
+            )
+
+
+def as_tiling(tile) -> Tiling | None:
+    """None, a Tiling, or a (tile_px, overlap_px) pair."""
+    if tile is None or isinstance(tile, Tiling):
+        return tile
+    try:
+        tile_px, overlap_px = tile
+    except (TypeError, ValueError):
+        raise WanInputError(f"tile must be None, a Tiling or (tile_px, overlap_px), got {tile!r}") from None
+    return Tiling(int(tile_px), int(overlap_px))
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of length `tile` covering [0, size), the last flush with the end."""
+    if tile >= size:
+        return [0]
+    return list(range(0, size - tile, tile - overlap)) + [size - tile]
+
+
+def _ramp(length: int, ramp: int, before: bool, after: bool) -> torch.Tensor:
+    w = torch.ones(length)
+    if ramp > 0:
+        up = torch.arange(1, ramp + 1, dtype=torch.float32) / (ramp + 1)
+        if before:
+            w[:ramp] = up
+        if after:
+            w[-ramp:] = torch.minimum(w[-ramp:], up.flip(0))
+    return w
+
+
+ChunkFn = Callable[[torch.Tensor, FeatureCache], torch.Tensor]
+
+
+class Untiled:
+    """Runs a chunk function over the whole frame with one cache."""
+
+    def __init__(self):
+        self.cache = FeatureCache()
+
+    def __call__(self, fn: ChunkFn, x: torch.Tensor) -> torch.Tensor:
+        y = fn(x, self.cache)
+        self.cache.end_chunk()
+        return y
+
+
+class Tiled:
+    """Runs a chunk function tile by tile over a grid and blends the results.
+
+    Positions are counted in latent pixels: the input of a chunk function is `in_unit` pixels per
+    latent pixel (the compression for encode, 1 for decode) and its output `out_unit`.
+    """
+
+    def __init__(self, grid_hw: tuple[int, int], tile: int, overlap: int, in_unit: int, out_unit: int):
+        gh, gw = grid_hw
+        self.in_unit, self.out_unit = in_unit, out_unit
+        self.th, self.tw = min(tile, gh), min(tile, gw)
+        ys, xs = tile_starts(gh, self.th, overlap), tile_starts(gw, self.tw, overlap)
+        self.tiles = [(y, x) for y in ys for x in xs]
+        self.caches = [FeatureCache() for _ in self.tiles]
+        ramp = overlap * out_unit
+        self.masks = []
+        self.weight = torch.zeros(gh * out_unit, gw * out_unit)
+        for y, x in self.tiles:
+            wy = _ramp(self.th * out_unit, ramp, y > 0, y + self.th < gh)
+            wx = _ramp(self.tw * out_unit, ramp, x > 0, x + self.tw < gw)
+            mask = wy[:, None] * wx[None, :]
+            self.masks.append(mask)
+            self.weight[y * out_unit:(y + self.th) * out_unit, x * out_unit:(x + self.tw) * out_unit] += mask
+
+    def __call__(self, fn: ChunkFn, x: torch.Tensor) -> torch.Tensor:
+        iu, ou = self.in_unit, self.out_unit
+        acc = None
+        for (y, x0), cache, mask in zip(self.tiles, self.caches, self.masks):
+            part = fn(x[..., y * iu:(y + self.th) * iu, x0 * iu:(x0 + self.tw) * iu], cache)
+            if acc is None:
+                b, c, t = part.shape[:3]
+                acc = torch.zeros(b, c, t, *self.weight.shape, dtype=torch.float32, device=part.device)
+            acc[..., y * ou:(y + self.th) * ou, x0 * ou:(x0 + self.tw) * ou] += part.float() * mask.to(part.device)
+            cache.end_chunk()
+        return (acc / self.weight.to(acc.device)).to(part.dtype)
+
+
+class WanVAEBase(nn.Module):
+    """Chunked encode/decode, tiling and latent normalisation shared by Wan 2.1 and 2.2.
+
+    Subclasses provide `_encode_chunk(pixels, cache) -> latent mean` and
+    `_decode_chunk(latent, cache) -> pixels`, plus `z_dim`, `spatial_compression` and the
+    per-channel `_mean` / `_std` tuples.
+    """
+
+    temporal_compression = 4
+    spatial_compression: int
+    _mean: tuple[float, ...]
+    _std: tuple[float, ...]
+
+    def __init__(self, cfg: VAEConfig, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.cfg = cfg
+        self.z_dim = cfg.z_dim
+        self.encoder = encoder
+        self.conv1 = CausalConv3d(cfg.z_dim * 2, cfg.z_dim * 2, 1)  # -> mean and log-variance
+        self.conv2 = CausalConv3d(cfg.z_dim, cfg.z_dim, 1)
+        self.decoder = decoder
+
+    @property
+    def latent_mean(self) -> torch.Tensor:
+        return torch.tensor(self._mean)
+
+    @property
+    def latent_std(self) -> torch.Tensor:
+        return torch.tensor(self._std)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, self.z_dim) + (1,) * (z.ndim - 2)
+        return (self.latent_mean.to(z.device, z.dtype).view(shape), self.latent_std.to(z.device, z.dtype).view(shape))
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw VAE latent -> what the DiT sees: (z - mean) / std per channel."""
+        mean, std = self._stats(z)
+        return (z - mean) / std
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        """DiT latent -> raw VAE latent: z * std + mean per channel."""
+        mean, std = self._stats(z)
+        return z * std + mean
+
+    def _runner(self, tile, grid_hw: tuple[int, int], in_unit: int, out_unit: int):
+        tiling = as_tiling(tile)
+        if tiling is None:
+            return Untiled()
+        s = self.spatial_compression
+        size = max(1, tiling.tile_px // s)
+        overlap = min(tiling.overlap_px // s, size - 1)
+        if size >= max(grid_hw):
+            return Untiled()
+        return Tiled(grid_hw, size, overlap, in_unit, out_unit)
+
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor, tile=None) -> torch.Tensor:
+        """video [B, 3, 1+4k, H, W] in -1..1 -> raw latent mean [B, z_dim, 1+k, H/s, W/s].
+
+        Frames are encoded 1, then 4 at a time; `tile` = (tile_px, overlap_px) tiles space.
+        """
+        s = self.spatial_compression
+        if video.ndim != 5 or video.shape[1] != 3:
+            raise WanInputError(f"VAE encode expects video [B, 3, F, H, W], got shape {tuple(video.shape)}")
+        b, _, f, h, w = video.shape
+        if f % 4 != 1:
+            raise WanInputError(f"VAE encode needs 1 + 4k frames (1, 5, 9, ...), got {f}")
+        if h % s or w % s:
+            raise WanInputError(f"VAE encode needs height and width divisible by {s}, got {h}x{w}")
+        x = video.to(device=self.device, dtype=self.dtype)
+        run = self._runner(tile, (h // s, w // s), in_unit=s, out_unit=1)
+        chunks = [x[:, :, :1]] + [x[:, :, i:i + 4] for i in range(1, f, 4)]
+        return torch.cat([run(self._encode_chunk, c) for c in chunks], dim=2)
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor, tile=None, frame_callback=None, clamp: bool = True):
+        """raw latent [B, z_dim, T, h, w] -> video [B, 3, 1+4(T-1), h*s, w*s] in -1..1.
+
+        One latent frame is decoded at a time (1 video frame, then 4 per latent frame). With
+        `frame_callback`, each decoded chunk [B, 3, 1 or 4, H, W] is handed to it instead of kept,
+        and None is returned, so memory stays flat in the frame count.
+        """
+        s = self.spatial_compression
+        if latent.ndim != 5 or latent.shape[1] != self.z_dim:
+            raise WanInputError(
+                f"VAE decode expects a latent [B, {self.z_dim}, T, h, w], got shape {tuple(latent.shape)}"
+            )
+        b, _, t, h, w = latent.shape
+        if t < 1:
+            raise WanInputError("VAE decode needs at least one latent frame, got 0")
+        z = latent.to(device=self.device, dtype=self.dtype)
+        run = self._runner(tile, (h, w), in_unit=1, out_unit=s)
+        out = None
+        if frame_callback is None:
+            out = torch.empty(b, 3, 1 + 4 * (t - 1), h * s, w * s, dtype=z.dtype, device=z.device)
+        pos = 0
+        for i in range(t):
+            y = run(self._decode_chunk, z[:, :, i:i + 1])
+            if clamp:
+                y = y.clamp(-1.0, 1.0)
+            if frame_callback is not None:
+                frame_callback(y)
+            else:
+                out[:, :, pos:pos + y.shape[2]] = y
+            pos += y.shape[2]
+        return out

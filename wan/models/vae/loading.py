@@ -1,0 +1,189 @@
+"""Loading Wan VAE weights: layout and version detection, diffusers -> official names, validation.
+
+Accepted layouts: the original / ComfyUI one (`encoder.downsamples.N`, `conv1`, `conv2`, possibly
+under a prefix such as `first_stage_model.` or `vae.`) and diffusers' AutoencoderKLWan
+(`encoder.down_blocks.N`, `quant_conv`, `post_quant_conv`). Version: Wan 2.2 nests its residual
+blocks one level deeper (`decoder.upsamples.0.upsamples.0`) and has 48 latent channels.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import torch
+
+from ...errors import WanFileError
+from .wan21 import WanVAE
+from .wan22 import WanVAE22
+from .layers import VAEConfig
+
+_PREFIXES = ("", "first_stage_model.", "vae.", "model.", "autoencoder.")
+_LATENT_CHANNELS = {WanVAE: 16, WanVAE22: 48}
+
+# diffusers WanResidualBlock member -> index in the official `residual` Sequential.
+_RESIDUAL = {"norm1": "residual.0", "conv1": "residual.2", "norm2": "residual.3", "conv2": "residual.6",
+             "conv_shortcut": "shortcut"}
+
+
+def _res(rest: str) -> str:
+    head, _, tail = rest.partition(".")
+    return f"{_RESIDUAL.get(head, head)}.{tail}"
+
+
+def _count(keys, pattern: str) -> int:
+    """Number of distinct values of the single (\\d+) group of `pattern` among keys."""
+    rx = re.compile(pattern)
+    return len({m.group(1) for k in keys if (m := rx.match(k))})
+
+
+def diffusers_to_official(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an AutoencoderKLWan state dict to official names (same tensors, no copies)."""
+    v22 = any(k.startswith("encoder.down_blocks.0.resnets.") for k in sd)
+    n = _count(sd, r"decoder\.up_blocks\.0\.resnets\.(\d+)\.") - 1  # num_res_blocks
+    rules = [
+        (r"(encoder|decoder)\.conv_in\.(.*)", lambda m: f"{m[1]}.conv1.{m[2]}"),
+        (r"(encoder|decoder)\.norm_out\.(.*)", lambda m: f"{m[1]}.head.0.{m[2]}"),
+        (r"(encoder|decoder)\.conv_out\.(.*)", lambda m: f"{m[1]}.head.2.{m[2]}"),
+        (r"quant_conv\.(.*)", lambda m: f"conv1.{m[1]}"),
+        (r"post_quant_conv\.(.*)", lambda m: f"conv2.{m[1]}"),
+        (r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)",
+         lambda m: f"{m[1]}.middle.{2 * int(m[2])}.{_res(m[3])}"),
+        (r"(encoder|decoder)\.mid_block\.attentions\.(\d+)\.(.*)",
+         lambda m: f"{m[1]}.middle.{2 * int(m[2]) + 1}.{m[3]}"),
+    ]
+    if v22:
+        rules += [
+            (r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+             lambda m: f"encoder.downsamples.{m[1]}.downsamples.{m[2]}.{_res(m[3])}"),
+            (r"encoder\.down_blocks\.(\d+)\.downsampler\.(.*)",
+             lambda m: f"encoder.downsamples.{m[1]}.downsamples.{n}.{m[2]}"),
+            (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+             lambda m: f"decoder.upsamples.{m[1]}.upsamples.{m[2]}.{_res(m[3])}"),
+            (r"decoder\.up_blocks\.(\d+)\.upsampler\.(.*)",
+             lambda m: f"decoder.upsamples.{m[1]}.upsamples.{n + 1}.{m[2]}"),
+        ]
+    else:
+        # Wan 2.1: the encoder list is already flat; each decoder level is n+1 blocks + a resample.
+        rules += [
+            (r"encoder\.down_blocks\.(\d+)\.(.*)", lambda m: f"encoder.downsamples.{m[1]}.{_res(m[2])}"),
+            (r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)",
+             lambda m: f"decoder.upsamples.{int(m[1]) * (n + 2) + int(m[2])}.{_res(m[3])}"),
+            (r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.*)",
+             lambda m: f"decoder.upsamples.{int(m[1]) * (n + 2) + n + 1}.{m[2]}"),
+        ]
+    compiled = [(re.compile(p), f) for p, f in rules]
+    out = {}
+    for key, t in sd.items():
+        for rx, f in compiled:
+            if m := rx.fullmatch(key):
+                key = f(m)
+                break
+        out[key] = t
+    return out
+
+
+def _describe(keys: list[str]) -> str:
+    """What a non-VAE file looks like, for the error message."""
+    try:
+        from ..identify import describe, guess_kind
+    except ImportError:  # the detector is optional here; the markers below cover the common cases
+        guess_kind = None
+    if guess_kind is not None and guess_kind(keys) not in ("unknown", "wan_vae"):
+        return f"it looks like {describe(keys)}"
+    joined = " ".join(keys[:2000])
+    for marker, kind in (
+        ("patch_embedding", "a Wan DiT (diffusion model)"),
+        ("self_attn.q.weight", "a Wan DiT (diffusion model)"),
+        ("attn1.to_q", "a diffusers Wan transformer"),
+        ("SelfAttention", "a UMT5 text encoder"),
+        ("vision_model.", "a CLIP vision model"),
+        ("lora_", "a LoRA"),
+        ("decoder.up.", "an image VAE (not a Wan video VAE)"),
+    ):
+        if marker in joined:
+            return f"it looks like {kind}"
+    return f"first tensors: {', '.join(keys[:3]) or 'none'}"
+
+
+def vae_spec(state_dict: dict, path: str | os.PathLike | None = None):
+    """(class, VAEConfig, state dict under official names) for a VAE state dict; touches no data.
+
+    Works on meta tensors too. Raises WanFileError for non-VAE, incomplete or mis-shaped weights.
+    """
+    keys = list(state_dict)
+    prefix = next((p for p in _PREFIXES if f"{p}decoder.conv1.weight" in state_dict
+                   or f"{p}decoder.conv_in.weight" in state_dict), None)
+    if prefix is None:
+        raise WanFileError(path, f"not a Wan VAE: {_describe(keys)}")
+    sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if "decoder.conv_in.weight" in sd:
+        sd = diffusers_to_official(sd)
+    cls = WanVAE22 if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in sd else WanVAE
+    version = "2.2" if cls is WanVAE22 else "2.1"
+    for needed in ("conv2.weight", "encoder.conv1.weight", "decoder.head.0.gamma"):
+        if needed not in sd:
+            raise WanFileError(path, f"Wan {version} VAE weights are incomplete: {prefix}{needed} is missing "
+                               f"(truncated or partial file?)")
+    z_dim = sd["conv2.weight"].shape[0]
+    if z_dim != _LATENT_CHANNELS[cls]:
+        raise WanFileError(path, f"Wan {version} VAE must have {_LATENT_CHANNELS[cls]} latent channels, "
+                           f"conv2.weight has shape {tuple(sd['conv2.weight'].shape)}")
+    dim, dec_dim = sd["encoder.conv1.weight"].shape[0], sd["decoder.head.0.gamma"].shape[0]
+    if cls is WanVAE22:
+        nrb = _count(sd, r"encoder\.downsamples\.0\.downsamples\.(\d+)\.residual\.")
+    else:
+        nrb = _count(sd, r"decoder\.upsamples\.(\d+)\.residual\.") // 4 - 1
+    cfg = VAEConfig(dim=dim, z_dim=z_dim, num_res_blocks=nrb, dec_dim=None if dec_dim == dim else dec_dim)
+    with torch.device("meta"):
+        expected = cls(cfg).state_dict()
+    missing = [k for k in expected if k not in sd]
+    if missing:
+        raise WanFileError(path, f"Wan {version} VAE weights are incomplete: {len(missing)} of {len(expected)} "
+                           f"tensors missing, e.g. {prefix}{missing[0]} (truncated or partial file?)")
+    unexpected = [k for k in sd if k not in expected]
+    if unexpected:
+        raise WanFileError(path, f"unexpected tensor {prefix}{unexpected[0]} (and {len(unexpected) - 1} more) "
+                           f"for a Wan {version} VAE")
+    for k, t in expected.items():
+        if tuple(sd[k].shape) != tuple(t.shape):
+            raise WanFileError(path, f"tensor {prefix}{k} has shape {tuple(sd[k].shape)}, expected "
+                               f"{tuple(t.shape)} for a Wan {version} VAE (dim {dim}, z_dim {z_dim})")
+        if not sd[k].is_floating_point():
+            raise WanFileError(path, f"tensor {prefix}{k} has dtype {sd[k].dtype}, expected floating point")
+    return cls, cfg, sd
+
+
+def load_vae(state_dict: dict, path: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
+             device: str | torch.device = "cpu") -> WanVAE | WanVAE22:
+    """Build the Wan 2.1 or 2.2 VAE a state dict holds (either layout), on `device` in `dtype`.
+
+    The model is built on the meta device and takes the given tensors with assign=True, so tensors
+    already in `dtype` on `device` are used without a copy.
+    """
+    cls, cfg, sd = vae_spec(state_dict, path)
+    with torch.device("meta"):
+        model = cls(cfg)
+    model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in sd.items()}, strict=True, assign=True)
+    return model.requires_grad_(False).eval()
+
+
+def load_vae_file(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
+                  device: str | torch.device = "cpu") -> WanVAE | WanVAE22:
+    """load_vae over a file: validated safetensors, or an official `.pth` state dict (read with
+    weights_only=True, so nothing is unpickled beyond tensors)."""
+    path = os.fspath(path)
+    if path.endswith((".pth", ".pt", ".ckpt")):
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except FileNotFoundError:
+            raise WanFileError(path, "file not found") from None
+        except Exception as exc:  # torch reports truncation and bad pickles with many exception types
+            raise WanFileError(path, f"cannot be read as a PyTorch state dict ({exc.__class__.__name__}: "
+                               f"{str(exc)[:200]}): truncated or not a weights file?") from exc
+        if not isinstance(sd, dict):
+            raise WanFileError(path, f"holds a {type(sd).__name__}, not a state dict")
+        return load_vae(sd, path=path, dtype=dtype, device=device)
+    from ...weights.safetensors import read_safetensors
+
+    return load_vae(read_safetensors(path), path=path, dtype=dtype, device=device)

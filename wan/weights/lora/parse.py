@@ -1,0 +1,310 @@
+"""LoRA files for the Wan DiT: reading, parsing and matching against a model.
+
+``load_lora(path)`` parses a file in any dialect of ``lora_formats`` into patches keyed by the
+names *as written*; they are mapped onto a model's official names only when matched or applied
+(``Lora.match`` / ``apply_loras``), since one file serves T2V, I2V and VACE models whose sets of
+layers differ. Patches: LowRank (W += scale * up @ down, scale = alpha / rank when the file stores
+alpha, else 1) and Diff (full-rank deltas of weights, biases, norm gains and modulation).
+Applying them lives in ``lora_apply`` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Mapping, Union
+
+import torch
+import torch.nn as nn
+
+from ...errors import WanFileError
+from .formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
+
+# ----------------------------------------------------------------------------------------------
+# Patches
+
+
+@dataclass(frozen=True, eq=False)
+class LowRank:
+    """W += scale * up @ down. up: [out, r]; down: [r, in] or [r, in, *kernel] (conv)."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    alpha: float | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.down.shape[0]
+
+    @property
+    def scale(self) -> float:
+        return 1.0 if self.alpha is None else self.alpha / self.rank
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        out, inner = self.up.shape[0], self.down[0].numel()
+        return (self.up.dim() >= 2 and self.up.shape[1] == self.rank and len(shape) >= 2
+                and shape[0] == out and _numel(shape) == out * inner)
+
+    def delta(self, shape, device, strength: float) -> torch.Tensor:
+        """strength * scale * up @ down in fp32, shaped like the weight."""
+        up = self.up.to(device=device, dtype=torch.float32).flatten(1)
+        down = self.down.to(device=device, dtype=torch.float32).flatten(1)
+        return ((strength * self.scale) * torch.mm(up, down)).reshape(shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Diff:
+    """A full-rank delta: W += diff (weights, biases, norms, modulation)."""
+
+    diff: torch.Tensor
+
+    def fits(self, shape: tuple[int, ...]) -> bool:
+        return tuple(self.diff.shape) == tuple(shape)
+
+    def delta(self, shape, device, strength: float) -> torch.Tensor:
+        return strength * self.diff.to(device=device, dtype=torch.float32)
+
+
+Patch = Union[LowRank, Diff]
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One patch as the file names it. slot: 'weight' / 'bias' of a module, or 'param' (itself)."""
+
+    raw: str
+    slot: str
+    patch: Patch
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+# ----------------------------------------------------------------------------------------------
+# Reports
+
+
+@dataclass
+class MatchReport:
+    """How a LoRA's patches meet one model's parameters."""
+
+    lora: str
+    total: int
+    matched: int
+    targets: list[str] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)
+    shape_mismatches: list[str] = field(default_factory=list)
+    dialects: dict[str, int] = field(default_factory=dict)
+    unsupported: dict[str, int] = field(default_factory=dict)
+    unknown_keys: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.matched == self.total and not self.unsupported and not self.unknown_keys
+
+    def examples(self, n: int = 5) -> list[str]:
+        return (self.shape_mismatches + self.unmatched)[:n]
+
+    def describe(self) -> str:
+        parts = [f"{self.matched} of {self.total} LoRA patches match this Wan DiT"]
+        if self.dialects:
+            parts.append("formats: " + ", ".join(f"{k} {v}" for k, v in sorted(self.dialects.items())))
+        miss = len(self.unmatched) + len(self.shape_mismatches)
+        if miss:
+            parts.append(f"{miss} not applied, e.g. " + "; ".join(self.examples()))
+        if self.unsupported:
+            parts.append("unsupported adapter tensors ignored: "
+                         + ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items())))
+        if self.unknown_keys:
+            parts.append(f"{len(self.unknown_keys)} tensors of no known LoRA role ignored, e.g. "
+                         + ", ".join(self.unknown_keys[:3]))
+        return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+
+
+def _read(path: str) -> dict[str, torch.Tensor]:
+    # the validated reader: a truncated or non-safetensors file becomes a WanFileError naming it
+    from ..safetensors import read_safetensors
+
+    return read_safetensors(path)
+
+
+def _what_it_is(sd: Mapping[str, torch.Tensor]) -> str:
+    keys = list(sd)
+    if any(k.endswith("self_attn.q.weight") and "blocks." in k for k in keys):
+        return "a full Wan DiT checkpoint (load it as the diffusion model)"
+    try:
+        from ...models.identify import describe  # the model-detection area's phrase, when it knows the family
+
+        what = describe(keys)
+        if what and not what.startswith(("no model family", "a LoRA")):
+            return what
+    except Exception:  # noqa: BLE001 - a failed guess must not hide the real error
+        pass
+    foreign = guess_foreign(keys)
+    if foreign:
+        return f"weights of {foreign}"
+    return "unknown tensors such as " + ", ".join(keys[:3]) if keys else "an empty file"
+
+
+@dataclass(eq=False)
+class Lora:
+    """A parsed LoRA file: patches under the names the file uses, and a default strength.
+
+    Compared and hashed by identity, so nodes can key caches and chains on it.
+    """
+
+    path: str
+    entries: list[Entry]
+    strength: float = 1.0
+    unsupported: dict[str, int] = field(default_factory=dict)
+    unknown_keys: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    def __repr__(self) -> str:
+        return f"Lora({self.name!r}, {len(self.entries)} patches, strength={self.strength})"
+
+    def resolve(self, index: NameIndex) -> tuple[dict[str, list[Patch]], MatchReport]:
+        """Map onto one model: ({official parameter: [patches]}, report)."""
+        out: dict[str, list[Patch]] = {}
+        report = MatchReport(self.name, len(self.entries), 0, unsupported=dict(self.unsupported),
+                             unknown_keys=list(self.unknown_keys))
+        dialects: Counter = Counter()
+        for e in self.entries:
+            hit = resolve_site(e.raw, index)
+            target = None
+            if hit is not None:
+                site, dialect = hit
+                if e.slot == "bias":
+                    target = site + ".bias"
+                elif site + ".weight" in index.params and e.slot == "weight":
+                    target = site + ".weight"
+                elif site in index.params:
+                    target = site
+            if target is None or target not in index.params:
+                report.unmatched.append(e.raw + ("" if e.slot == "weight" else f" ({e.slot})"))
+                continue
+            shape = index.params[target]
+            if shape is not None and not e.patch.fits(tuple(shape)):
+                have = (tuple(e.patch.diff.shape) if isinstance(e.patch, Diff)
+                        else (e.patch.up.shape[0], tuple(e.patch.down.shape)))
+                report.shape_mismatches.append(f"{e.raw}: patch {have} vs {target} {tuple(shape)}")
+                continue
+            out.setdefault(target, []).append(e.patch)
+            report.targets.append(target)
+            dialects[dialect] += 1
+            report.matched += 1
+        report.dialects = dict(dialects)
+        return out, report
+
+    def match(self, params) -> MatchReport:
+        """Report how this LoRA meets a model (an nn.Module, {name: tensor/shape} or names)."""
+        return self.resolve(build_index(_shapes(params)))[1]
+
+
+def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
+    """Parse a LoRA safetensors file (any supported dialect). Raises WanFileError for non-LoRAs."""
+    path = os.fspath(path)
+    sd = _read(path)
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    unsupported: Counter = Counter()
+    unknown: list[str] = []
+    for key, tensor in sd.items():
+        parts = split_key(key)
+        if parts is None:
+            unknown.append(key)
+            continue
+        raw, role = parts
+        if role.startswith("unsupported:"):
+            unsupported[role.split(":", 1)[1]] += 1
+        elif role != "ignored":
+            groups.setdefault(raw, {})[role] = tensor
+    entries: list[Entry] = []
+    for raw, g in groups.items():
+        if "up" in g and "down" in g:
+            if g["down"].dim() == 0 or g["down"].shape[0] == 0:
+                raise WanFileError(path, f"LoRA pair {raw!r} has rank 0 (an empty down/A matrix)")
+            alpha = None
+            if "alpha" in g:
+                if g["alpha"].numel() == 0:
+                    raise WanFileError(path, f"LoRA alpha of {raw!r} is empty")
+                alpha = float(g["alpha"].float().reshape(-1)[0])
+                if not math.isfinite(alpha):
+                    raise WanFileError(path, f"LoRA alpha of {raw!r} is {alpha}, not a finite number")
+            entries.append(Entry(raw, "weight", LowRank(g["up"], g["down"], alpha)))
+        elif "up" in g or "down" in g:
+            unknown.append(raw + (".up" if "up" in g else ".down") + " (its pair is missing)")
+        if "diff" in g:
+            entries.append(Entry(raw, "weight", Diff(g["diff"])))
+        if "diff_b" in g:
+            entries.append(Entry(raw, "bias", Diff(g["diff_b"])))
+        if "diff_m" in g:
+            entries.append(Entry(f"{raw}.modulation", "param", Diff(g["diff_m"])))
+    if not entries:
+        if unsupported:
+            raise WanFileError(path, "holds only adapter types this pack does not apply ("
+                               + ", ".join(sorted(unsupported)) + "); plain LoRA and diff patches are supported")
+        raise WanFileError(path, "is not a LoRA: no lora_A/lora_B, lora_down/lora_up or diff tensors; "
+                           f"it looks like {_what_it_is(sd)}")
+    return Lora(path, entries, float(strength), dict(unsupported), unknown)
+
+
+# ----------------------------------------------------------------------------------------------
+# Model parameters
+
+
+def _is_packed(t) -> bool:
+    return bool(getattr(t, "is_packed", False))
+
+
+def _tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tensor]]:
+    """name -> (owner module, attribute, tensor) for parameters, buffers and packed attributes."""
+    out: dict[str, tuple[nn.Module, str, torch.Tensor]] = {}
+    for mname, mod in model.named_modules():
+        pre = f"{mname}." if mname else ""
+        for attr, t in list(mod._parameters.items()) + list(mod._buffers.items()):
+            if t is not None:
+                out[pre + attr] = (mod, attr, t)
+        for attr in ("weight", "bias"):
+            # a PackedLinear exposes its weight as a property holding a (non-Tensor) PackedTensor
+            t = getattr(mod, attr, None)
+            if (isinstance(t, torch.Tensor) or _is_packed(t)) and pre + attr not in out:
+                out[pre + attr] = (mod, attr, t)
+    return out
+
+
+def _shapes(params) -> dict[str, tuple[int, ...] | None]:
+    if isinstance(params, nn.Module):
+        return {k: tuple(t.shape) for k, (_, _, t) in _tensors(params).items()}
+    if isinstance(params, Mapping):
+        return {k: (tuple(v.shape) if hasattr(v, "shape") else (None if v is None else tuple(v)))
+                for k, v in params.items()}
+    return {k: None for k in params}
+
+
+_APPLY_NAMES = ("LoraChain", "LoraHandle", "apply_loras", "chain_add", "merge_weight")
+
+
+def __getattr__(name: str):
+    # The application half lives in lora_apply, which builds on this module; re-exported lazily so
+    # either module can be imported first.
+    if name in _APPLY_NAMES:
+        from . import apply as lora_apply
+
+        return getattr(lora_apply, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Diff", "Lora", "LowRank", "MatchReport", "load_lora", *_APPLY_NAMES]
