@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from wan.models.dit.config import DIT_PRESETS  # noqa: E402
-from wan.models.dit.loading import load_dit  # noqa: E402
+from wan.job.load import build_dit  # noqa: E402
+from wan.job.options import LoadOptions  # noqa: E402
 
 DIM_PRESETS = {"1.3b": "t2v_1_3b", "14b": "t2v_14b", "5b": "ti2v_5b"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -187,7 +188,7 @@ def main(argv=None):
     ctx = ctx.to(dev)
     fns = {}
 
-    ours = load_dit(dict(sd), dtype=dtype, device=dev)
+    ours = build_dit(dict(sd), LoadOptions(dtype=dtype, device=dev))
     ours.residual_fp32 = args.residual_fp32
     fns["ours"] = lambda: ours(x, t, ctx)
     skip = set(filter(None, args.skip.split(",")))

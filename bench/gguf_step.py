@@ -18,11 +18,12 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from wan.job.load import load_dit  # noqa: E402
+from wan.job.options import LoadOptions  # noqa: E402
 from wan.models.dit.config import DIT_PRESETS  # noqa: E402
 from wan.models.dit.model import WanDiT  # noqa: E402
 from wan.weights import packed as packed_mod  # noqa: E402
-from wan.weights.gguf import read_gguf  # noqa: E402
-from wan.weights.packed import attach_packed, packed_storage_bytes  # noqa: E402
+from wan.weights.packed import packed_storage_bytes  # noqa: E402
 from wan.weights.quantize import write_gguf  # noqa: E402
 
 
@@ -106,13 +107,7 @@ def main() -> None:
         for qtype in ("Q8_0", "Q4_K"):
             path = os.path.join(tmp, f"m_{qtype}.gguf")
             write_gguf(sd, path, qtype)
-            state, _ = read_gguf(path)
-            with torch.device("meta"):
-                model = WanDiT(cfg)
-            attach_packed(model, state)
-            model.load_state_dict(state, strict=True, assign=True)
-            model = model.to(device=device, dtype=dtype).eval()
-            model.dtype_override = dtype
+            model = load_dit(path, LoadOptions(dtype=dtype, device=device))
             t, peak = timed_step(model, inputs, device, args.reps)
             share = dequant_share(model, inputs, device, args.reps)
             w = weight_bytes(model)
@@ -120,7 +115,7 @@ def main() -> None:
             print(f"{qtype:6s} step {t * 1e3:8.1f} ms (x{t / t_plain:.2f})   weights {w / 2**20:7.1f} MiB "
                   f"(x{w / w_plain:.2f}, file {os.path.getsize(path) / 2**20:.1f} MiB){peak_txt}   "
                   f"dequant {share * 100:.0f}% of step")
-            del model, state
+            del model
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 
+from wan.job.load import build_dit  # noqa: E402
+from wan.job.options import LoadOptions  # noqa: E402
 from wan.models.dit.config import DIT_PRESETS  # noqa: E402
 from wan.models.dit.model import WanDiT  # noqa: E402
-from wan.models.dit.loading import load_dit  # noqa: E402
-from wan.runtime.apply import prepare_model  # noqa: E402
 from wan.runtime.blockswap import BlockSwapArgs  # noqa: E402
 from wan.runtime.compile import TorchCompileArgs  # noqa: E402
 from wan.weights.packed import PackedTensor  # noqa: E402
@@ -196,10 +196,10 @@ def run_case(rows, args, label, make, device):
 
 
 def ours_step(host_sd, x, t, ctx, device, **options):
-    """Our DiT from host weights with the runtime ``options`` of prepare_model; returns its step."""
+    """Our DiT from host weights through the loading path with ``options`` (LoadOptions fields);
+    returns its step."""
     def make():
-        model = load_dit(dict(host_sd), dtype=torch.bfloat16, device="cpu")
-        prepare_model(model, device, "cpu", **options)
+        model = build_dit(dict(host_sd), LoadOptions(dtype=torch.bfloat16, device=device, **options))
         return lambda: model(x.bfloat16(), t, ctx.bfloat16())
     return make
 
@@ -213,9 +213,9 @@ def native_step(cfg, host_sd, x, t, ctx, device, kind):
 
 def speed_options() -> list[tuple[str, dict]]:
     """The optional speed-ups to try on top of a plain case: compile and SageAttention."""
-    return [("+compile", {"compile_args": TorchCompileArgs()}),
-            ("+sage", {"attention_mode": "sageattention"}),
-            ("+compile+sage", {"compile_args": TorchCompileArgs(), "attention_mode": "sageattention"})]
+    return [("+compile", {"compile": TorchCompileArgs()}),
+            ("+sage", {"attention": "sageattention"}),
+            ("+compile+sage", {"compile": TorchCompileArgs(), "attention": "sageattention"})]
 
 
 def bench_13b(rows, args, device, g):
@@ -240,6 +240,7 @@ def bench_14b(rows, args, device, g):
     swap = min(args.swap, cfg.num_layers)
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
     name, swapping = cfg.variant, {"block_swap": BlockSwapArgs(swap)}
+    fast = {"quantization": "fp8_e4m3fn_fast"}
     for fmt in ("Q4_K", "fp8"):
         sd = {}  # filled below, read by the cases' builders when they run
         ours = lambda **opts: ours_step(sd, x, t, ctx, device, **opts)  # noqa: E731
@@ -250,14 +251,14 @@ def bench_14b(rows, args, device, g):
         cases += [("ours", ours()), (f"ours swap {swap}/{cfg.num_layers}", ours(**swapping))]
         cases += [(f"ours{suffix}", ours(**opts)) for suffix, opts in speed_options()]
         cases.append((f"ours swap {swap}/{cfg.num_layers}+compile",
-                      ours(compile_args=TorchCompileArgs(), **swapping)))
+                      ours(compile=TorchCompileArgs(), **swapping)))
         if fmt == "fp8" and device.type == "cuda":  # fp8 matrix products: GPUs only
             cases += [("ComfyUI native (scaled fp8, fp8 matmul)", native("fp8_fast")),
-                      ("ours fp8_fast", ours(fp8_fast=True)),
-                      (f"ours fp8_fast swap {swap}/{cfg.num_layers}", ours(fp8_fast=True, **swapping)),
-                      ("ours fp8_fast+compile", ours(fp8_fast=True, compile_args=TorchCompileArgs())),
+                      ("ours fp8_fast", ours(**fast)),
+                      (f"ours fp8_fast swap {swap}/{cfg.num_layers}", ours(**fast, **swapping)),
+                      ("ours fp8_fast+compile", ours(compile=TorchCompileArgs(), **fast)),
                       (f"ours fp8_fast swap {swap}/{cfg.num_layers}+compile",
-                       ours(fp8_fast=True, compile_args=TorchCompileArgs(), **swapping))]
+                       ours(compile=TorchCompileArgs(), **fast, **swapping))]
         cases = [(f"{name} {fmt} {label}", make) for label, make in cases]
         if not any(_want(args, label) for label, _ in cases):
             continue

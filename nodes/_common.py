@@ -5,7 +5,7 @@ modules are imported inside functions so that unit tests can import this file wi
 
 The model cache
 ---------------
-Loaders keep what they loaded in ``MODEL_CACHE``, keyed by (kind, real path, mtime, size, options):
+Loaders keep what they loaded in ``MODEL_CACHE``, keyed by (kind, real path, mtime, size, LoadOptions):
 asking again for the same file with the same options returns the same object, while a file that
 was replaced (new mtime or size) is loaded afresh and the stale entry dropped. ComfyUI frees memory
 through ``comfy.model_management.free_memory(memory_required, device)`` (also behind
@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import os
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import torch
 
@@ -41,7 +41,6 @@ WANIMAGEEMBEDS = "WANIMAGEEMBEDS"
 WANCONTEXT = "WANCONTEXT"
 WANLORA = "WANLORA"
 
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 GGUF = ".gguf"
 # ComfyUI folder -> extra extensions this pack reads there
 _EXTRA_EXTENSIONS = {"diffusion_models": {GGUF}, "text_encoders": {GGUF}}
@@ -178,7 +177,7 @@ class ModelCache:
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.RLock()
 
-    def get(self, kind: str, path: str, options: tuple, load: Callable[[], Any],
+    def get(self, kind: str, path: str, options: Hashable, load: Callable[[], Any],
             offload: torch.device | None = None) -> Any:
         real, mtime, size = file_identity(path)
         key = (kind, real, mtime, size, options)

@@ -14,9 +14,14 @@ import os
 
 import torch
 
+from ..wan.errors import WanFileError
+from ..wan.job.load import load_clip_vision, load_dit, load_text_encoder, load_vae
+from ..wan.job.options import PRECISIONS, QUANTIZATIONS, LoadOptions
+from ..wan.job.options import precision as dtype_of
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
+from ..wan.weights.lora.apply import _no_match_message
 from ._common import (
-    CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
+    CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
 
@@ -24,7 +29,6 @@ log = logging.getLogger(__name__)
 
 DIT_FOLDERS = ("diffusion_models",)  # ComfyUI maps the legacy "unet" folder into this one
 TEXT_FOLDERS = ("text_encoders",)  # includes models/clip
-QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
 LOAD_DEVICES = ("main_device", "offload_device")
 
 # At import, before any listing: ComfyUI caches folder listings (for the length of a whole
@@ -61,10 +65,6 @@ def _home(load_device: str) -> torch.device:
 
 def _check_loras(dit, loras) -> None:
     """Log each LoRA's match counts; no match is an error, a partial match a warning with examples."""
-    from ..wan.errors import WanFileError
-    from ..wan.weights import lora as _lora  # noqa: F401  (imports lora_apply; the reverse order is circular)
-    from ..wan.weights.lora.apply import _no_match_message
-
     for lora, strength in loras:
         report = lora.match(dit)
         log.info("Wan LoRA %s (strength %.3g): %s", lora.name, strength, report.describe())
@@ -110,42 +110,24 @@ class WanModelLoader:
 
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
              block_swap_args=None, compile_args=None):
-        from ..wan.errors import WanInputError
-
-        if base_precision not in PRECISIONS:
-            raise WanInputError(f"base_precision {base_precision!r} is not one of {', '.join(PRECISIONS)}")
-        if quantization not in QUANTIZATIONS:
-            raise WanInputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
         install_memory_hook()
         path = full_path(model, *DIT_FOLDERS)
         home = _home(load_device)
-        dtype = PRECISIONS[base_precision]
-        swap = block_swap_args is not None and (block_swap_args.blocks_to_swap > 0 or block_swap_args.offload_embeddings)
+        options = LoadOptions(dtype=dtype_of(base_precision), device=home, offload_device=offload_device(),
+                              quantization=quantization, attention=attention_mode, block_swap=block_swap_args,
+                              compile=compile_args)
+        # A swapping model computes on the main device from blocks kept on the offload device; any
+        # other lives at its home between runs and the sampler moves it to the main device.
+        swap = options.swaps
+        if swap:
+            options = dataclasses.replace(options, device=main_device())
 
         def load():
-            from ..wan.models.dit.loading import load_dit
-            from ..wan.runtime.apply import prepare_model
-            from ..wan.weights.loader import load_state_dict
-
-            sd = load_state_dict(path)
-            if quantization != "disabled":
-                if path.lower().endswith(".gguf"):
-                    log.info("Wan: %s is GGUF; quantization=%s keeps the file's own format", model, quantization)
-                else:
-                    from ..wan.weights.fp8 import quantize_fp8
-
-                    sd = quantize_fp8(sd, "fp8_e4m3fn")  # already-fp8 weights are left as they are
-            # With block swap the model is built in host memory and prepare_model places the blocks.
-            build_on = offload_device() if swap else home
-            make_room(os.path.getsize(path), build_on)
-            dit = load_dit(sd, path=path, dtype=dtype, device=build_on)
-            dit = prepare_model(dit, main_device() if swap else home, offload_device(),
-                                block_swap=block_swap_args, compile_args=compile_args,
-                                attention_mode=attention_mode, fp8_fast=quantization == "fp8_e4m3fn_fast")
+            make_room(os.path.getsize(path), options.build_device)
+            dit = load_dit(path, options)
             log.info("Wan: loaded %s (%s) on %s", model, dit.cfg.variant, home)
             return dit
 
-        options = (base_precision, quantization, str(home), attention_mode, repr(block_swap_args), repr(compile_args))
         dit = MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
         loras = tuple(lora or ())
         if loras:
@@ -176,23 +158,9 @@ class WanTextEncoderLoader:
     def load(self, text_encoder, precision, load_device):
         install_memory_hook()
         path = full_path(text_encoder, *TEXT_FOLDERS)
-        home = _home(load_device)
-        dtype = PRECISIONS[precision]
-
-        def load():
-            from ..wan.models.text.encoder import TextEncoder
-
-            if path.lower().endswith(".gguf"):
-                from ..wan.weights.gguf_text import gguf_text_encoder_state_dict
-
-                sd, _ = gguf_text_encoder_state_dict(path, dtype=dtype)
-            else:
-                from ..wan.weights.loader import load_state_dict
-
-                sd = load_state_dict(path, pack_fp8=False)
-            return TextEncoder.from_state_dict(sd, path=path, dtype=dtype, device=home)
-
-        return (MODEL_CACHE.get("text_encoder", path, (precision, str(home)), load, offload=offload_device()),)
+        options = LoadOptions(dtype=dtype_of(precision), device=_home(load_device))
+        return (MODEL_CACHE.get("text_encoder", path, options, lambda: load_text_encoder(path, options),
+                                offload=offload_device()),)
 
 
 class WanCLIPVisionLoader:
@@ -216,16 +184,9 @@ class WanCLIPVisionLoader:
     def load(self, clip_vision, precision):
         install_memory_hook()
         path = full_path(clip_vision, "clip_vision")
-        dtype = PRECISIONS[precision]
-
-        def load():
-            from ..wan.models.clip_vision import load_clip_vision
-            from ..wan.weights.loader import load_state_dict
-
-            return load_clip_vision(load_state_dict(path, architectures=()), path=path, dtype=dtype,
-                                    device=offload_device())
-
-        return (MODEL_CACHE.get("clip_vision", path, (precision,), load, offload=offload_device()),)
+        options = LoadOptions(dtype=dtype_of(precision), device=offload_device())
+        return (MODEL_CACHE.get("clip_vision", path, options, lambda: load_clip_vision(path, options),
+                                offload=offload_device()),)
 
 
 class WanVAELoader:
@@ -249,15 +210,8 @@ class WanVAELoader:
     def load(self, vae, precision):
         install_memory_hook()
         path = full_path(vae, "vae")
-        dtype = PRECISIONS[precision]
-
-        def load():
-            from ..wan.models.vae.loading import load_vae
-            from ..wan.weights.loader import load_state_dict
-
-            return load_vae(load_state_dict(path, architectures=()), path=path, dtype=dtype, device=offload_device())
-
-        return (MODEL_CACHE.get("vae", path, (precision,), load, offload=offload_device()),)
+        options = LoadOptions(dtype=dtype_of(precision), device=offload_device())
+        return (MODEL_CACHE.get("vae", path, options, lambda: load_vae(path, options), offload=offload_device()),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -12,7 +12,8 @@ from refs import comfy
 from wan.models.dit.config import DIT_PRESETS, same_network
 from wan.errors import WanFileError
 from wan.models.dit.model import WanDiT
-from wan.models.dit.loading import load_dit, load_dit_file
+from wan.job import load
+from wan.models.dit.loading import load_dit
 from wan.models.identify import detect_dit, guess_kind
 from wan.weights.names import dit_to_official
 from wan.weights.loader import load_state_dict
@@ -225,7 +226,7 @@ def test_refuses_partial_or_corrupt_dit(i2v_weights, tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(WanFileError, match="cut.safetensors"):
-        load_dit_file(path)
+        load.load_dit(path)
 
 
 def test_packed_weights_are_attached_not_copied(i2v_weights):

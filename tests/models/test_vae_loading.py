@@ -6,13 +6,12 @@ Parity tolerance (fp32, CPU): max|ours - ref| <= 1e-5 * max|ref|.
 import pytest
 import torch
 from refs import comfy
-from safetensors.torch import save_file
 from vae_fixtures import TINY21, TINY22, random_weights, rel_err
 
 from wan.errors import WanFileError
 from wan.models.vae.wan21 import WAN21_VAE, WanVAE
 from wan.models.vae.wan22 import WAN22_VAE, WanVAE22
-from wan.models.vae.loading import diffusers_to_official, load_vae, load_vae_file, vae_spec
+from wan.models.vae.loading import diffusers_to_official, load_vae, vae_spec
 
 TOL = 1e-5
 
@@ -100,7 +99,7 @@ def _official_tiny():
     return random_weights(m.state_dict(), seed=3)
 
 
-def test_refusals_name_the_problem(tmp_path):
+def test_refusals_name_the_problem():
     sd = _official_tiny()
     dit = {"patch_embedding.weight": torch.zeros(1), "blocks.0.self_attn.q.weight": torch.zeros(1)}
     with pytest.raises(WanFileError, match="not a Wan VAE: it looks like a Wan (DiT|diffusion)"):
@@ -121,24 +120,6 @@ def test_refusals_name_the_problem(tmp_path):
     wrong_z = random_weights(WanVAE(TINY21.__class__(dim=8, z_dim=8, num_res_blocks=1)).state_dict())
     with pytest.raises(WanFileError, match="16 latent channels"):
         load_vae(wrong_z)
-
-    path = tmp_path / "vae.safetensors"
-    save_file(sd, str(path))
-    data = path.read_bytes()
-    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(WanFileError, match="cut.safetensors"):
-        load_vae_file(tmp_path / "cut.safetensors")
-    assert isinstance(load_vae_file(path), WanVAE)
-
-    # The official releases ship Wan2.1_VAE.pth / Wan2.2_VAE.pth: plain state dicts.
-    pth = tmp_path / "Wan2.1_VAE.pth"
-    torch.save(sd, pth)
-    loaded = load_vae_file(pth)
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in sd.items())
-    data = pth.read_bytes()
-    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
-    with pytest.raises(WanFileError, match="cut.pth: cannot be read"):
-        load_vae_file(tmp_path / "cut.pth")
 
 
 def test_half_precision_weights_compute_in_their_dtype():

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dit_fixtures import make_inputs, random_weights
+from wan.job.load import build_dit
+from wan.job.options import LoadOptions
 from wan.models.dit.config import DIT_PRESETS
-from wan.models.dit.loading import load_dit
-from wan.runtime.apply import prepare_model
 from wan.runtime.blockswap import BlockSwapArgs
 from wan.runtime.fp8_matmul import fp8_fast_supported
 from wan.weights.fp8 import quantize_fp8
@@ -23,8 +23,7 @@ CFG = DIT_PRESETS["t2v_14b"].tiny(num_layers=4)
 
 
 def _step(sd, inp, **options):
-    model = load_dit(dict(sd), dtype=torch.bfloat16, device="cpu")
-    prepare_model(model, "cuda", "cpu", **options)
+    model = build_dit(dict(sd), LoadOptions(dtype=torch.bfloat16, device="cuda", **options))
     with torch.inference_mode():
         out = [model(inp.x.cuda().bfloat16(), t.cuda(), inp.context.cuda().bfloat16()).float().cpu()
                for t in (torch.tensor([900.0]), torch.tensor([300.0]))]  # two steps: blocks go and come back
@@ -49,8 +48,8 @@ def test_fp8_matmul_near_upcast_on_cuda():
     sd = quantize_fp8(random_weights(CFG))
     inp = make_inputs(CFG, frames=2, height=4, width=4)
     upcast = _step(sd, inp)
-    fast = _step(sd, inp, fp8_fast=True)
-    swapped = _step(sd, inp, fp8_fast=True, block_swap=BlockSwapArgs(3))
+    fast = _step(sd, inp, quantization="fp8_e4m3fn_fast")
+    swapped = _step(sd, inp, quantization="fp8_e4m3fn_fast", block_swap=BlockSwapArgs(3))
     rel = ((fast - upcast).norm() / upcast.norm()).item()
     assert rel < 0.05, rel  # the inputs' 3 mantissa bits; CPU measures about 0.02
     assert torch.equal(fast, swapped)
@@ -72,6 +71,6 @@ def test_sageattention_near_sdpa():
     sd = random_weights(CFG)
     inp = make_inputs(CFG, frames=2, height=32, width=32)
     sdpa = _step(sd, inp)
-    sage = _step(sd, inp, attention_mode="sageattention")
+    sage = _step(sd, inp, attention="sageattention")
     rel = ((sage - sdpa).norm() / sdpa.norm()).item()
     assert rel < 0.05, rel  # int8 q/k inside the kernel

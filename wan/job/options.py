@@ -60,6 +60,19 @@ class LoadOptions:
         b = self.block_swap
         return b is not None and (b.blocks_to_swap > 0 or b.offload_embeddings)
 
+    @property
+    def compute_device(self) -> torch.device:
+        """``device``, or CUDA when available, else the CPU."""
+        if self.device is not None:
+            return torch.device(self.device)
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    @property
+    def build_device(self) -> torch.device:
+        """Where the weights go while the model is built: the offload device when blocks swap (the
+        swapper then brings the resident part to the compute device), else the compute device."""
+        return torch.device(self.offload_device) if self.swaps else self.compute_device
+
 
 @dataclass(frozen=True)
 class SamplingOptions:

@@ -7,11 +7,12 @@
 Tasks: T2V / T2I (one frame), I2V (start image), FLF2V (start and end image), VACE (reference
 image, control video, mask), Wan2.2 TI2V-5B (optional start image), and Wan2.2 A14B (any of the
 above with ``dit_low=`` the low-noise expert). The building blocks the ComfyUI nodes use directly
-live in ``conditioning`` (prompt and image conditioning) and ``pipeline_sampling.sample_video``.
+live in ``conditioning`` (prompt and image conditioning) and ``sample.sample_video``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,8 @@ from .conditioning import (
     vace_conditioning,
 )
 from ..errors import WanFileError, WanInputError
+from . import load
+from .options import LoadOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
 
@@ -35,7 +38,7 @@ __all__ = [
     "FLF2VPipeline", "I2VPipeline", "T2IPipeline", "T2VPipeline", "TI2VPipeline", "VACEPipeline",
     "WanPipeline", "decode_frames", "encode_prompts", "i2v_conditioning", "sample_video",
     "t2v_conditioning", "ti2v_conditioning", "vace_conditioning", "PromptEmbeds", "VideoConditioning",
-    "load_components", "find_components",
+    "load_components", "find_components", "LoadOptions",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
@@ -49,51 +52,33 @@ def decode_frames(vae, latent: torch.Tensor, tile=None) -> torch.Tensor:
 
 
 # -- loading ---------------------------------------------------------------------------------------
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_components(
     dit=None, text_encoder=None, vae=None, clip_vision=None, dit_low=None,
-    dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32, device=None,
+    dtype: torch.dtype | None = None, vae_dtype: torch.dtype = torch.float32, device=None,
+    options: LoadOptions | None = None,
 ) -> dict:
     """Models from files (GGUF or safetensors; None skips a part): the keyword arguments of the
-    pipeline constructors."""
-    device = device or _default_device()
+    pipeline constructors, each loaded by ``wan.job.load``.
+
+    ``options`` apply to both DiTs (quantization, attention, block swap, compile) and give the
+    text encoder and CLIP vision their dtype and device; the VAE takes ``vae_dtype``. Without
+    ``options``, ``dtype`` (default bf16) and ``device`` make them; giving both is an error.
+    """
+    if options is None:
+        options = LoadOptions(dtype=torch.bfloat16 if dtype is None else dtype, device=device)
+    elif dtype is not None or device is not None:
+        raise WanInputError("pass dtype and device inside options=LoadOptions(...), not beside it")
     out = {}
     if dit is not None:
-        from ..models.dit.loading import load_dit_file
-
-        out["dit"] = load_dit_file(dit, dtype=dtype, device=device)
+        out["dit"] = load.load_dit(dit, options)
     if dit_low is not None:
-        from ..models.dit.loading import load_dit_file
-
-        out["dit_low"] = load_dit_file(dit_low, dtype=dtype, device=device)
+        out["dit_low"] = load.load_dit(dit_low, options)
     if text_encoder is not None:
-        from ..models.text.encoder import TextEncoder
-        from ..weights.loader import sniff
-
-        path = os.fspath(text_encoder)
-        if sniff(path) == "gguf":
-            from ..weights.gguf_text import gguf_text_encoder_state_dict
-
-            sd, _ = gguf_text_encoder_state_dict(path, dtype=dtype)
-        else:
-            from ..weights.safetensors import read_safetensors
-
-            sd = read_safetensors(path)
-        out["text_encoder"] = TextEncoder.from_state_dict(sd, path=path, dtype=dtype, device=device)
+        out["text_encoder"] = load.load_text_encoder(text_encoder, options)
     if vae is not None:
-        from ..models.vae.loading import load_vae
-        from ..weights.safetensors import read_safetensors
-
-        out["vae"] = load_vae(read_safetensors(vae), path=vae, dtype=vae_dtype, device=device)
+        out["vae"] = load.load_vae(vae, dataclasses.replace(options, dtype=vae_dtype))
     if clip_vision is not None:
-        from ..models.clip_vision import load_clip_vision
-        from ..weights.safetensors import read_safetensors
-
-        out["clip_vision"] = load_clip_vision(read_safetensors(clip_vision), path=clip_vision, dtype=dtype,
-                                              device=device)
+        out["clip_vision"] = load.load_clip_vision(clip_vision, options)
     return out
 
 
@@ -155,19 +140,22 @@ class WanPipeline:
 
     @classmethod
     def from_files(cls, dit, text_encoder, vae, clip_vision=None, dit_low=None,
-                   dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32, device=None,
-                   boundary: float | None = None):
+                   dtype: torch.dtype | None = None, vae_dtype: torch.dtype = torch.float32, device=None,
+                   boundary: float | None = None, options: LoadOptions | None = None):
+        """The pipeline of these files; see ``load_components`` for ``dtype``, ``device`` and ``options``."""
         parts = load_components(dit=dit, text_encoder=text_encoder, vae=vae, clip_vision=clip_vision,
-                                dit_low=dit_low, dtype=dtype, vae_dtype=vae_dtype, device=device)
+                                dit_low=dit_low, dtype=dtype, vae_dtype=vae_dtype, device=device, options=options)
         return cls(**parts, boundary=boundary)
 
     @classmethod
-    def from_pretrained(cls, folder, dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32,
-                        device=None, boundary: float | None = None):
+    def from_pretrained(cls, folder, dtype: torch.dtype | None = None, vae_dtype: torch.dtype = torch.float32,
+                        device=None, boundary: float | None = None, options: LoadOptions | None = None):
+        """The pipeline of the files in ``folder`` (see ``find_components``)."""
         files = find_components(folder)
         if not cls.needs_clip:
             files.pop("clip_vision", None)
-        return cls.from_files(**files, dtype=dtype, vae_dtype=vae_dtype, device=device, boundary=boundary)
+        return cls.from_files(**files, dtype=dtype, vae_dtype=vae_dtype, device=device, boundary=boundary,
+                              options=options)
 
     # subclasses build the conditioning
     def conditioning(self, width, height, num_frames, **inputs) -> VideoConditioning:

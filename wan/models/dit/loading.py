@@ -68,11 +68,3 @@ def load_dit(
     model.to(device)  # packed buffers follow too
     return model.eval().requires_grad_(False)
 
-
-def load_dit_file(
-    path: str | os.PathLike, dtype: torch.dtype = torch.bfloat16, device: str | torch.device = "cpu"
-) -> WanDiT:
-    """``load_dit`` on a GGUF or safetensors file (validated, memory-mapped reading)."""
-    from ...weights.loader import load_state_dict
-
-    return load_dit(load_state_dict(path), path=path, dtype=dtype, device=device)

@@ -167,23 +167,3 @@ def load_vae(state_dict: dict, path: str | os.PathLike | None = None, dtype: tor
     model.load_state_dict({k: v.to(device=device, dtype=dtype) for k, v in sd.items()}, strict=True, assign=True)
     return model.requires_grad_(False).eval()
 
-
-def load_vae_file(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                  device: str | torch.device = "cpu") -> WanVAE | WanVAE22:
-    """load_vae over a file: validated safetensors, or an official `.pth` state dict (read with
-    weights_only=True, so nothing is unpickled beyond tensors)."""
-    path = os.fspath(path)
-    if path.endswith((".pth", ".pt", ".ckpt")):
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except FileNotFoundError:
-            raise WanFileError(path, "file not found") from None
-        except Exception as exc:  # torch reports truncation and bad pickles with many exception types
-            raise WanFileError(path, f"cannot be read as a PyTorch state dict ({exc.__class__.__name__}: "
-                               f"{str(exc)[:200]}): truncated or not a weights file?") from exc
-        if not isinstance(sd, dict):
-            raise WanFileError(path, f"holds a {type(sd).__name__}, not a state dict")
-        return load_vae(sd, path=path, dtype=dtype, device=device)
-    from ...weights.safetensors import read_safetensors
-
-    return load_vae(read_safetensors(path), path=path, dtype=dtype, device=device)

@@ -1,0 +1,95 @@
+"""The one loading path: a weights file and a ``LoadOptions`` in, a ready model out.
+
+The nodes, the pipelines (``load_components``), the CLI and the benches all load through these
+functions, so every option reaches every caller the same way. A file's format is read from its
+content (``weights.loader``), never from its name. The DiT takes every option; the text encoder,
+the VAE and CLIP vision read only ``dtype`` and ``device``.
+
+    dit = load_dit("wan2.1_t2v_1.3B.gguf", LoadOptions(device="cuda", attention="sageattention"))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from ..models.clip_vision import CLIPVisionH
+from ..models.clip_vision import load_clip_vision as _clip_from_state_dict
+from ..models.dit.attention_backends import set_attention_backend
+from ..models.dit.loading import load_dit as _dit_from_state_dict
+from ..models.dit.model import WanDiT
+from ..models.text.encoder import TextEncoder
+from ..models.vae.loading import load_vae as _vae_from_state_dict
+from ..runtime.blockswap import apply_block_swap
+from ..runtime.compile import compile_blocks
+from ..runtime.fp8_matmul import enable_fp8_fast
+from ..weights.fp8 import quantize_fp8
+from ..weights.gguf_text import gguf_text_encoder_state_dict
+from ..weights.loader import load_state_dict, sniff
+from .options import LoadOptions
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LoadOptions", "build_dit", "load_clip_vision", "load_dit", "load_text_encoder", "load_vae"]
+
+
+def load_dit(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> WanDiT:
+    """The Wan DiT of a GGUF or safetensors file (any variant, layout and prefix), with ``options``."""
+    path = os.fspath(path)
+    gguf = sniff(path) == "gguf"
+    if gguf and options.quantization != "disabled":
+        log.info("Wan: %s is GGUF; quantization=%s keeps the file's own format", os.path.basename(path),
+                 options.quantization)
+    return build_dit(load_state_dict(path), options, path=path, keep_format=gguf)
+
+
+def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str | os.PathLike | None = None,
+              keep_format: bool = False) -> WanDiT:
+    """``load_dit`` for tensors already in memory (benches, tests); ``path`` only names them in errors.
+
+    ``keep_format``: the tensors are a GGUF file's, whose quantization stays as it is (fp8 on load
+    is skipped). Order matters: fp8 weights are made before the model is built, the attention kernel
+    and the fp8 layers are chosen before compiling (compiled code captures them), and block swap
+    places the tensors before that.
+    """
+    if options.quantization != "disabled" and not keep_format:
+        state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")  # weights already fp8 stay as they are
+    device = options.compute_device
+    dit = _dit_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.build_device)
+    set_attention_backend(dit, options.attention)
+    if options.quantization == "fp8_e4m3fn_fast":
+        enable_fp8_fast(dit, device)
+    if options.swaps:
+        apply_block_swap(dit, options.block_swap, device, options.offload_device)
+    else:
+        dit.to(device)
+    compile_blocks(dit, options.compile)
+    return dit
+
+
+def load_text_encoder(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> TextEncoder:
+    """The UMT5 text encoder and its tokenizer: safetensors (fp8 scaled included) or a llama.cpp GGUF."""
+    path = os.fspath(path)
+    if sniff(path) == "gguf":
+        state_dict, _ = gguf_text_encoder_state_dict(path, dtype=options.dtype)
+    else:
+        # fp8 weights, scaled or not, stay tensors: the encoder upcasts them itself on load
+        state_dict = load_state_dict(path, pack_fp8=False)
+    return TextEncoder.from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.compute_device)
+
+
+def load_vae(path: str | os.PathLike, options: LoadOptions = LoadOptions()):
+    """The Wan 2.1 or 2.2 VAE of a safetensors file (official/ComfyUI or diffusers layout)."""
+    path = os.fspath(path)
+    state_dict = load_state_dict(path, architectures=())
+    return _vae_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.compute_device)
+
+
+def load_clip_vision(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> CLIPVisionH:
+    """The CLIP ViT-H/14 vision encoder of a safetensors file (HF/ComfyUI layout)."""
+    path = os.fspath(path)
+    state_dict = load_state_dict(path, architectures=())
+    return _clip_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.compute_device)
+
