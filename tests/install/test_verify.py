@@ -16,6 +16,7 @@ import torch
 from refs import comfy
 from wan.install import verify as vf
 from wan.install.catalog import DEFAULT_PATH, load_catalog
+from wan.models.identify import identify
 from wan.cli import main
 
 
@@ -121,16 +122,7 @@ def checks_by_name(reports):
     return {c.file.name: c for r in reports for cs in r.slots.values() for c in cs}
 
 
-@pytest.fixture(params=["with-detect", "own-reading"])
-def detection(request, monkeypatch):
-    """Both ways of identifying: through wan.models.identify, and this module's fallback without it."""
-    if request.param == "own-reading":
-        monkeypatch.setattr(vf, "_detector", lambda: None)
-    elif vf._detector() is None:
-        pytest.skip("wan.models.identify is not there")
-
-
-def test_report_per_workflow(install, catalog, detection):
+def test_report_per_workflow(install, catalog):
     reports = vf.verify(load_catalog(catalog), install)
     ready = {r.workflow: r.ok for r in reports}
     assert ready == {"t2v": True, "t2v_long_context": True, "t2i_wan": True, "vace_reference": True,
@@ -157,10 +149,10 @@ def test_published_size_catches_truncation_before_the_header(install):
 
 
 def test_identify_lora_and_unknown():
-    who = vf.identify({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": (32, 5120),
-                       "diffusion_model.blocks.0.self_attn.q.lora_B.weight": (5120, 32)})
+    who = identify({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": (32, 5120),
+                    "diffusion_model.blocks.0.self_attn.q.lora_B.weight": (5120, 32)})
     assert (who.role, who.variant) == ("lora", "14b")
-    who = vf.identify({"model.layers.0.mlp.up_proj.weight": (8, 8)})
+    who = identify({"model.layers.0.mlp.up_proj.weight": (8, 8)})
     assert who.role is None and "model.layers.0.mlp.up_proj.weight" in who.detail
 
 
