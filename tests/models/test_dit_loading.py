@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dit_headers import comfy_dit_shapes
 from dit_fixtures import comfy_model, diffusers_dit, diffusers_model, random_weights, tiny_config
 from refs import comfy
 from wan.models.dit.config import DIT_PRESETS, same_network
@@ -28,19 +29,6 @@ def meta_shapes(module) -> dict:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def comfy_meta(cfg):
-    wan = comfy("comfy.ldm.wan.model")
-    ops = comfy("comfy.ops").disable_weight_init
-    kw = dict(
-        in_dim=cfg.in_dim, dim=cfg.dim, ffn_dim=cfg.ffn_dim, out_dim=cfg.out_dim, num_heads=cfg.num_heads,
-        num_layers=cfg.num_layers, device="meta", dtype=torch.bfloat16, operations=ops,
-        flf_pos_embed_token_number=cfg.flf_pos_tokens if cfg.has_flf_pos_emb else None,
-    )
-    if cfg.vace_layers:
-        return wan.VaceWanModel(vace_layers=len(cfg.vace_layers), vace_in_dim=cfg.vace_in_dim, **kw)
-    return wan.WanModel(model_type="i2v" if cfg.has_image_emb else "t2v", **kw)
-
-
 # Both Wan2.2 T2V A14B experts have exactly Wan2.1 T2V 14B's tensors: detection cannot (and
 # need not) tell them apart, so it answers with the Wan2.1 name of the same network.
 EXPECTED_NAME = {"wan22_t2v_a14b": "t2v_14b"}
@@ -49,7 +37,7 @@ EXPECTED_NAME = {"wan22_t2v_a14b": "t2v_14b"}
 @pytest.mark.parametrize("variant", list(DIT_PRESETS))
 def test_full_size_comfyui_names_and_detection(variant):
     cfg = DIT_PRESETS[variant]
-    ref = meta_shapes(comfy_meta(cfg))
+    ref = comfy_dit_shapes(cfg)
     with torch.device("meta"):
         ours = meta_shapes(WanDiT(cfg))
     assert ours == ref
