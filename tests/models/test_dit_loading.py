@@ -1,7 +1,6 @@
 """Detection and loading of Wan DiT weights: every real variant's names and shapes (from the
 references built at full size on the meta device), the three layouts, and the refusals."""
 
-
 import pytest
 import torch
 from safetensors.torch import save_file
