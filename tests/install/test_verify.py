@@ -7,64 +7,20 @@ UMT5 encoder (transformers' UMT5EncoderModel) and a GGUF (gguf-py's GGUFWriter) 
 """
 
 import json
-import struct
 
-import numpy as np
 import pytest
-import torch
 
+from dit_headers import comfy_dit_shapes, write_sparse_gguf, write_sparse_safetensors
 from refs import comfy
 from wan.install import verify as vf
 from wan.install.catalog import DEFAULT_PATH, load_catalog
+from wan.models.dit.config import DIT_PRESETS
+from wan.models.identify import identify
 from wan.cli import main
 
 
-def write_sparse_safetensors(path, shapes: dict, dtype="BF16"):
-    """A safetensors file with a real header and an all-zero (sparse) data section."""
-    header, offset = {}, 0
-    for name, shape in shapes.items():
-        n = int(np.prod(shape)) * 2
-        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)) + raw)
-        fh.truncate(8 + len(raw) + offset)
-
-
-def write_sparse_gguf(path, shapes: dict):
-    """A GGUF (architecture wan, F16 tensors) with a real header and a sparse data section."""
-    import gguf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = gguf.GGUFWriter(str(path), "wan")
-    total = 0
-    for name, shape in shapes.items():
-        nbytes = int(np.prod(shape)) * 2
-        w.add_tensor_info(name, list(shape), np.dtype(np.float16), nbytes, raw_dtype=gguf.GGMLQuantizationType.F16)
-        total += -(-nbytes // 32) * 32
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_ti_data_to_file()
-    w.close()
-    with open(path, "r+b") as fh:
-        fh.seek(0, 2)
-        start = -(-fh.tell() // 32) * 32
-        fh.truncate(start + total)
-
-
-def comfy_dit_shapes(vace=False, **size):
-    wan = comfy("comfy.ldm.wan.model")
-    ops = comfy("comfy.ops").disable_weight_init
-    cls = wan.VaceWanModel if vace else wan.WanModel
-    extra = dict(vace_layers=8, vace_in_dim=96) if vace else {}  # the released VACE 14B: 8 VACE blocks
-    m = cls(device="meta", dtype=torch.bfloat16, operations=ops, **size, **extra)
-    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
-
-
-T2V_1_3B = dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30, in_dim=16, out_dim=16)
-VACE_14B = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=16, out_dim=16)
+T2V_1_3B = DIT_PRESETS["t2v_1_3b"]
+VACE_14B = DIT_PRESETS["vace_14b"]  # the released VACE 14B: 8 VACE blocks
 
 
 def tiny_vae(path):
@@ -92,17 +48,17 @@ def install(tmp_path_factory):
     clip_vision, and nothing for the Wan 2.2 workflows."""
     root = tmp_path_factory.mktemp("ComfyUI")
     m = root / "models"
-    write_sparse_safetensors(m / "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", comfy_dit_shapes(**T2V_1_3B))
+    write_sparse_safetensors(m / "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors", comfy_dit_shapes(T2V_1_3B))
     tiny_umt5(m / "text_encoders/umt5_xxl_fp8_e4m3fn_scaled.safetensors")
     tiny_vae(m / "vae/wan_2.1_vae.safetensors")
-    write_sparse_gguf(m / "unet/Wan2.1_14B_VACE-Q3_K_S.gguf", comfy_dit_shapes(vace=True, **VACE_14B))
+    write_sparse_gguf(m / "unet/Wan2.1_14B_VACE-Q3_K_S.gguf", comfy_dit_shapes(VACE_14B))
     tiny_vae(m / "diffusion_models/wan2.1_i2v_480p_14B_fp8_e4m3fn.safetensors")  # misnamed
     tiny_vae(m / "clip_vision/clip_vision_h.safetensors")
     with open(m / "clip_vision/clip_vision_h.safetensors", "r+b") as fh:  # truncated download
         fh.seek(0, 2)
         fh.truncate(fh.tell() - 100)
     # the 1.3B DiT saved under the Wan 2.2 5B name, in ComfyUI's other DiT folder
-    write_sparse_safetensors(m / "unet/wan2.2_ti2v_5B_fp16.safetensors", comfy_dit_shapes(**T2V_1_3B))
+    write_sparse_safetensors(m / "unet/wan2.2_ti2v_5B_fp16.safetensors", comfy_dit_shapes(T2V_1_3B))
     return root
 
 
@@ -121,16 +77,7 @@ def checks_by_name(reports):
     return {c.file.name: c for r in reports for cs in r.slots.values() for c in cs}
 
 
-@pytest.fixture(params=["with-detect", "own-reading"])
-def detection(request, monkeypatch):
-    """Both ways of identifying: through wan.models.identify, and this module's fallback without it."""
-    if request.param == "own-reading":
-        monkeypatch.setattr(vf, "_detector", lambda: None)
-    elif vf._detector() is None:
-        pytest.skip("wan.models.identify is not there")
-
-
-def test_report_per_workflow(install, catalog, detection):
+def test_report_per_workflow(install, catalog):
     reports = vf.verify(load_catalog(catalog), install)
     ready = {r.workflow: r.ok for r in reports}
     assert ready == {"t2v": True, "t2v_long_context": True, "t2i_wan": True, "vace_reference": True,
@@ -157,10 +104,10 @@ def test_published_size_catches_truncation_before_the_header(install):
 
 
 def test_identify_lora_and_unknown():
-    who = vf.identify({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": (32, 5120),
-                       "diffusion_model.blocks.0.self_attn.q.lora_B.weight": (5120, 32)})
+    who = identify({"diffusion_model.blocks.0.self_attn.q.lora_A.weight": (32, 5120),
+                    "diffusion_model.blocks.0.self_attn.q.lora_B.weight": (5120, 32)})
     assert (who.role, who.variant) == ("lora", "14b")
-    who = vf.identify({"model.layers.0.mlp.up_proj.weight": (8, 8)})
+    who = identify({"model.layers.0.mlp.up_proj.weight": (8, 8)})
     assert who.role is None and "model.layers.0.mlp.up_proj.weight" in who.detail
 
 

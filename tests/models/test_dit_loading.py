@@ -1,12 +1,11 @@
 """Detection and loading of Wan DiT weights: every real variant's names and shapes (from the
 references built at full size on the meta device), the three layouts, and the refusals."""
 
-import dataclasses
-
 import pytest
 import torch
 from safetensors.torch import save_file
 
+from dit_headers import comfy_dit_shapes
 from dit_fixtures import comfy_model, diffusers_dit, diffusers_model, random_weights, tiny_config
 from refs import comfy
 from wan.models.dit.config import DIT_PRESETS, same_network
@@ -14,7 +13,8 @@ from wan.errors import WanFileError
 from wan.models.dit.model import WanDiT
 from wan.job import load
 from wan.models.dit.loading import load_dit
-from wan.models.identify import detect_dit, guess_kind
+from wan.models.dit.shapes import config_from_shapes
+from wan.models.identify import identify
 from wan.weights.names import dit_to_official
 from wan.weights.loader import load_state_dict
 
@@ -28,19 +28,6 @@ def meta_shapes(module) -> dict:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def comfy_meta(cfg):
-    wan = comfy("comfy.ldm.wan.model")
-    ops = comfy("comfy.ops").disable_weight_init
-    kw = dict(
-        in_dim=cfg.in_dim, dim=cfg.dim, ffn_dim=cfg.ffn_dim, out_dim=cfg.out_dim, num_heads=cfg.num_heads,
-        num_layers=cfg.num_layers, device="meta", dtype=torch.bfloat16, operations=ops,
-        flf_pos_embed_token_number=cfg.flf_pos_tokens if cfg.has_flf_pos_emb else None,
-    )
-    if cfg.vace_layers:
-        return wan.VaceWanModel(vace_layers=len(cfg.vace_layers), vace_in_dim=cfg.vace_in_dim, **kw)
-    return wan.WanModel(model_type="i2v" if cfg.has_image_emb else "t2v", **kw)
-
-
 # Both Wan2.2 T2V A14B experts have exactly Wan2.1 T2V 14B's tensors: detection cannot (and
 # need not) tell them apart, so it answers with the Wan2.1 name of the same network.
 EXPECTED_NAME = {"wan22_t2v_a14b": "t2v_14b"}
@@ -49,13 +36,13 @@ EXPECTED_NAME = {"wan22_t2v_a14b": "t2v_14b"}
 @pytest.mark.parametrize("variant", list(DIT_PRESETS))
 def test_full_size_comfyui_names_and_detection(variant):
     cfg = DIT_PRESETS[variant]
-    ref = meta_shapes(comfy_meta(cfg))
+    ref = comfy_dit_shapes(cfg)
     with torch.device("meta"):
         ours = meta_shapes(WanDiT(cfg))
     assert ours == ref
     for prefix in ("", "model.diffusion_model."):
         sd = {prefix + k: torch.empty(s, device="meta") for k, s in ref.items()}
-        found = detect_dit(sd)
+        found = config_from_shapes(sd)
         assert found.variant == EXPECTED_NAME.get(variant, variant)
         assert same_network(found, cfg)
 
@@ -68,7 +55,7 @@ def test_full_size_diffusers_names_and_detection(variant):
         ours = meta_shapes(WanDiT(cfg))
     sd = {k: torch.empty(s, device="meta") for k, s in meta_shapes(ref).items()}
     assert {k: tuple(v.shape) for k, v in dit_to_official(sd).items()} == ours
-    found = detect_dit(sd)
+    found = config_from_shapes(sd)
     assert found.variant == EXPECTED_NAME.get(variant, variant)
     assert same_network(found, cfg)
 
@@ -157,7 +144,7 @@ def sd_unet():
 def wan_vae():
     vae = comfy("comfy.ldm.wan.vae")
     with torch.device("meta"):
-        model = vae.WanVAE()
+        model = vae.WanVAE(z_dim=16)  # as ComfyUI builds the Wan 2.1 VAE
     return _meta_keys(model)
 
 
@@ -188,18 +175,18 @@ def lora():
 
 
 @pytest.mark.parametrize(
-    "make, kind, phrase",
+    "make, role, phrase",
     [
         (sd_unet, "sd_unet", "Stable Diffusion UNet"),
-        (wan_vae, "wan_vae", "Wan VAE"),
-        (umt5, "umt5", "UMT5/T5 text encoder"),
+        (wan_vae, "vae", "Wan 2.1 VAE"),
+        (umt5, "text_encoder", "UMT5 text encoder"),
         (clip_vision, "clip_vision", "CLIP vision encoder"),
         (lora, "lora", "LoRA"),
     ],
 )
-def test_refuses_other_models(make, kind, phrase):
+def test_refuses_other_models(make, role, phrase):
     sd = make()
-    assert guess_kind(sd) == kind
+    assert identify(sd).role == role
     with pytest.raises(WanFileError) as err:
         load_dit(sd, path="/models/wan2.1_t2v_14b_bf16.safetensors")
     msg = str(err.value)
@@ -216,7 +203,7 @@ def test_refuses_partial_or_corrupt_dit(i2v_weights, tmp_path):
     with pytest.raises(WanFileError, match="incomplete Wan DiT: missing head.head.weight"):
         load_dit(headless, path="x.safetensors")
     bad = dict(sd, **{"blocks.0.self_attn.q.weight": torch.zeros(256, 128)})
-    with pytest.raises(WanFileError, match=r"wrong shapes: blocks\.0\.self_attn\.q\.weight"):
+    with pytest.raises(WanFileError, match=r"wrong shape: blocks\.0\.self_attn\.q\.weight has shape \(256, 128\)"):
         load_dit(bad, path="x.safetensors")
     with pytest.raises(WanFileError, match="holds no tensors"):
         load_dit({}, path="empty.safetensors")
@@ -243,7 +230,7 @@ def test_packed_weights_are_attached_not_copied(i2v_weights):
             plain[k] = data.view(torch.float8_e4m3fn).float()
         else:
             packed[k] = plain[k] = v
-    assert detect_dit(packed) == detect_dit(plain)
+    assert config_from_shapes(packed) == config_from_shapes(plain)
     model = load_dit(dict(packed), dtype=torch.float32)
     q = model.blocks[1].cross_attn.k_img
     assert isinstance(q, PackedLinear)

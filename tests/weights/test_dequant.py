@@ -8,7 +8,7 @@ import torch
 
 gguf = pytest.importorskip("gguf")
 
-from wan.weights.dequant import DEQUANTIZERS, QUANT_TYPES, dequantize  # noqa: E402
+from wan.weights.dequant import DEQUANTIZERS, dequantize, packed_nbytes  # noqa: E402
 
 # byte ranges of the fp16 scale fields in each block type (from ggml's block structs)
 F16_FIELDS = {
@@ -18,9 +18,14 @@ F16_FIELDS = {
 }
 
 
+def sizes(qtype: str) -> tuple[int, int]:
+    """(elements, bytes) per block, from gguf-py's table."""
+    return gguf.GGML_QUANT_SIZES[getattr(gguf.GGMLQuantizationType, qtype)]
+
+
 def random_blocks(qtype: str, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
     """Random bytes whose float fields hold finite values (so NaN != NaN cannot hide a bug)."""
-    _, block, size = QUANT_TYPES[qtype]
+    block, size = sizes(qtype)
     raw = rng.integers(0, 256, size=(n_blocks, size), dtype=np.uint8)
     if qtype in ("F32", "F16", "BF16"):
         vals = rng.standard_normal((n_blocks, block)).astype(np.float32) * 100
@@ -38,7 +43,7 @@ def random_blocks(qtype: str, n_blocks: int, rng: np.random.Generator) -> np.nda
 @pytest.mark.parametrize("qtype", list(DEQUANTIZERS))
 def test_bit_exact_against_gguf_py(qtype):
     rng = np.random.default_rng(zlib.crc32(qtype.encode()))
-    _, block, size = QUANT_TYPES[qtype]
+    block, size = sizes(qtype)
     rows, blocks_per_row = 6, 4
     raw = random_blocks(qtype, rows * blocks_per_row, rng).reshape(rows, blocks_per_row * size)
     ref = gguf.quants.dequantize(raw, getattr(gguf.GGMLQuantizationType, qtype))
@@ -52,9 +57,14 @@ def test_table_has_every_listed_type():
     required = {"F32", "F16", "BF16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q6_K", "Q5_K",
                 "Q4_K", "Q3_K", "Q2_K"}
     assert required <= set(DEQUANTIZERS)
-    for name, (type_id, block, size) in QUANT_TYPES.items():
-        ggml = gguf.GGMLQuantizationType(type_id)
-        assert ggml.name == name and gguf.GGML_QUANT_SIZES[ggml] == (block, size)
+
+
+@pytest.mark.parametrize("qtype", list(DEQUANTIZERS))
+def test_packed_nbytes_matches_gguf_py(qtype):
+    block, _ = sizes(qtype)
+    shape = (3, 5, 2 * block)
+    byte_shape = gguf.quant_shape_to_byte_shape(shape, getattr(gguf.GGMLQuantizationType, qtype))
+    assert packed_nbytes(qtype, shape) == int(np.prod(byte_shape))
 
 
 def test_dequantize_casts_to_requested_dtype():

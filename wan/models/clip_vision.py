@@ -16,8 +16,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .identify import identify
 from ..errors import WanFileError, WanInputError
 from ..weights.checks import check_tensors
+from ..weights.names import CLIP_VISION, strip_prefix
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -166,23 +168,16 @@ class CLIPVisionH(nn.Module):
 
 
 _LAYER_RE = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.")
-_PREFIXES = ("clip_vision.", "model.", "visual.")  # wrappers some re-saved files add
 
 
 def clip_vision_config_from_state_dict(sd: dict, path=None, heads: int | None = None) -> CLIPVisionConfig:
     """Shapes -> config. Head count is not in the shapes: 16 for every released CLIP vision width."""
     key = "vision_model.embeddings.patch_embedding.weight"
     if key not in sd or "vision_model.embeddings.position_embedding.weight" not in sd:
-        hint = ""
-        if "visual.transformer.resblocks.0.attn.in_proj_weight" in sd:
-            hint = " (this is an open_clip checkpoint; use ComfyUI's clip_vision_h.safetensors)"
-        elif any(k.startswith(("encoder.block.", "shared.")) for k in sd):
-            hint = " (this is a UMT5 text encoder)"
-        elif any(k.startswith(("blocks.0.self_attn", "patch_embedding.")) for k in sd):
-            hint = " (this is a Wan diffusion model)"
-        elif any(k.startswith(("encoder.", "decoder.")) for k in sd):
-            hint = " (this looks like a VAE)"
-        raise WanFileError(path, "not a CLIP vision encoder in the HF/ComfyUI layout" + hint)
+        who = identify(sd)
+        hint = "; use ComfyUI's clip_vision_h.safetensors" if who.role == "clip_vision" else ""
+        raise WanFileError(path, "not a CLIP vision encoder in the HF/ComfyUI layout: it looks like "
+                           f"{who.detail}{hint}")
     hidden, _, patch, _ = sd[key].shape
     tokens = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
     grid = math.isqrt(tokens - 1)
@@ -212,10 +207,7 @@ def load_clip_vision(
     state_dict: dict, path=None, dtype: torch.dtype = torch.float16, device="cpu", heads: int | None = None
 ) -> CLIPVisionH:
     """Build :class:`CLIPVisionH` from a ComfyUI/HF ``CLIPVisionModelWithProjection`` state dict."""
-    sd = dict(state_dict)
-    for prefix in _PREFIXES:
-        if not any(k.startswith("vision_model.") for k in sd) and any(k.startswith(prefix + "vision_model.") for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    sd = strip_prefix(state_dict, CLIP_VISION)
     sd.pop("vision_model.embeddings.position_ids", None)  # a buffer older transformers saved
     cfg = clip_vision_config_from_state_dict(sd, path, heads)
     with torch.device("meta"):

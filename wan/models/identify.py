@@ -1,173 +1,157 @@
 """What a weights file is, from its tensor names and shapes alone (never from its file name).
 
-``guess_kind`` names the model family of any key set, so every loader can say what a wrong file
-looks like; ``detect_dit`` reads a Wan DiT's configuration from its shapes.
+``identify`` is the one answer, used by every loader's errors, by ``models verify`` and by
+``find_components``: the role the file plays (what this pack loads it as, or the foreign family
+it belongs to), the variant where the shapes tell it, and a phrase for messages.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import dataclass
+from typing import Mapping
 
-from .dit.config import DIT_PRESETS, DiTConfig, same_network
+from .dit.shapes import config_from_shapes
 from ..errors import WanFileError
-from ..weights.names import dit_to_official
+from ..weights.checks import shape_of
+from ..weights.gguf_text import T5_ARCHITECTURES, hf_name
+from ..weights.names import CLIP_VISION, DIT, UMT5, VAE, strip_prefix
 
-KIND_DESCRIPTIONS = {
-    "wan_dit": "a Wan diffusion model (DiT)",
-    "wan_vae": "a Wan VAE",
-    "umt5": "a UMT5/T5 text encoder",
-    "clip_vision": "a CLIP vision encoder",
-    "clip_text": "a CLIP text encoder",
-    "sd_unet": "a Stable Diffusion UNet",
-    "sd_vae": "a Stable Diffusion VAE",
-    "lora": "a LoRA",
-    "unknown": "no model family this pack knows",
-}
+# What this pack loads: "dit", "vae", "text_encoder" (UMT5/T5), "clip_vision", "lora"; families it
+# names but does not load: "clip_text", "sd_unet", "sd_vae"; None: nothing this pack knows.
+ROLES = ("dit", "vae", "text_encoder", "clip_vision", "lora", "clip_text", "sd_unet", "sd_vae")
+# released Wan DiT widths -> the size names the catalogue and presets use
+DIT_SIZES = {1536: "1_3b", 3072: "5b", 5120: "14b"}
 
-_PREFIXES = ("model.diffusion_model.", "diffusion_model.", "model.", "transformer.")
 _LORA_RE = re.compile(r"lora_[AB]\b|lora_(down|up)\b|\.lora\.(down|up)\.|^lora_unet_|^lora_te|\.diff(_b)?$")
 
 
-def _stripped(keys) -> set[str]:
-    out = set()
-    for k in keys:
-        for p in _PREFIXES:
-            if k.startswith(p):
-                k = k[len(p):]
-                break
-        out.add(k)
-    return out
+@dataclass(frozen=True)
+class Identity:
+    """What a file's tensors say it is. ``variant`` is None when the role is known but not the size:
+    dit: a DiT preset name (t2v_1_3b, i2v_14b, wan22_i2v_a14b, ...; both Wan2.2 T2V experts have
+    t2v_14b's tensors); vae: wan21 / wan22; text_encoder: umt5_xxl; clip_vision: clip_vision_h;
+    lora: the size of the DiT it patches (1_3b, 5b, 14b)."""
+
+    role: str | None
+    variant: str | None
+    detail: str  # e.g. "a Wan DiT (t2v_1_3b: t2v, dim 1536, 30 layers)"
 
 
-def guess_kind(keys) -> str:
-    """Model family of a key set: "wan_dit", "wan_vae", "umt5", "clip_vision", "clip_text",
-    "sd_unet", "sd_vae", "lora" or "unknown". Works on any layout this pack reads."""
-    raw = list(keys)
-    if not raw:
-        return "unknown"
-    if sum(1 for k in raw if _LORA_RE.search(k)) * 2 >= len(raw) or any(".lora_" in k for k in raw):
-        return "lora"
-    ks = _stripped(raw)
-
-    def has(*names):
-        return any(n in ks for n in names)
-
-    def has_prefix(*prefixes):
-        return any(k.startswith(prefixes) for k in ks)
-
-    if has("head.modulation", "blocks.0.self_attn.q.weight", "blocks.0.cross_attn.k.weight") or has(
-        "condition_embedder.time_proj.weight", "condition_embedder.text_embedder.linear_1.weight"
-    ):
-        return "wan_dit"
-    if has("input_blocks.0.0.weight", "time_embed.0.weight") or (
-        has("conv_in.weight") and has("time_embedding.linear_1.weight")
-    ):
-        return "sd_unet"
-    if has_prefix("encoder.", "decoder.") and any(k.endswith(".gamma") for k in ks):
-        return "wan_vae"  # Wan's causal VAE (official and diffusers names) uses RMS norms with .gamma
-    if has("decoder.conv_in.weight", "first_stage_model.decoder.conv_in.weight"):
-        return "sd_vae"
-    if has_prefix("encoder.block.0.layer.0.SelfAttention.") or has("token_embedding.weight") and has_prefix(
-        "blocks.0.attn.q."
-    ):
-        return "umt5"
-    if has_prefix("vision_model.", "visual.") or has("visual_projection.weight"):
-        return "clip_vision"
-    if has_prefix("text_model.", "resblocks.") or has("text_projection.weight"):
-        return "clip_text"
-    return "unknown"
+def identify(tensors: Mapping, metadata: Mapping | None = None) -> Identity:
+    """Role, variant and description of a file from ``{name: tensor or shape}`` (tensors may be
+    meta or packed; shapes may come from a header) and, for GGUF files, their metadata."""
+    shapes = {k: shape_of(v) for k, v in tensors.items()}
+    arch = (metadata or {}).get("general.architecture")
+    if arch in T5_ARCHITECTURES or any(k.startswith("enc.blk.") for k in shapes):
+        shapes = {hf_name(k): v for k, v in shapes.items()}  # llama.cpp's T5 names
+    if not shapes:
+        return Identity(None, None, "an empty file (no tensors at all)")
+    for reading in (_lora, _dit, _sd_unet, _vae, _sd_vae, _text_encoder, _clip_vision, _clip_text):
+        who = reading(shapes)
+        if who is not None:
+            return who
+    if arch and arch != "wan":
+        return Identity(None, None, f"a GGUF of architecture {arch!r}")
+    sample = ", ".join(sorted(shapes)[:3])
+    return Identity(None, None, f"no model family this pack knows (tensors such as {sample})")
 
 
-def describe(keys) -> str:
-    """Human phrase for what a key set looks like, e.g. "a Stable Diffusion UNet"."""
-    keys = list(keys)
-    kind = guess_kind(keys)
-    if kind == "unknown":
-        sample = ", ".join(sorted(keys)[:3]) if keys else "no tensors at all"
-        return f"{KIND_DESCRIPTIONS[kind]} (tensors such as {sample})"
-    return KIND_DESCRIPTIONS[kind]
+def _has(shapes, *names: str) -> bool:
+    """Whether any of ``names`` is a tensor, under whatever wrapper."""
+    return any(k == n or k.endswith("." + n) for k in shapes for n in names)
 
 
-_REQUIRED = (
-    "patch_embedding.weight",
-    "text_embedding.0.weight",
-    "time_embedding.0.weight",
-    "time_projection.1.weight",
-    "blocks.0.ffn.0.weight",
-    "head.head.weight",
-    "head.modulation",
-)
+def _lora(shapes) -> Identity | None:
+    names = list(shapes)
+    if sum(1 for k in names if _LORA_RE.search(k)) * 2 < len(names) and not any(".lora_" in k for k in names):
+        return None
+    width = next((v[0] for k, v in shapes.items() if k.endswith(("lora_B.weight", "lora_up.weight"))
+                  and v and v[0] in DIT_SIZES), None)
+    return Identity("lora", DIT_SIZES.get(width), f"a LoRA{f' for a Wan DiT of dim {width}' if width else ''}")
 
 
-def _count(keys, prefix: str) -> int:
-    ids = {int(m.group(1)) for k in keys if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-    return max(ids) + 1 if ids else 0
-
-
-def detect_dit(state_dict: dict, path=None) -> DiTConfig:
-    """The configuration of a Wan DiT state dict (any supported layout; packed tensors allowed).
-
-    The variant name is the matching preset's; Wan2.1 T2V 14B and each Wan2.2 T2V A14B expert
-    have identical tensors, so both come back as "t2v_14b". Shapes without a preset give a
-    config named "custom_<model_type>". Raises WanFileError for anything else.
-    """
-    if not state_dict:
-        raise WanFileError(path, "holds no tensors: empty or truncated file")
-    kind = guess_kind(state_dict.keys())
-    if kind != "wan_dit":
-        raise WanFileError(path, f"not a Wan diffusion model: it looks like {describe(state_dict.keys())}")
-    sd = dit_to_official(state_dict)
-    missing = [k for k in _REQUIRED if k not in sd]
-    if missing:
-        hint = ""
-        if "patch_embedding.weight" in missing:
-            hint = " (some older GGUF conversions keep the 5-D patch_embedding in a separate file)"
-        raise WanFileError(path, f"incomplete Wan DiT: missing {', '.join(missing)}{hint}; truncated or partial file?")
-
-    def shape(name):
-        return tuple(sd[name].shape)
-
-    pe = shape("patch_embedding.weight")
-    if len(pe) != 5:
-        raise WanFileError(path, f"patch_embedding.weight has shape {pe}, expected a 5-D Conv3d weight")
-    dim, in_dim, patch = pe[0], pe[1], pe[2:]
-    head = shape("head.head.weight")
-    if head[0] % math.prod(patch):
-        raise WanFileError(path, f"head.head.weight has shape {head}, not a multiple of the patch {patch}")
-    out_dim = head[0] // math.prod(patch)
-    keys = sd.keys()
-    num_layers = _count(keys, "blocks.")
-    fields = dict(
-        in_dim=in_dim, out_dim=out_dim, dim=dim, ffn_dim=shape("blocks.0.ffn.0.weight")[0],
-        # Every released Wan DiT uses 128-channel heads (ComfyUI assumes the same).
-        num_heads=max(1, dim // 128), num_layers=num_layers, freq_dim=shape("time_embedding.0.weight")[1],
-        text_dim=shape("text_embedding.0.weight")[1], patch_size=tuple(patch),
-    )
-    if "img_emb.proj.1.weight" in sd:
-        fields.update(has_image_emb=True, img_dim=shape("img_emb.proj.1.weight")[1])
-        if "img_emb.emb_pos" in sd:
-            fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos")[1])
-    if "vace_patch_embedding.weight" in sd:
-        n = _count(keys, "vace_blocks.")
-        if not 0 < n <= num_layers:
-            raise WanFileError(path, f"VACE patch embedding without usable VACE blocks ({n} for {num_layers} blocks)")
-        fields.update(vace_in_dim=shape("vace_patch_embedding.weight")[1],
-                      vace_layers=tuple(range(0, num_layers, num_layers // n))[:n])
-        model_type = "vace"
-    elif fields.get("has_flf_pos_emb"):
-        model_type = "flf2v"
-    elif in_dim > out_dim:
-        model_type = "i2v"
-    elif out_dim == 48:
-        model_type = "ti2v"
-    else:
-        model_type = "t2v"
+def _dit(shapes) -> Identity | None:
+    s = strip_prefix(shapes, DIT)
+    official = ("head.modulation", "blocks.0.self_attn.q.weight", "blocks.0.cross_attn.k.weight")
+    diffusers = ("condition_embedder.time_proj.weight", "condition_embedder.text_embedder.linear_1.weight")
+    if not any(n in s for n in official + diffusers):
+        return None
     try:
-        cfg = DiTConfig(variant=f"custom_{model_type}", model_type=model_type, **fields)
-    except ValueError as err:
-        raise WanFileError(path, f"Wan DiT with inconsistent shapes: {err}") from None
-    for preset in DIT_PRESETS.values():
-        if same_network(preset, cfg):
-            return preset
-    return cfg
+        cfg = config_from_shapes(s)
+    except WanFileError as exc:
+        return Identity("dit", None, f"a Wan DiT that cannot be used ({exc.problem})")
+    sizes = f"{cfg.model_type}, dim {cfg.dim}, {cfg.num_layers} layers"
+    if cfg.variant.startswith("custom_"):
+        return Identity("dit", None, f"a Wan DiT ({sizes}) of no released size")
+    return Identity("dit", cfg.variant, f"a Wan DiT ({cfg.variant}: {sizes})")
+
+
+def _sd_unet(shapes) -> Identity | None:
+    if _has(shapes, "input_blocks.0.0.weight", "time_embed.0.weight") or (
+            _has(shapes, "conv_in.weight") and _has(shapes, "time_embedding.linear_1.weight")):
+        return Identity("sd_unet", None, "a Stable Diffusion UNet")
+    return None
+
+
+def _vae(shapes) -> Identity | None:
+    s = strip_prefix(shapes, VAE)
+    # Wan's causal VAE (official and diffusers names) uses RMS norms with .gamma
+    if not (any(k.startswith(("encoder.", "decoder.")) for k in s) and any(k.endswith(".gamma") for k in s)):
+        return None
+    z = (s.get("conv2.weight") or s.get("post_quant_conv.weight") or (0,))[0]
+    rgb = (s.get("encoder.conv1.weight") or s.get("encoder.conv_in.weight") or (0, 3))[1]
+    if z == 48 or rgb == 12:  # Wan 2.2 patchifies 2x2 pixels into 12 input channels
+        return Identity("vae", "wan22", f"a Wan 2.2 VAE ({z} latent channels)")
+    if z == 16:
+        return Identity("vae", "wan21", "a Wan 2.1 VAE (16 latent channels)")
+    return Identity("vae", None, f"a Wan-style VAE with {z} latent channels")
+
+
+def _sd_vae(shapes) -> Identity | None:
+    return Identity("sd_vae", None, "a Stable Diffusion VAE") if _has(shapes, "decoder.conv_in.weight") else None
+
+
+def _text_encoder(shapes) -> Identity | None:
+    s = strip_prefix(shapes, UMT5)
+    names = list(s)
+    if any(k.startswith("encoder.block.") for k in names) and _has(s, "shared.weight", "encoder.embed_tokens.weight"):
+        rx = re.compile(r"^encoder\.block\.(\d+)\.")
+        bias = "layer.0.SelfAttention.relative_attention_bias.weight"
+        width = (s.get("shared.weight") or s.get("encoder.embed_tokens.weight") or (0,))[-1]
+    elif "token_embedding.weight" in s and any(k.startswith("blocks.0.attn.q.") for k in names):
+        rx = re.compile(r"^blocks\.(\d+)\.")  # Wan's official UMT5 names
+        bias = "pos_embedding.embedding.weight"
+        width = s["token_embedding.weight"][-1]
+    else:
+        return None
+    blocks = {m.group(1) for k in names if (m := rx.match(k))}
+    with_bias = {m.group(1) for k in names if (m := rx.match(k)) and k.endswith(bias)}
+    sizes = f"d_model {width}, {len(blocks)} block{'s' if len(blocks) != 1 else ''}"
+    if len(blocks) > 1 and with_bias == blocks:
+        return Identity("text_encoder", "umt5_xxl", f"a UMT5 text encoder ({sizes})")
+    if len(blocks) > 1 and with_bias:
+        # T5 v1.1 (Flux/SD3's t5xxl) has one position table in block 0; UMT5 has one per block
+        return Identity("text_encoder", None, f"a T5 v1.1 text encoder ({sizes}), not Wan's UMT5")
+    return Identity("text_encoder", None, f"a UMT5 text encoder ({sizes})")
+
+
+def _clip_vision(shapes) -> Identity | None:
+    s = strip_prefix(shapes, CLIP_VISION)
+    patch = s.get("vision_model.embeddings.patch_embedding.weight")
+    if patch is not None:
+        width = patch[0]
+        return Identity("clip_vision", "clip_vision_h" if width == 1280 else None,
+                        f"a CLIP vision encoder (width {width})")
+    if any(k.startswith(("vision_model.", "visual_projection.")) for k in s):
+        return Identity("clip_vision", None, "a CLIP vision encoder")
+    if any(k.startswith("visual.") for k in s):
+        return Identity("clip_vision", None, "a CLIP vision encoder in open_clip's layout")
+    return None
+
+
+def _clip_text(shapes) -> Identity | None:
+    if any(k.startswith(("text_model.", "resblocks.")) or ".text_model." in k for k in shapes) or _has(
+            shapes, "text_projection.weight"):
+        return Identity("clip_text", None, "a CLIP text encoder")
+    return None

@@ -3,30 +3,73 @@
 from __future__ import annotations
 
 import os
+import re
 
 from torch import nn
 
 from ..errors import WanFileError
 
+_BLOCK = re.compile(r"^((?:\w+\.)*?\w*blocks\.\d+)\.")
+_LISTED = 6  # names quoted per problem; the rest are counted
 
-def check_tensors(model: nn.Module, state_dict: dict, path: str | os.PathLike | None, what: str) -> None:
-    """Raise WanFileError naming missing, unknown and wrongly shaped tensors of ``state_dict``.
 
-    ``model`` may live on the meta device; only names and (logical) shapes are compared, so packed
-    tensors are checked like any other. ``what`` names the model in the message.
+def shape_of(value) -> tuple[int, ...]:
+    """The logical shape of a tensor, a packed tensor or a shape read from a header."""
+    return tuple(value) if isinstance(value, (tuple, list)) else tuple(value.shape)
+
+
+def _listing(names: list[str], model_names=()) -> str:
+    """Names, with a block whose tensors (among ``model_names``) are all in ``names`` said once."""
+    per_block: dict[str, int] = {}
+    for k in model_names:
+        if m := _BLOCK.match(k):
+            per_block[m.group(1)] = per_block.get(m.group(1), 0) + 1
+    listed: dict[str, int] = {}
+    for k in names:
+        if m := _BLOCK.match(k):
+            listed[m.group(1)] = listed.get(m.group(1), 0) + 1
+    whole = {b for b, n in listed.items() if n == per_block.get(b)}
+    items: list[str] = []
+    said: set[str] = set()
+    for k in names:
+        m = _BLOCK.match(k)
+        if m is None or m.group(1) not in whole:
+            items.append(k)
+        elif m.group(1) not in said:
+            said.add(m.group(1))
+            items.append(f"{m.group(1)}.* (all {per_block[m.group(1)]})")
+    more = f" and {len(items) - _LISTED} more" if len(items) > _LISTED else ""
+    return ", ".join(items[:_LISTED]) + more
+
+
+def check_tensors(model: nn.Module, state_dict: dict, path: str | os.PathLike | None, what: str,
+                  prefix: str = "") -> None:
+    """Raise WanFileError naming missing, unknown, wrongly shaped and non-float tensors.
+
+    ``model`` may live on the meta device; only names, (logical) shapes and float-ness are compared,
+    so packed tensors are checked like any other. ``what`` names the model in the message and
+    ``prefix`` is the wrapper the file keeps the names under, so the message quotes the file's own
+    names. A truncated file never gets here (the readers check every tensor's bytes against the
+    header), so missing tensors mean a partial save or a file of another model.
     """
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong = [f"{k} {tuple(state_dict[k].shape)} (expected {shape})"
-             for k, shape in expected.items() if k in state_dict and tuple(state_dict[k].shape) != shape]
+    expected = model.state_dict()
+    missing = [prefix + k for k in expected if k not in state_dict]
+    unexpected = [prefix + k for k in state_dict if k not in expected]
+    present = [(k, t, state_dict[k]) for k, t in expected.items() if k in state_dict]
+    shapes = [f"{prefix}{k} has shape {shape_of(v)}, expected {tuple(t.shape)}"
+              for k, t, v in present if shape_of(v) != tuple(t.shape)]
+    dtypes = [f"{prefix}{k} has dtype {v.dtype}, expected floating point" for k, t, v in present
+              if t.is_floating_point() and not getattr(v, "is_packed", False) and not v.is_floating_point()]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} tensor(s) missing, e.g. {', '.join(missing[:3])}")
+        listing = _listing(missing, [prefix + k for k in expected])
+        problems.append(f"incomplete: {len(missing)} of {len(expected)} tensors missing: {listing}")
     if unexpected:
-        problems.append(f"{len(unexpected)} unknown tensor(s), e.g. {', '.join(unexpected[:3])}")
-    if wrong:
-        problems.append(f"wrong shapes: {', '.join(wrong[:3])}")
+        problems.append(f"unexpected tensor{'s' if len(unexpected) > 1 else ''} {_listing(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shape: {'; '.join(shapes[:_LISTED])}")
+    if dtypes:
+        problems.append(f"wrong dtype: {'; '.join(dtypes[:_LISTED])}")
     if problems:
-        raise WanFileError(path, f"{what} does not match its own shapes: {'; '.join(problems)}. "
-                                 "Truncated, merged or corrupt file?")
+        raise WanFileError(path, f"{what} does not match its own names and shapes: {'; '.join(problems)}. "
+                                 "A partial save, or the file of another model size?")

@@ -5,6 +5,9 @@ and returns float32 ``[n_blocks, block_size]``. The arithmetic is done in float3
 order as ggml's reference (and gguf-py's numpy port), so results are bit-exact; the caller casts
 to the compute dtype afterwards. Everything is whole-tensor torch ops: no Python loop over blocks,
 so the cost on a GPU is a few memory-bound kernels per weight.
+
+Block sizes, QK_K and the IQ4 code book come from gguf-py, and each function splits a block into
+the fields of ggml's block struct by name (``d, dmin, scales, qs`` ...), in gguf-py's order.
 """
 
 from __future__ import annotations
@@ -12,30 +15,27 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from gguf.constants import GGML_QUANT_SIZES, QK_K, GGMLQuantizationType
+from gguf.quants import IQ4_NL
 
-QK_K = 256
+# IQ4's non-linear 4-bit code book, as gguf-py (and ggml's kvalues_iq4nl) defines it
+IQ4_VALUES = IQ4_NL.kvalues
 
-# name -> (ggml type id, elements per block, bytes per block)
-QUANT_TYPES: dict[str, tuple[int, int, int]] = {
-    "F32": (0, 1, 4),
-    "F16": (1, 1, 2),
-    "BF16": (30, 1, 2),
-    "Q4_0": (2, 32, 18),
-    "Q4_1": (3, 32, 20),
-    "Q5_0": (6, 32, 22),
-    "Q5_1": (7, 32, 24),
-    "Q8_0": (8, 32, 34),
-    "Q2_K": (10, QK_K, 84),
-    "Q3_K": (11, QK_K, 110),
-    "Q4_K": (12, QK_K, 144),
-    "Q5_K": (13, QK_K, 176),
-    "Q6_K": (14, QK_K, 210),
-    "IQ4_NL": (20, 32, 18),
-    "IQ4_XS": (23, QK_K, 136),
-}
-TYPE_NAMES: dict[int, str] = {v[0]: k for k, v in QUANT_TYPES.items()}
 
-IQ4_VALUES = (-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113)
+def quant_sizes(qtype: str) -> tuple[int, int]:
+    """(elements, bytes) per block of GGML type ``qtype`` ("Q4_K", "F16", ...), from gguf-py."""
+    return GGML_QUANT_SIZES[GGMLQuantizationType[qtype]]
+
+
+def _split(b: torch.Tensor, *widths: int) -> list[torch.Tensor]:
+    """The fields of ``[n, type_size]`` blocks in struct order: one per width, then the rest
+    (``np.hsplit`` as gguf-py's quants.py uses it)."""
+    fields, start = [], 0
+    for w in widths:
+        fields.append(b[:, start:start + w])
+        start += w
+    fields.append(b[:, start:])
+    return fields
 
 
 def _f16(b: torch.Tensor) -> torch.Tensor:
@@ -80,22 +80,22 @@ def dq_bf16(b: torch.Tensor) -> torch.Tensor:
 
 
 def dq_q8_0(b: torch.Tensor) -> torch.Tensor:
-    d = _f16(b[:, :2])
-    return b[:, 2:].contiguous().view(torch.int8).float() * d
+    d, qs = _split(b, 2)
+    return qs.contiguous().view(torch.int8).float() * _f16(d)
 
 
 def dq_q4_0(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d = _f16(b[:, :2])
-    q = _nibbles(b[:, 2:], n, 1, 16).reshape(n, 32).float() - 8.0
-    return d * q
+    d, qs = _split(b, 2)
+    q = _nibbles(qs, n, 1, 16).reshape(n, 32).float() - 8.0
+    return _f16(d) * q
 
 
 def dq_q4_1(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d, m = _f16(b[:, :2]), _f16(b[:, 2:4])
-    q = _nibbles(b[:, 4:], n, 1, 16).reshape(n, 32).float()
-    return d * q + m
+    d, m, qs = _split(b, 2, 2)
+    q = _nibbles(qs, n, 1, 16).reshape(n, 32).float()
+    return _f16(d) * q + _f16(m)
 
 
 def _q5_values(qh: torch.Tensor, qs: torch.Tensor, n: int) -> torch.Tensor:
@@ -106,34 +106,33 @@ def _q5_values(qh: torch.Tensor, qs: torch.Tensor, n: int) -> torch.Tensor:
 
 def dq_q5_0(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d = _f16(b[:, :2])
-    return d * (_q5_values(b[:, 2:6], b[:, 6:], n) - 16.0)
+    d, qh, qs = _split(b, 2, 4)
+    return _f16(d) * (_q5_values(qh, qs, n) - 16.0)
 
 
 def dq_q5_1(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d, m = _f16(b[:, :2]), _f16(b[:, 2:4])
-    return d * _q5_values(b[:, 4:8], b[:, 8:], n) + m
+    d, m, qh, qs = _split(b, 2, 2, 4)
+    return _f16(d) * _q5_values(qh, qs, n) + _f16(m)
 
 
 def dq_q2_k(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    scales, qs = b[:, :16], b[:, 16:80]
-    d, dmin = _f16(b[:, 80:82]), _f16(b[:, 82:84])
-    dl = (d * (scales & 0x0F).float()).reshape(n, 16, 1)
-    ml = (dmin * (scales >> 4).float()).reshape(n, 16, 1)
+    scales, qs, d, dmin = _split(b, QK_K // 16, QK_K // 4, 2)
+    dl = (_f16(d) * (scales & 0x0F).float()).reshape(n, 16, 1)
+    ml = (_f16(dmin) * (scales >> 4).float()).reshape(n, 16, 1)
     q = (qs.reshape(n, 2, 1, 32) >> _shifts([0, 2, 4, 6], b, (1, 1, 4, 1))) & 3
     return (dl * q.reshape(n, 16, 16).float() - ml).reshape(n, QK_K)
 
 
 def dq_q3_k(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    hmask, qs, scales = b[:, :32], b[:, 32:96], b[:, 96:108]
-    d = _f16(b[:, 108:110])
-    low = (scales[:, :8].reshape(n, 1, 8) >> _shifts([0, 4], b, (1, 2, 1))).reshape(n, 16)
-    high = (scales[:, 8:].reshape(n, 1, 4) >> _shifts([0, 2, 4, 6], b, (1, 4, 1))).reshape(n, 16)
+    hmask, qs, scales, d = _split(b, QK_K // 8, QK_K // 4, 12)
+    lscales, hscales = _split(scales, 8)
+    low = (lscales.reshape(n, 1, 8) >> _shifts([0, 4], b, (1, 2, 1))).reshape(n, 16)
+    high = (hscales.reshape(n, 1, 4) >> _shifts([0, 2, 4, 6], b, (1, 4, 1))).reshape(n, 16)
     sc = ((low & 0x0F) | ((high & 3) << 4)).float() - 32.0
-    dl = (d * sc).reshape(n, 16, 1)
+    dl = (_f16(d) * sc).reshape(n, 16, 1)
     ql = (qs.reshape(n, 2, 1, 32) >> _shifts([0, 2, 4, 6], b, (1, 1, 4, 1))).reshape(n, 16, 16) & 3
     qh = (hmask.reshape(n, 1, 1, 32) >> _shifts(list(range(8)), b, (1, 1, 8, 1))).reshape(n, 16, 16) & 1
     # a set high bit means "no offset"; a clear one subtracts 4
@@ -141,43 +140,43 @@ def dq_q3_k(b: torch.Tensor) -> torch.Tensor:
     return (dl * q).reshape(n, QK_K)
 
 
+K_SCALE_SIZE = 12  # bytes of the packed 6-bit scales and mins of Q4_K and Q5_K
+
+
 def _k_scale_min(scales: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The 8 six-bit scales and 8 six-bit mins packed in 12 bytes (Q4_K, Q5_K)."""
     s = scales.reshape(n, 3, 4)
-    d, m, md = s[:, 0], s[:, 1], s[:, 2]
-    sc = torch.cat([d & 0x3F, (md & 0x0F) | ((d >> 2) & 0x30)], dim=-1)
-    mn = torch.cat([m & 0x3F, (md >> 4) | ((m >> 2) & 0x30)], dim=-1)
+    d, m, m_d = s[:, 0], s[:, 1], s[:, 2]
+    sc = torch.cat([d & 0x3F, (m_d & 0x0F) | ((d >> 2) & 0x30)], dim=-1)
+    mn = torch.cat([m & 0x3F, (m_d >> 4) | ((m >> 2) & 0x30)], dim=-1)
     return sc.float(), mn.float()
 
 
 def dq_q4_k(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
-    sc, mn = _k_scale_min(b[:, 4:16], n)
-    dl = (d * sc).reshape(n, 8, 1)
-    ml = (dmin * mn).reshape(n, 8, 1)
-    q = _nibbles(b[:, 16:], n, 4, 32).reshape(n, 8, 32).float()
+    d, dmin, scales, qs = _split(b, 2, 2, K_SCALE_SIZE)
+    sc, mn = _k_scale_min(scales, n)
+    dl = (_f16(d) * sc).reshape(n, 8, 1)
+    ml = (_f16(dmin) * mn).reshape(n, 8, 1)
+    q = _nibbles(qs, n, 4, 32).reshape(n, 8, 32).float()
     return (dl * q - ml).reshape(n, QK_K)
 
 
 def dq_q5_k(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d, dmin = _f16(b[:, :2]), _f16(b[:, 2:4])
-    sc, mn = _k_scale_min(b[:, 4:16], n)
-    dl = (d * sc).reshape(n, 8, 1)
-    ml = (dmin * mn).reshape(n, 8, 1)
-    ql = _nibbles(b[:, 48:], n, 4, 32).reshape(n, 8, 32)
-    qh = _bits(b[:, 16:48], n, 1, 32)
-    q = (ql | (qh << 4)).float()
+    d, dmin, scales, qh, qs = _split(b, 2, 2, K_SCALE_SIZE, QK_K // 8)
+    sc, mn = _k_scale_min(scales, n)
+    dl = (_f16(d) * sc).reshape(n, 8, 1)
+    ml = (_f16(dmin) * mn).reshape(n, 8, 1)
+    ql = _nibbles(qs, n, 4, 32).reshape(n, 8, 32)
+    q = (ql | (_bits(qh, n, 1, 32) << 4)).float()
     return (dl * q - ml).reshape(n, QK_K)
 
 
 def dq_q6_k(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    ql, qh = b[:, :128], b[:, 128:192]
-    scales = b[:, 192:208].contiguous().view(torch.int8).float()
-    d = _f16(b[:, 208:210])
-    dl = (d * scales).reshape(n, 16, 1)
+    ql, qh, scales, d = _split(b, QK_K // 2, QK_K // 4, QK_K // 16)
+    dl = (_f16(d) * scales.contiguous().view(torch.int8).float()).reshape(n, 16, 1)
     low = _nibbles(ql, n, 2, 64).reshape(n, 2, 2, 64).reshape(n, 8, 32)
     high = ((qh.reshape(n, 2, 1, 32) >> _shifts([0, 2, 4, 6], b, (1, 1, 4, 1))) & 3).reshape(n, 8, 32)
     q = (low | (high << 4)).float() - 32.0
@@ -194,19 +193,19 @@ def _iq4_lookup(idx: torch.Tensor) -> torch.Tensor:
 
 def dq_iq4_nl(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d = _f16(b[:, :2])
-    return d * _iq4_lookup(_nibbles(b[:, 2:], n, 1, 16).reshape(n, 32))
+    d, qs = _split(b, 2)
+    return _f16(d) * _iq4_lookup(_nibbles(qs, n, 1, 16).reshape(n, 32))
 
 
 def dq_iq4_xs(b: torch.Tensor) -> torch.Tensor:
     n = b.shape[0]
-    d = _f16(b[:, :2])
-    sh = b[:, 2:4].to(torch.int32)
+    d, scales_h, scales_l, qs = _split(b, 2, 2, QK_K // 64)
+    sh = scales_h.to(torch.int32)
     sh = sh[:, :1] | (sh[:, 1:2] << 8)  # little-endian uint16
     high = (sh >> _shifts(range(0, 16, 2), b, (1, 8)).to(torch.int32)) & 3
-    low = (b[:, 4:8].reshape(n, 4, 1) >> _shifts([0, 4], b, (1, 1, 2))).reshape(n, 8).to(torch.int32) & 0x0F
-    dl = (d * ((low | (high << 4)).float() - 32.0)).reshape(n, 8, 1)
-    q = _nibbles(b[:, 8:], n, 8, 16).reshape(n, 8, 32)
+    low = (scales_l.reshape(n, 4, 1) >> _shifts([0, 4], b, (1, 1, 2))).reshape(n, 8).to(torch.int32) & 0x0F
+    dl = (_f16(d) * ((low | (high << 4)).float() - 32.0)).reshape(n, 8, 1)
+    q = _nibbles(qs, n, 8, 16).reshape(n, 8, 32)
     return (dl * _iq4_lookup(q)).reshape(n, QK_K)
 
 
@@ -233,7 +232,7 @@ DEQUANTIZERS: dict[str, Dequantizer] = {
 
 def packed_nbytes(qtype: str, shape) -> int:
     """Bytes that ``shape`` elements take in ``qtype`` (the row length must fill whole blocks)."""
-    _, block, size = QUANT_TYPES[qtype]
+    block, size = quant_sizes(qtype)
     numel = 1
     for s in shape:
         numel *= int(s)
@@ -242,6 +241,6 @@ def packed_nbytes(qtype: str, shape) -> int:
 
 def dequantize(data: torch.Tensor, qtype: str, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Packed uint8 ``data`` of type ``qtype`` -> a ``dtype`` tensor of logical ``shape``."""
-    _, _, type_size = QUANT_TYPES[qtype]
+    _, type_size = quant_sizes(qtype)
     blocks = data.reshape(-1, type_size)
     return DEQUANTIZERS[qtype](blocks).reshape(shape).to(dtype)

@@ -21,9 +21,11 @@ import warnings
 
 import numpy as np
 import torch
+from gguf import GGUFReader
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
 from ..errors import WanFileError
-from .dequant import DEQUANTIZERS, TYPE_NAMES
+from .dequant import DEQUANTIZERS
 from .packed import PackedTensor
 
 GGUF_MAGIC = b"GGUF"
@@ -166,8 +168,6 @@ def _parse(path: str) -> tuple[dict, list, dict, int, int]:
 
 def _sizes(ttype: int):
     """(name, block size, type size) of a ggml type id, or None if unknown."""
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # light; only when reading
-
     if ttype in INT_TYPES:
         return INT_TYPES[ttype][0], 1, INT_TYPES[ttype][2]
     try:
@@ -261,8 +261,6 @@ def read_gguf(path: str | os.PathLike, architectures=("wan",)) -> tuple[dict, di
         if tname not in DEQUANTIZERS and tname not in {v[0] for v in INT_TYPES.values()}:
             raise WanFileError(path, f"tensor {name!r} uses quant type {tname}, which this pack cannot "
                                f"dequantize (supported: {', '.join(DEQUANTIZERS)})")
-    from gguf import GGUFReader  # imported here: only GGUF loading needs it
-
     try:
         # copy-on-write map: tensors are writable for torch, the file is never changed
         reader = GGUFReader(path, mode="c")

@@ -1,10 +1,14 @@
-"""One entry point for weight files: GGUF or safetensors, chosen by content, never pickles."""
+"""One entry point for weight files: GGUF or safetensors, chosen by content (``sniff``, the only
+format test), never pickles."""
 
 from __future__ import annotations
 
 import os
 
 from ..errors import WanFileError
+from .fp8 import has_fp8, pack_fp8_state_dict
+from .gguf import GGUF_MAGIC, read_gguf
+from .safetensors import read_safetensors
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
@@ -20,7 +24,7 @@ def sniff(path: str) -> str:
         raise WanFileError(path, "file is empty (an interrupted download?)")
     with open(path, "rb") as f:
         head = f.read(16)
-    if head.startswith(b"GGUF"):
+    if head.startswith(GGUF_MAGIC):
         return "gguf"
     # Content first: a safetensors header length may well start with the byte 0x80 (a pickle's
     # protocol marker), and no pickle has '{' at offset 8.
@@ -45,16 +49,9 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
     path = os.fspath(path)
     kind = sniff(path)
     if kind == "gguf":
-        from .gguf import read_gguf
-
         state, _ = read_gguf(path, architectures=architectures)
         return state
-    from .safetensors import read_safetensors
-
     state = read_safetensors(path)
-    if pack_fp8:
-        from .fp8 import has_fp8, pack_fp8_state_dict
-
-        if has_fp8(state):
-            state = pack_fp8_state_dict(state, path)
+    if pack_fp8 and has_fp8(state):
+        state = pack_fp8_state_dict(state, path)
     return state

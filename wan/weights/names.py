@@ -1,16 +1,81 @@
-"""Key layouts of Wan DiT checkpoints mapped to the official Wan names (which our model uses).
+"""Every checkpoint name fact kept once: the wrappers each model family is saved under, and the
+diffusers <-> official renaming of the Wan DiT.
 
-Layouts in circulation: official Wan / ComfyUI repackaged (identical names, optionally prefixed
-by ``model.diffusion_model.`` or ``diffusion_model.``) and diffusers (``WanTransformer3DModel``,
-``WanVACETransformer3DModel``). Diffusers stores every tensor under another name but with the same
-shape and never fused in its checkpoints, so mapping is renaming only: tensors are never copied.
+Wrappers in circulation: a Wan DiT bare, under ComfyUI's ``model.diffusion_model.`` (whole
+checkpoints) or ``diffusion_model.``, or under ``transformer.`` (diffusers pipelines); VAEs,
+text encoders and CLIP vision encoders under the wrappers of the tools that re-save them; LoRAs
+under the trainers' prefixes. A family's wrapper is found where one of the family's own first
+names (its roots) follows it, so ``model.`` around a VAE is never mistaken for the ``model.``
+that starts ``model.diffusion_model.``.
+
+Diffusers stores every DiT tensor under another name but with the same shape and never fused in
+its checkpoints, so mapping is renaming only: tensors are never copied.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-DIT_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+
+@dataclass(frozen=True)
+class Wrapping:
+    """How one model family's checkpoints nest its own names."""
+
+    family: str
+    roots: tuple[str, ...]  # how the family's own (unwrapped) names start, official and diffusers
+    prefixes: tuple[str, ...]  # wrappers in circulation, tried in this order
+
+
+DIT = Wrapping(
+    "Wan DiT",
+    roots=("patch_embedding.", "text_embedding.", "time_embedding.", "time_projection.", "blocks.", "head.",
+           "img_emb.", "vace_", "condition_embedder.", "proj_out.", "scale_shift_table"),
+    prefixes=("model.diffusion_model.", "diffusion_model.", "transformer."),
+)
+VAE = Wrapping(
+    "Wan VAE",
+    roots=("encoder.", "decoder.", "conv1.", "conv2.", "quant_conv.", "post_quant_conv."),
+    prefixes=("first_stage_model.", "vae.", "model.", "autoencoder."),
+)
+UMT5 = Wrapping(
+    "UMT5 text encoder",
+    roots=("shared.", "encoder.", "token_embedding.", "blocks."),
+    prefixes=("text_encoders.umt5xxl.transformer.", "umt5xxl.transformer.", "transformer.", "model."),
+)
+CLIP_VISION = Wrapping(
+    "CLIP vision encoder",
+    roots=("vision_model.", "visual_projection."),
+    prefixes=("clip_vision.", "model.", "visual."),
+)
+
+# LoRA module names: dotted ones may carry any DiT wrapper or a trainer's (PEFT, old UNet
+# trainers); underscore-flattened ones (kohya, musubi, OneTrainer, SimpleTuner) one of these.
+# Wan-Fun files write a double underscore after lora_unet.
+LORA_DOTTED_PREFIXES: tuple[str, ...] = DIT.prefixes + ("base_model.model.", "unet.", "model.")
+LORA_FLAT_PREFIXES: tuple[str, ...] = ("lora_unet__", "lora_unet_", "lora_transformer_", "lycoris_")
+
+
+def find_prefix(keys, wrapping: Wrapping) -> str:
+    """The wrapper ``keys`` hold the family's tensors under: "" when they are bare (or unknown)."""
+    keys = list(keys)
+    if any(k.startswith(wrapping.roots) for k in keys):
+        return ""
+    for prefix in wrapping.prefixes:
+        roots = tuple(prefix + r for r in wrapping.roots)
+        if any(k.startswith(roots) for k in keys):
+            return prefix
+    return ""
+
+
+def strip_prefix(state_dict: dict, wrapping: Wrapping) -> dict:
+    """The family's tensors under their own names. Under a wrapper, keys outside it (the other
+    models of a whole checkpoint) are left out; bare, every key is kept. Values are not copied."""
+    prefix = find_prefix(state_dict, wrapping)
+    if not prefix:
+        return dict(state_dict)
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
 
 # diffusers name -> official name, for names outside the blocks.
 _DIFFUSERS_TOP = {
@@ -61,14 +126,6 @@ _TOP_RE = re.compile(r"^(.+?)(?:\.(weight|bias))?$")
 _DIFFUSERS_IGNORED = re.compile(r"^blocks\.\d+\.attn2\.norm_added_q\.(weight|bias)$")
 
 
-def strip_prefix(state_dict: dict) -> dict:
-    """Drop a ``model.diffusion_model.`` / ``diffusion_model.`` prefix shared by the DiT keys."""
-    for prefix in DIT_PREFIXES:
-        if any(k.startswith(prefix) for k in state_dict):
-            return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
-    return dict(state_dict)
-
-
 def is_diffusers_dit(keys) -> bool:
     keys = set(keys)
     return "condition_embedder.time_proj.weight" in keys or "blocks.0.attn1.to_q.weight" in keys
@@ -93,7 +150,7 @@ def diffusers_to_official_name(name: str) -> str:
 
 def dit_to_official(state_dict: dict) -> dict:
     """Any supported Wan DiT layout -> official names. Values are the same objects (no copies)."""
-    sd = strip_prefix(state_dict)
+    sd = strip_prefix(state_dict, DIT)
     if not is_diffusers_dit(sd):
         return sd
     return {diffusers_to_official_name(k): v for k, v in sd.items() if not _DIFFUSERS_IGNORED.match(k)}

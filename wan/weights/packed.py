@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WanFileError
-from .dequant import QUANT_TYPES, dequantize
+from .dequant import DEQUANTIZERS, dequantize
 
 FP8_TYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 
@@ -26,7 +26,7 @@ class PackedTensor:
     is_packed = True
 
     def __init__(self, data: torch.Tensor, qtype: str, shape, scale: float | None = None):
-        if qtype not in QUANT_TYPES and qtype not in FP8_TYPES:
+        if qtype not in DEQUANTIZERS and qtype not in FP8_TYPES:
             raise ValueError(f"unknown packed type {qtype!r}")
         self.data = data if data.dtype == torch.uint8 else data.view(torch.uint8)
         self.qtype = qtype

@@ -19,20 +19,13 @@ import numpy as np
 import torch
 
 from ..errors import WanFileError, WanInputError
-from .dequant import QUANT_TYPES, packed_nbytes
+from .dequant import packed_nbytes, quant_sizes
+from .names import DIT, strip_prefix
 
 WRITABLE_TYPES = ("Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q4_K", "F16", "BF16", "F32")
-PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 _BLOCK_WEIGHT = re.compile(r"^(vace_)?blocks\.\d+\..+\.weight$")
 _KEEP_SOURCE = ("text_embedding.", "time_embedding.", "time_projection.", "head.", "img_emb.")
 _TORCH_TO_GGUF = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
-
-
-def strip_prefix(name: str) -> str:
-    for p in PREFIXES:
-        if name.startswith(p):
-            return name[len(p):]
-    return name
 
 
 def choose_type(name: str, shape, source: torch.dtype, qtype: str) -> str:
@@ -43,7 +36,7 @@ def choose_type(name: str, shape, source: torch.dtype, qtype: str) -> str:
         return "F32"
     if name.startswith(_KEEP_SOURCE) or not _BLOCK_WEIGHT.match(name):
         return src
-    block = QUANT_TYPES[qtype][1]
+    block, _ = quant_sizes(qtype)
     if shape[-1] % block:
         return src  # rows that do not fill whole blocks cannot be quantized
     return qtype
@@ -76,14 +69,11 @@ def write_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, qty
     if qtype not in WRITABLE_TYPES:
         raise WanInputError(f"cannot write quant type {qtype!r}; choose one of {', '.join(WRITABLE_TYPES)}")
     path = os.fspath(path)
-    names = {strip_prefix(k): k for k in state_dict}
-    if len(names) != len(state_dict):
-        raise WanInputError("state dict has the same tensor with and without a prefix")
+    tensors = strip_prefix(state_dict, DIT)  # a whole checkpoint's other models are left out
     plan = {}
-    for name, key in names.items():
-        t = state_dict[key]
+    for name, t in tensors.items():
         if not isinstance(t, torch.Tensor) or not (t.is_floating_point() or t.numel() == 0):
-            raise WanInputError(f"{key}: only floating-point tensors can be written (got {type(t).__name__} "
+            raise WanInputError(f"{name}: only floating-point tensors can be written (got {type(t).__name__} "
                                 f"{getattr(t, 'dtype', '')})")
         plan[name] = choose_type(name, tuple(t.shape), t.dtype, qtype)
     folder = os.path.dirname(os.path.abspath(path))
@@ -93,14 +83,15 @@ def write_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, qty
         writer = gguf.GGUFWriter(tmp, arch)
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
         for name, gtype in plan.items():
-            t = state_dict[names[name]]
+            t = tensors[name]
             ggml = getattr(gguf.GGMLQuantizationType, gtype)
             nbytes = packed_nbytes(gtype, t.shape)
             # gguf-py records a uint8 tensor's shape in bytes and converts it back itself
             if gtype in ("F32", "F16"):
                 writer.add_tensor_info(name, tuple(t.shape), np.dtype(gtype.replace("F", "float")), nbytes)
             else:
-                byte_shape = (*t.shape[:-1], t.shape[-1] // QUANT_TYPES[gtype][1] * QUANT_TYPES[gtype][2])
+                block, size = quant_sizes(gtype)
+                byte_shape = (*t.shape[:-1], t.shape[-1] // block * size)
                 writer.add_tensor_info(name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=ggml)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
@@ -108,7 +99,7 @@ def write_gguf(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, qty
         for i, (name, gtype) in enumerate(plan.items()):
             if progress is not None:
                 progress(i, len(plan), name, gtype)
-            writer.write_tensor_data(_encode(state_dict[names[name]], gtype))
+            writer.write_tensor_data(_encode(tensors[name], gtype))
         writer.close()
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
@@ -169,5 +160,5 @@ def quantize_q4_k(w: torch.Tensor) -> torch.Tensor:
 
 def quantize_state_dict_check(path: str, state_dict: dict) -> None:
     """Refuses inputs that cannot make a Wan GGUF (no patch embedding means not a Wan DiT)."""
-    if not any(strip_prefix(k) == "patch_embedding.weight" for k in state_dict):
+    if "patch_embedding.weight" not in strip_prefix(state_dict, DIT):
         raise WanFileError(path, "no patch_embedding.weight: not a Wan diffusion model checkpoint")

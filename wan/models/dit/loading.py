@@ -11,11 +11,13 @@ import os
 import torch
 import torch.nn as nn
 
+from .model import WanDiT
+from .shapes import config_from_shapes
+from ..identify import identify
 from ...errors import WanFileError
 from ...weights.checks import check_tensors
-from ..identify import detect_dit
 from ...weights.names import dit_to_official
-from .model import WanDiT
+from ...weights.packed import attach_packed
 
 _STORAGE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -40,15 +42,17 @@ def load_dit(
     """
     if dtype not in _STORAGE_DTYPES:
         raise ValueError(f"dtype {dtype} is not one of {_STORAGE_DTYPES}")
-    cfg = detect_dit(state_dict, path)
+    if state_dict:
+        who = identify(state_dict)
+        if who.role != "dit":
+            raise WanFileError(path, f"not a Wan diffusion model: it looks like {who.detail}")
+    cfg = config_from_shapes(state_dict, path)
     sd = dit_to_official(state_dict)  # a new dict of the same tensor objects
     with torch.device("meta"):
         model = WanDiT(cfg)
     check_tensors(model, sd, path, f"Wan DiT ({model.cfg.variant})")
 
     if any(_is_packed(v) for v in sd.values()):
-        from ...weights.packed import attach_packed
-
         attach_packed(model, sd)  # swaps Linears in place and removes the keys it consumed
 
     linear_keys = {f"{n}.{leaf}" for n, m in model.named_modules() if isinstance(m, nn.Linear)

@@ -20,8 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..identify import identify
 from ...errors import WanFileError
 from ...weights.checks import check_tensors
+from ...weights.fp8 import fold_fp8_scales
+from ...weights.names import UMT5, strip_prefix
+from ...weights.packed import attach_packed
 
 
 @dataclass(frozen=True)
@@ -196,31 +200,9 @@ _HF_TOP = {
     "encoder.final_layer_norm.weight": "norm.weight",
 }
 _HF_BLOCK_RE = re.compile(r"^encoder\.block\.(\d+)\.(.+)$")
-# Keys that ride along in text-encoder files and carry no encoder weight.
-_IGNORED = re.compile(r"^(spiece_model|scaled_fp8|decoder\..*|lm_head\..*|encoder\.block\.\d+\..*\.scale_input)$")
-_PREFIXES = ("text_encoders.umt5xxl.transformer.", "umt5xxl.transformer.", "transformer.", "model.")
-
-
-def _strip_prefix(sd: dict) -> dict:
-    for prefix in _PREFIXES:
-        if any(k.startswith(prefix) for k in sd) and not any(
-            k.startswith(("shared.", "encoder.", "token_embedding.", "blocks.")) for k in sd
-        ):
-            return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in sd.items()}
-    return dict(sd)
-
-
-def _dequant_scaled(sd: dict) -> dict:
-    """ComfyUI 'scaled fp8' files store weight (fp8) and weight.scale_weight; fold the scale in."""
-    out = {}
-    for k, v in sd.items():
-        if k.endswith(".scale_weight"):
-            continue
-        scale = sd.get(k[: -len("weight")] + "scale_weight") if k.endswith(".weight") else None
-        if scale is not None:
-            v = v.to(torch.float32) * scale.to(torch.float32)
-        out[k] = v
-    return out
+# Keys that ride along in text-encoder files and carry no encoder weight (scaled-fp8 markers and
+# scales are taken out by fold_fp8_scales).
+_IGNORED = re.compile(r"^(spiece_model|decoder\..*|lm_head\..*)$")
 
 
 def convert_hf_to_wan(sd: dict) -> dict:
@@ -238,36 +220,15 @@ def convert_hf_to_wan(sd: dict) -> dict:
     return out
 
 
-_KINDS = {
-    "wan_dit": "a Wan diffusion model",
-    "wan_vae": "a Wan VAE",
-    "clip_vision": "a CLIP vision encoder",
-    "clip_text": "a CLIP text encoder",
-    "sd_unet": "a Stable Diffusion UNet",
-    "sd_vae": "a Stable Diffusion VAE",
-    "lora": "a LoRA",
-    "umt5": "an incomplete UMT5 text encoder",
-}
-
-
-def _describe(keys) -> str:
-    keys = list(keys)
-    try:
-        from ..identify import guess_kind
-
-        kind = guess_kind(keys)
-    except Exception:  # detection is a courtesy here; the error below is raised regardless
-        kind = "unknown"
-    if kind in _KINDS:
-        return _KINDS[kind]
-    return f"an unknown model (keys such as {sorted(keys)[:3]})"
-
-
 def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
     """Read the configuration from official-named tensor shapes (so tiny test models load too)."""
     need = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
-    if not all(k in sd for k in need):
-        raise WanFileError(path, f"not a UMT5 text encoder: it looks like {_describe(sd.keys())}")
+    missing = [k for k in need if k not in sd]
+    if missing:
+        who = identify(sd)
+        if who.role == "text_encoder":
+            raise WanFileError(path, f"incomplete UMT5 text encoder: {', '.join(missing)} missing")
+        raise WanFileError(path, f"not a UMT5 text encoder: it looks like {who.detail}")
     layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     rel = sd.get("blocks.0.pos_embedding.embedding.weight")
     if rel is None:
@@ -298,18 +259,14 @@ def load_umt5(
     Floating tensors are cast to ``dtype``; packed weights (``wan.weights.packed.PackedTensor``, from
     GGUF or fp8 files) become ``PackedLinear`` layers that expand them per forward.
     """
-    sd = _strip_prefix(state_dict)
-    if any(k.endswith(".scale_weight") for k in sd):
-        sd = _dequant_scaled(sd)
+    sd = fold_fp8_scales(strip_prefix(state_dict, UMT5), path)
     sd = convert_hf_to_wan({k: v for k, v in sd.items() if not _IGNORED.match(k)})
     cfg = umt5_config_from_state_dict(sd, path)
     with torch.device("meta"):
         model = UMT5Encoder(cfg)
     check_tensors(model, sd, path, "UMT5 text encoder")
     if any(getattr(v, "is_packed", False) for v in sd.values()):
-        from ...weights.packed import attach_packed  # GGUF / fp8 weights kept packed
-
-        attach_packed(model, sd)  # swaps those Linears and removes their keys from sd
+        attach_packed(model, sd)  # GGUF / fp8 weights stay packed; their keys leave sd
     loaded = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in sd.items()}
     model.load_state_dict(loaded, assign=True)
     return model.to(device).eval().requires_grad_(False)

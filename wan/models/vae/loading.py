@@ -13,12 +13,14 @@ import re
 
 import torch
 
-from ...errors import WanFileError
+from .layers import VAEConfig
 from .wan21 import WanVAE
 from .wan22 import WanVAE22
-from .layers import VAEConfig
+from ..identify import identify
+from ...errors import WanFileError
+from ...weights.checks import check_tensors
+from ...weights.names import VAE, find_prefix, strip_prefix
 
-_PREFIXES = ("", "first_stage_model.", "vae.", "model.", "autoencoder.")
 _LATENT_CHANNELS = {WanVAE: 16, WanVAE22: 48}
 
 # diffusers WanResidualBlock member -> index in the official `residual` Sequential.
@@ -83,40 +85,15 @@ def diffusers_to_official(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def _describe(keys: list[str]) -> str:
-    """What a non-VAE file looks like, for the error message."""
-    try:
-        from ..identify import describe, guess_kind
-    except ImportError:  # the detector is optional here; the markers below cover the common cases
-        guess_kind = None
-    if guess_kind is not None and guess_kind(keys) not in ("unknown", "wan_vae"):
-        return f"it looks like {describe(keys)}"
-    joined = " ".join(keys[:2000])
-    for marker, kind in (
-        ("patch_embedding", "a Wan DiT (diffusion model)"),
-        ("self_attn.q.weight", "a Wan DiT (diffusion model)"),
-        ("attn1.to_q", "a diffusers Wan transformer"),
-        ("SelfAttention", "a UMT5 text encoder"),
-        ("vision_model.", "a CLIP vision model"),
-        ("lora_", "a LoRA"),
-        ("decoder.up.", "an image VAE (not a Wan video VAE)"),
-    ):
-        if marker in joined:
-            return f"it looks like {kind}"
-    return f"first tensors: {', '.join(keys[:3]) or 'none'}"
-
-
 def vae_spec(state_dict: dict, path: str | os.PathLike | None = None):
     """(class, VAEConfig, state dict under official names) for a VAE state dict; touches no data.
 
     Works on meta tensors too. Raises WanFileError for non-VAE, incomplete or mis-shaped weights.
     """
-    keys = list(state_dict)
-    prefix = next((p for p in _PREFIXES if f"{p}decoder.conv1.weight" in state_dict
-                   or f"{p}decoder.conv_in.weight" in state_dict), None)
-    if prefix is None:
-        raise WanFileError(path, f"not a Wan VAE: {_describe(keys)}")
-    sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    prefix = find_prefix(state_dict, VAE)  # quoted in messages, so they name the file's own tensors
+    sd = strip_prefix(state_dict, VAE)
+    if "decoder.conv1.weight" not in sd and "decoder.conv_in.weight" not in sd:
+        raise WanFileError(path, f"not a Wan VAE: it looks like {identify(state_dict).detail}")
     if "decoder.conv_in.weight" in sd:
         sd = diffusers_to_official(sd)
     cls = WanVAE22 if "decoder.upsamples.0.upsamples.0.residual.0.gamma" in sd else WanVAE
@@ -124,7 +101,7 @@ def vae_spec(state_dict: dict, path: str | os.PathLike | None = None):
     for needed in ("conv2.weight", "encoder.conv1.weight", "decoder.head.0.gamma"):
         if needed not in sd:
             raise WanFileError(path, f"Wan {version} VAE weights are incomplete: {prefix}{needed} is missing "
-                               f"(truncated or partial file?)")
+                               "(a partial file?)")
     z_dim = sd["conv2.weight"].shape[0]
     if z_dim != _LATENT_CHANNELS[cls]:
         raise WanFileError(path, f"Wan {version} VAE must have {_LATENT_CHANNELS[cls]} latent channels, "
@@ -136,21 +113,8 @@ def vae_spec(state_dict: dict, path: str | os.PathLike | None = None):
         nrb = _count(sd, r"decoder\.upsamples\.(\d+)\.residual\.") // 4 - 1
     cfg = VAEConfig(dim=dim, z_dim=z_dim, num_res_blocks=nrb, dec_dim=None if dec_dim == dim else dec_dim)
     with torch.device("meta"):
-        expected = cls(cfg).state_dict()
-    missing = [k for k in expected if k not in sd]
-    if missing:
-        raise WanFileError(path, f"Wan {version} VAE weights are incomplete: {len(missing)} of {len(expected)} "
-                           f"tensors missing, e.g. {prefix}{missing[0]} (truncated or partial file?)")
-    unexpected = [k for k in sd if k not in expected]
-    if unexpected:
-        raise WanFileError(path, f"unexpected tensor {prefix}{unexpected[0]} (and {len(unexpected) - 1} more) "
-                           f"for a Wan {version} VAE")
-    for k, t in expected.items():
-        if tuple(sd[k].shape) != tuple(t.shape):
-            raise WanFileError(path, f"tensor {prefix}{k} has shape {tuple(sd[k].shape)}, expected "
-                               f"{tuple(t.shape)} for a Wan {version} VAE (dim {dim}, z_dim {z_dim})")
-        if not sd[k].is_floating_point():
-            raise WanFileError(path, f"tensor {prefix}{k} has dtype {sd[k].dtype}, expected floating point")
+        model = cls(cfg)
+    check_tensors(model, sd, path, f"Wan {version} VAE (dim {dim}, z_dim {z_dim})", prefix)
     return cls, cfg, sd
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..names import LORA_DOTTED_PREFIXES, LORA_FLAT_PREFIXES
+
 # Tensor-name suffix -> role. Longest first so ".lora_B.default.weight" wins over ".lora_B".
 _ROLE_SUFFIXES: tuple[tuple[str, str], ...] = tuple(sorted({
     ".lora_up.weight": "up",
@@ -60,15 +62,6 @@ _ROLE_SUFFIXES: tuple[tuple[str, str], ...] = tuple(sorted({
     ".set_weight": "unsupported:set_weight",
     ".reshape_weight": "ignored",
 }.items(), key=lambda kv: -len(kv[0])))
-
-# Prefixes in front of a dotted module name, by dialect (the longest that applies is stripped).
-DOTTED_PREFIXES: tuple[str, ...] = (
-    "model.diffusion_model.", "diffusion_model.", "base_model.model.", "transformer.", "unet.", "model.",
-)
-# Prefixes in front of an underscore-flattened name (kohya, musubi, OneTrainer, SimpleTuner).
-# Wan-Fun files write a double underscore after lora_unet.
-FLAT_PREFIXES: tuple[str, ...] = ("lora_unet__", "lora_unet_", "lora_transformer_", "lycoris_")
-
 
 def split_key(key: str) -> tuple[str, str] | None:
     """``'x.y.lora_A.weight'`` -> ``('x.y', 'down')``; None when no LoRA suffix is present."""
@@ -164,12 +157,12 @@ def resolve_site(raw: str, index: NameIndex) -> tuple[str, str] | None:
     """LoRA module name -> (official site, dialect) or None when the model has no such layer."""
     if raw in index.dotted:
         return index.dotted[raw], _dialect(raw, raw, index)
-    for prefix in DOTTED_PREFIXES:
+    for prefix in LORA_DOTTED_PREFIXES:
         if raw.startswith(prefix):
             rest = raw[len(prefix):]
             if rest in index.dotted:
                 return index.dotted[rest], _dialect(raw, rest, index)
-    for prefix in FLAT_PREFIXES:
+    for prefix in LORA_FLAT_PREFIXES:
         if raw.startswith(prefix):
             rest = raw[len(prefix):]
             if rest in index.flat:

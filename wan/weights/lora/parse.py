@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from ...errors import WanFileError
+from ...models.identify import identify
 from .formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
 
 # ----------------------------------------------------------------------------------------------
@@ -140,16 +141,11 @@ def _read(path: str) -> dict[str, torch.Tensor]:
 
 def _what_it_is(sd: Mapping[str, torch.Tensor]) -> str:
     keys = list(sd)
-    if any(k.endswith("self_attn.q.weight") and "blocks." in k for k in keys):
+    who = identify(sd)
+    if who.role == "dit":
         return "a full Wan DiT checkpoint (load it as the diffusion model)"
-    try:
-        from ...models.identify import describe  # the model-detection area's phrase, when it knows the family
-
-        what = describe(keys)
-        if what and not what.startswith(("no model family", "a LoRA")):
-            return what
-    except Exception:  # noqa: BLE001 - a failed guess must not hide the real error
-        pass
+    if who.role not in (None, "lora"):
+        return who.detail
     foreign = guess_foreign(keys)
     if foreign:
         return f"weights of {foreign}"

@@ -1,0 +1,96 @@
+"""A Wan DiT's configuration read from its tensor names and shapes alone (never from a file name)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from .config import DIT_PRESETS, DiTConfig, same_network
+from ...errors import WanFileError
+from ...weights.checks import shape_of
+from ...weights.names import dit_to_official
+
+_REQUIRED = (
+    "patch_embedding.weight",
+    "text_embedding.0.weight",
+    "time_embedding.0.weight",
+    "time_projection.1.weight",
+    "head.head.weight",
+    "head.modulation",
+)
+
+
+def _block_ids(keys, prefix: str) -> set[int]:
+    return {int(m.group(1)) for k in keys if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
+
+
+def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
+    """The configuration of a Wan DiT state dict (any supported layout and wrapper).
+
+    Values may be tensors (meta and packed ones too) or shapes read from a header. The variant
+    name is the matching preset's; Wan2.1 T2V 14B and each Wan2.2 T2V A14B expert have identical
+    tensors, so both come back as "t2v_14b". Shapes without a preset give a config named
+    "custom_<model_type>". The caller has made sure the tensors are a Wan DiT's (``identify``);
+    missing or inconsistent ones raise WanFileError. Blocks are counted up to the highest one
+    present, so a block missing in the middle is left for the loader's check to name.
+    """
+    if not state_dict:
+        raise WanFileError(path, "holds no tensors: an empty file")
+    sd = dit_to_official(state_dict)
+    blocks = _block_ids(sd, "blocks.")
+    missing = [k for k in _REQUIRED if k not in sd]
+    ffn = f"blocks.{min(blocks)}.ffn.0.weight" if blocks else "blocks.0.ffn.0.weight"
+    if ffn not in sd:
+        missing.append(ffn)
+    if missing:
+        hint = ""
+        if "patch_embedding.weight" in missing:
+            hint = " (some older GGUF conversions keep the 5-D patch_embedding in a separate file)"
+        raise WanFileError(path, f"incomplete Wan DiT: missing {', '.join(missing)}{hint}")
+
+    def shape(name):
+        return shape_of(sd[name])
+
+    pe = shape("patch_embedding.weight")
+    if len(pe) != 5:
+        raise WanFileError(path, f"patch_embedding.weight has shape {pe}, expected a 5-D Conv3d weight")
+    dim, in_dim, patch = pe[0], pe[1], pe[2:]
+    head = shape("head.head.weight")
+    if head[0] % math.prod(patch):
+        raise WanFileError(path, f"head.head.weight has shape {head}, not a multiple of the patch {patch}")
+    out_dim = head[0] // math.prod(patch)
+    num_layers = max(blocks) + 1
+    fields = dict(
+        in_dim=in_dim, out_dim=out_dim, dim=dim, ffn_dim=shape(ffn)[0],
+        # Every released Wan DiT uses 128-channel heads (ComfyUI assumes the same).
+        num_heads=max(1, dim // 128), num_layers=num_layers, freq_dim=shape("time_embedding.0.weight")[1],
+        text_dim=shape("text_embedding.0.weight")[1], patch_size=tuple(patch),
+    )
+    if "img_emb.proj.1.weight" in sd:
+        fields.update(has_image_emb=True, img_dim=shape("img_emb.proj.1.weight")[1])
+        if "img_emb.emb_pos" in sd:
+            fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos")[1])
+    if "vace_patch_embedding.weight" in sd:
+        vace = _block_ids(sd, "vace_blocks.")
+        n = max(vace) + 1 if vace else 0
+        if not 0 < n <= num_layers:
+            raise WanFileError(path, f"VACE patch embedding without usable VACE blocks ({n} for {num_layers} blocks)")
+        fields.update(vace_in_dim=shape("vace_patch_embedding.weight")[1],
+                      vace_layers=tuple(range(0, num_layers, num_layers // n))[:n])
+        model_type = "vace"
+    elif fields.get("has_flf_pos_emb"):
+        model_type = "flf2v"
+    elif in_dim > out_dim:
+        model_type = "i2v"
+    elif out_dim == 48:
+        model_type = "ti2v"
+    else:
+        model_type = "t2v"
+    try:
+        cfg = DiTConfig(variant=f"custom_{model_type}", model_type=model_type, **fields)
+    except ValueError as err:
+        raise WanFileError(path, f"Wan DiT with inconsistent shapes: {err}") from None
+    for preset in DIT_PRESETS.values():
+        if same_network(preset, cfg):
+            return preset
+    return cfg
