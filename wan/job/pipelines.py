@@ -7,11 +7,13 @@
 Tasks: T2V / T2I (one frame), I2V (start image), FLF2V (start and end image), VACE (reference
 image, control video, mask), Wan2.2 TI2V-5B (optional start image), and Wan2.2 A14B (any of the
 above with ``dit_low=`` the low-noise expert). The building blocks the ComfyUI nodes use directly
-live in ``conditioning`` (prompt and image conditioning) and ``pipeline_sampling.sample_video``.
+live in ``conditioning`` (prompt and image conditioning) and ``sample.sample_video``; what rides on
+the model for a run (LoRAs, step cache, Enhance-A-Video, context windows) is ``run=RunOptions(...)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,7 @@ from .conditioning import (
     vace_conditioning,
 )
 from ..errors import WanFileError, WanInputError
+from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
 
@@ -56,19 +59,23 @@ def _default_device() -> str:
 def load_components(
     dit=None, text_encoder=None, vae=None, clip_vision=None, dit_low=None,
     dtype: torch.dtype = torch.bfloat16, vae_dtype: torch.dtype = torch.float32, device=None,
+    options: LoadOptions | None = None,
 ) -> dict:
     """Models from files (GGUF or safetensors; None skips a part): the keyword arguments of the
     pipeline constructors."""
+    if options is not None:  # shim: replaced by wan.job.load
+        dtype, device = options.dtype, options.device
     device = device or _default_device()
     out = {}
-    if dit is not None:
-        from ..models.dit.loading import load_dit_file
+    for role, path in (("dit", dit), ("dit_low", dit_low)):
+        if path is None:
+            continue
+        if options is None:
+            from ..models.dit.loading import load_dit_file
 
-        out["dit"] = load_dit_file(dit, dtype=dtype, device=device)
-    if dit_low is not None:
-        from ..models.dit.loading import load_dit_file
-
-        out["dit_low"] = load_dit_file(dit_low, dtype=dtype, device=device)
+            out[role] = load_dit_file(path, dtype=dtype, device=device)
+        else:
+            out[role] = _load_dit_with_options(path, options, device)  # shim: replaced by wan.job.load
     if text_encoder is not None:
         from ..models.text.encoder import TextEncoder
         from ..weights.loader import sniff
@@ -95,6 +102,23 @@ def load_components(
         out["clip_vision"] = load_clip_vision(read_safetensors(clip_vision), path=clip_vision, dtype=dtype,
                                               device=device)
     return out
+
+
+def _load_dit_with_options(path, options: LoadOptions, device) -> torch.nn.Module:
+    # shim: replaced by wan.job.load (the nodes' loader steps: fp8 storage, then prepare_model)
+    from ..models.dit.loading import load_dit
+    from ..runtime.apply import prepare_model
+    from ..weights.fp8 import quantize_fp8
+    from ..weights.loader import load_state_dict, sniff
+
+    sd = load_state_dict(os.fspath(path))
+    if options.quantization != "disabled" and sniff(os.fspath(path)) != "gguf":
+        sd = quantize_fp8(sd, "fp8_e4m3fn")
+    build_on = options.offload_device if options.swaps else device
+    model = load_dit(sd, path=os.fspath(path), dtype=options.dtype, device=build_on)
+    return prepare_model(model, device, options.offload_device, block_swap=options.block_swap,
+                         compile_args=options.compile, attention_mode=options.attention,
+                         fp8_fast=options.quantization == "fp8_e4m3fn_fast")
 
 
 def find_components(folder: str | os.PathLike) -> dict[str, str]:
@@ -195,24 +219,30 @@ class WanPipeline:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         output_type: str = "frames",
+        run: RunOptions | None = None,
         **inputs,
     ) -> torch.Tensor:
         """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
         latent). ``inputs`` are the task's images (``image``, ``end_image``, ``reference_image``,
         ``control_video``, ``mask``, ``strength``). ``shift`` None: the official default for the task
-        and size. See ``sample_video`` for the rest."""
+        and size. ``run``: LoRAs, step cache, Enhance-A-Video, context windows (``context`` is a
+        shorthand for ``run.context``). See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
+        run = RunOptions() if run is None else run
+        if context is not None:
+            if run.context is not None:
+                raise WanInputError("context windows given twice: as context= and as run.context")
+            run = dataclasses.replace(run, context=context)
         num_frames = self.default_frames if num_frames is None else num_frames
         image_embeds = self.conditioning(width, height, num_frames, **inputs)
         text = encode_prompts(self.text_encoder, prompt, negative_prompt if float(cfg) != 1.0 else None)
         if shift is None:
             shift = self.default_shift(image_embeds.width, image_embeds.height)
-        latent = sample_video(
-            self.dit, text, image_embeds, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-            denoise=denoise, latents=latents, context=context, dit_low=self.dit_low, cfg_low=cfg_low,
-            boundary=self.boundary, callback=callback, cancel=cancel,
-        )
+        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
+                                   cfg_low=cfg_low, boundary=self.boundary)
+        latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
+                              callback=callback, cancel=cancel)
         if output_type == "latent":
             return latent
         return decode_frames(self.vae, latent)

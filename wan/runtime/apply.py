@@ -1,18 +1,12 @@
-"""The two entry points the loader and the sampler call: model-time options and sampling-time ones."""
+"""The entry point the loaders call: the model-time options of a loaded DiT. (Run-time options, step
+cache and Enhance-A-Video, wrap the DiT's forward inside ``wan.job.sample.sample_video``.)"""
 
 from __future__ import annotations
-
-import contextlib
-import logging
 
 import torch
 
 from .blockswap import BlockSwapArgs, apply_block_swap
-from .cache import CacheArgs, CacheStats, use_step_cache
 from .compile import TorchCompileArgs, compile_blocks
-from .feta import FetaArgs, use_feta
-
-log = logging.getLogger(__name__)
 
 
 def prepare_model(
@@ -46,21 +40,4 @@ def prepare_model(
     return dit
 
 
-@contextlib.contextmanager
-def sampling_options(
-    dit: torch.nn.Module,
-    cache: CacheArgs | None = None,
-    feta: FetaArgs | None = None,
-    total_steps: int | None = None,
-    offload_device="cpu",
-):
-    """Step caching and Enhance-A-Video on ``dit`` for one sampling run; yields the CacheStats
-    (logged at the end when caching was on)."""
-    with use_feta(dit, feta, total_steps), use_step_cache(dit, cache, total_steps, offload_device) as stats:
-        yield stats
-    if cache is not None:
-        log.info("Wan: %s", stats)
-
-
-__all__ = ["BlockSwapArgs", "CacheArgs", "CacheStats", "FetaArgs", "TorchCompileArgs", "prepare_model",
-           "sampling_options"]
+__all__ = ["BlockSwapArgs", "TorchCompileArgs", "prepare_model"]
