@@ -20,6 +20,7 @@ from wan.sampling.context import (
     ordered_halving,
     slice_frames,
 )
+from wan.sampling.samplers import SAMPLERS, flow_to_x0
 from wan.sampling.schedules import get_sigmas, get_timesteps
 from wan.sampling.step import Step
 
@@ -164,6 +165,24 @@ def test_uniform_windows_move_with_the_step_index():
         fn(x, step)
         assert calls == context_windows(12, o, step=step.index)
     assert context_windows(12, o, 0) != context_windows(12, o, 1)
+
+
+def test_windows_follow_the_sampler_steps_of_a_video_to_video_unipc_run():
+    # 10 steps at denoise 0.6: the sampler runs 6 steps and the windows move as ComfyUI's do for
+    # steps 0..5 of the sigmas it was given
+    o = ContextOptions(5, 1, 1, "uniform_standard", "pyramid")
+    sigmas, _ = steps_of(10, 3.0, 0.6)
+    seen = []
+
+    def record(x, step, window):
+        seen.append((step.index, list(window)))
+        return torch.zeros_like(x)
+
+    x = torch.randn(1, 2, 12, 2, 2)
+    SAMPLERS["unipc"](flow_to_x0(make_context_denoiser(record, o, 12)), x, sigmas, get_timesteps(10, 3.0, 0.6))
+    expected = [(i, w) for i in range(6) for w in context_windows(12, o, step=i)]
+    assert seen == expected
+    assert len({tuple(map(tuple, context_windows(12, o, step=i))) for i in range(6)}) > 1  # they do move
 
 
 def test_pixel_frame_conversion_follows_comfyui_wan_node():
