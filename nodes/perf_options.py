@@ -1,7 +1,7 @@
 """Option nodes for memory and speed: block swap, torch.compile, step caching, Enhance-A-Video.
 
 Each returns a small frozen options object from ``wan.runtime``; the model loader and the sampler
-take them as optional inputs and hand them to ``wan.runtime.apply``.
+take them as optional inputs and hand them to ``wan.job.load`` (LoadOptions) and ``wan.job.sample`` (RunOptions).
 """
 
 from __future__ import annotations

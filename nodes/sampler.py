@@ -1,8 +1,10 @@
 """Wan Sampler: text and image conditioning -> a denoised RAW latent (ComfyUI LATENT) via
 ``wan.job.sample.sample_video``, with ComfyUI's progress bar, latent previews and cancel.
 
-LoRAs chosen on the model loader are applied to the shared base DiT for the duration of the run
-only (``wan.weights.lora.apply.apply_loras``), so graphs with and without them share one model.
+The node turns its inputs into ``SamplingOptions`` and ``RunOptions`` and places the models on
+ComfyUI's compute device; everything else (LoRAs chosen on the model loader, applied for the run
+only so graphs with and without them share one model; step cache; Enhance-A-Video; context windows;
+the Wan2.2 experts) is ``sample_video``'s.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
+from ..wan.sampling.samplers import SAMPLERS  # the library's list, so both stay in step
+
 OOM_ADVICE = (
     "Wan Sampler ran out of memory. To fit: connect Wan Block Swap Options to the model loader "
     "(blocks_to_swap 10-40), pick a smaller quant (a Q4_K or Q3_K GGUF, or fp8_e4m3fn instead of bf16), "
@@ -22,7 +26,6 @@ OOM_ADVICE = (
 
 log = logging.getLogger(__name__)
 
-SAMPLER_NAMES = ("unipc", "euler", "dpm++_2m", "lcm")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
@@ -75,7 +78,7 @@ class WanSampler:
                 "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 1000.0, "step": 0.01,
                                     "tooltip": "Sigma shift (5 for T2V, 3 for 480p I2V)."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
-                "sampler": (list(SAMPLER_NAMES), {"default": "unipc"}),
+                "sampler": (list(SAMPLERS), {"default": "unipc"}),
                 "denoise_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                                "tooltip": "Below 1 with samples: video-to-video."}),
             },
@@ -90,11 +93,11 @@ class WanSampler:
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
-        from ..wan.job.conditioning import t2v_conditioning
         from ..wan.errors import WanInputError
-        from ..wan.job.sample import sample_video
-        from ..wan.runtime.apply import sampling_options
-        from ..wan.weights.lora.parse import apply_loras  # (lora_apply imported first is circular)
+        from ..wan.job import sample as job_sample
+        from ..wan.job.conditioning import t2v_conditioning
+        from ..wan.job.options import RunOptions, SamplingOptions
+        from ..wan.sampling.schedules import steps_to_run
 
         channels = model.cfg.latent_channels
         cond = image_embeds
@@ -109,37 +112,30 @@ class WanSampler:
             latents = latents[:1]
         elif denoise_strength < 1.0:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
-        text = text_embeds
-        if float(cfg) == 1.0:
-            text = text._replace(negative=None)  # one DiT pass per step
 
+        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
+                                   denoise=denoise_strength)
+        same_expert = model_low is not None and model_low.dit is model.dit
+        if same_expert and tuple(model_low.loras) != tuple(model.loras):
+            log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")
+        loras_low = () if model_low is None or same_expert else tuple(model_low.loras)
+        run = RunOptions(loras=tuple(model.loras), loras_low=loras_low, cache=cache_args, feta=feta_args,
+                         context=context_options, offload_device=offload_device())
         done = [0]
-        run_steps = max(int(steps * denoise_strength), 1)  # the last steps of the schedule
-        progress = _progress(run_steps, channels)
+        progress = _progress(steps_to_run(steps, denoise_strength), channels)
 
         def callback(step, total, x0):
             done[0] = step
             progress(step, total, x0)
 
         with contextlib.ExitStack() as stack:
-            dit_low = None
-            for i, m in enumerate((model, model_low)):
-                if m is None or (i == 1 and m.dit is model.dit):
-                    continue
-                if not m.block_swap:  # a block-swapped model streams its blocks in itself
+            for m in (model, model_low):
+                if m is not None and not m.block_swap:  # a block-swapped model streams its blocks in itself
                     stack.enter_context(on_device(m.dit, main_device()))
-                if m.loras:
-                    stack.enter_context(apply_loras(m.dit, m.loras, warn=False))
-                if cache_args is not None or feta_args is not None:
-                    stack.enter_context(sampling_options(m.dit, cache_args, feta_args, total_steps=run_steps,
-                                                         offload_device=offload_device()))
-            if model_low is not None:
-                dit_low = model_low.dit
             try:
-                latent = sample_video(
-                    model.dit, text, cond, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                    denoise=denoise_strength, latents=latents, context=context_options, dit_low=dit_low,
-                    callback=callback, cancel=cancel_check(),
+                latent = job_sample.sample_video(
+                    model.dit, text_embeds, cond, sampling, run, dit_low=None if model_low is None else model_low.dit,
+                    latents=latents, callback=callback, cancel=cancel_check(),
                 )
             except torch.OutOfMemoryError as error:
                 # Re-raised as the same type so ComfyUI still unloads models and reports an OOM.

@@ -30,6 +30,7 @@ from wan.job.pipelines import (
     decode_frames,
     sample_video,
 )
+from wan.job.options import SamplingOptions
 from wan.sampling.context import ContextOptions
 from wan.sampling.noise import make_noise
 from wan.sampling.samplers import Cancelled
@@ -140,7 +141,7 @@ def test_i2v_matches_diffusers(text_parts, vae_parts, monkeypatch):
     cond = i2v_conditioning(vae, FakeClip(), image, W, H, FRAMES)
     assert cond.y.shape == (1, 20, 2, 4, 4) and cond.clip_fea.shape == (1, 257, 1280)
     text = encode_prompts(te, PROMPT, NEGATIVE)
-    ours = sample_video(dit, text, cond, steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED, sampler="unipc")
+    ours = sample_video(dit, text, cond, SamplingOptions(steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED, sampler="unipc"))
 
     ref_pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae,
                                        scheduler=_scheduler(), image_encoder=None, image_processor=None)

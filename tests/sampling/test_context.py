@@ -20,7 +20,9 @@ from wan.sampling.context import (
     ordered_halving,
     slice_frames,
 )
-from wan.sampling.schedules import get_sigmas
+from wan.sampling.samplers import SAMPLERS, flow_to_x0
+from wan.sampling.schedules import get_sigmas, get_timesteps
+from wan.sampling.step import Step
 
 COMFY_SCHEDULE = {
     "uniform_standard": "standard_uniform",
@@ -90,6 +92,16 @@ def window_model(calls=None):
     return fn
 
 
+def chain(fn):
+    """``fn(x, sigma, window)`` as a layer of our denoiser chain, which hands down the Step."""
+    return lambda x, step, window: fn(x, step.sigma, window)
+
+
+def steps_of(steps=8, shift=5.0, denoise=1.0):
+    sigmas, timesteps = get_sigmas(steps, shift, denoise), get_timesteps(steps, shift, denoise)
+    return sigmas, [Step(i, len(timesteps), sigmas[i], timesteps[i]) for i in range(len(timesteps))]
+
+
 @pytest.mark.parametrize("schedule,fuse,stride", [
     ("static_standard", "pyramid", 1), ("uniform_standard", "flat", 2), ("uniform_looped", "overlap-linear", 1),
     ("uniform_standard", "overlap-linear", 1), ("batched", "pyramid", 1), ("static_standard", "overlap-linear", 1),
@@ -97,10 +109,10 @@ def window_model(calls=None):
 def test_fused_output_equals_comfyui_execute(schedule, fuse, stride):
     o = ContextOptions(6, 2, stride, schedule, fuse)
     frames = 15
-    sigmas = get_sigmas(8, 5.0)
+    sigmas, steps = steps_of(8, 5.0)
     x = torch.randn(1, 4, frames, 3, 2)
     fn = window_model()
-    ours_fn = make_context_denoiser(fn, o, frames, sigmas=sigmas)
+    ours_fn = make_context_denoiser(chain(fn), o, frames)
     cw, handler = comfy_handler(o)
 
     def calc_cond_batch(model, conds, x_in, timestep, model_options):
@@ -110,18 +122,18 @@ def test_fused_output_equals_comfyui_execute(schedule, fuse, stride):
     for i in (0, 3, 5):
         opts = {"transformer_options": {"sample_sigmas": sigmas}}
         ref = handler.execute(calc_cond_batch, None, [[{}]], x, sigmas[i:i + 1], opts)[0]
-        torch.testing.assert_close(ours_fn(x, sigmas[i]), ref, atol=1e-6, rtol=0)
+        torch.testing.assert_close(ours_fn(x, steps[i]), ref, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("length", [9, 12])
 def test_a_window_covering_everything_is_exactly_no_windowing(length):
     x = torch.randn(1, 4, 9, 3, 2)
-    sigma = torch.tensor(0.6)
+    _, steps = steps_of()
     fn = window_model()
-    plain = fn(x, sigma, list(range(9)))
+    plain = fn(x, steps[2].sigma, list(range(9)))
     for schedule in ("uniform_standard", "uniform_looped", "static_standard", "batched"):
         o = ContextOptions(length, 3, 1, schedule, "pyramid")
-        assert torch.equal(make_context_denoiser(fn, o, 9)(x, sigma), plain)
+        assert torch.equal(make_context_denoiser(chain(fn), o, 9)(x, steps[2]), plain)
 
 
 def test_conditioning_is_sliced_per_window():
@@ -130,7 +142,7 @@ def test_conditioning_is_sliced_per_window():
     cond = {"y": y, "context": torch.randn(1, 7, 4096), "clip_fea": torch.randn(1, 257, 1280), "n": 3}
     seen = []
 
-    def fn(x, sigma, window):
+    def fn(x, step, window):
         c = slice_frames(cond, window, frames)
         assert c["context"] is cond["context"] and c["clip_fea"] is cond["clip_fea"] and c["n"] == 3
         assert c["y"][0, 0, :, 0, 0].tolist() == [float(i) for i in window]
@@ -138,21 +150,39 @@ def test_conditioning_is_sliced_per_window():
         return x
 
     o = ContextOptions(4, 1, 1, "static_standard", "flat")
-    out = make_context_denoiser(fn, o, frames)(torch.randn(1, 16, frames, 2, 2), torch.tensor(0.5))
+    out = make_context_denoiser(fn, o, frames)(torch.randn(1, 16, frames, 2, 2), steps_of()[1][0])
     assert seen == context_windows(frames, o) and out.shape == (1, 16, frames, 2, 2)
 
 
-def test_uniform_windows_move_with_the_step_found_from_sigma():
+def test_uniform_windows_move_with_the_step_index():
     o = ContextOptions(5, 1, 1, "uniform_standard", "pyramid")
-    sigmas = get_sigmas(6, 3.0)
+    _, steps = steps_of(10, 3.0, 0.6)
     calls = []
-    fn = make_context_denoiser(window_model(calls), o, 12, sigmas=sigmas)
+    fn = make_context_denoiser(chain(window_model(calls)), o, 12)
     x = torch.randn(1, 2, 12, 2, 2)
-    for i in range(3):
+    for step in steps[:3]:
         calls.clear()
-        fn(x, sigmas[i])
-        assert calls == context_windows(12, o, step=i)
+        fn(x, step)
+        assert calls == context_windows(12, o, step=step.index)
     assert context_windows(12, o, 0) != context_windows(12, o, 1)
+
+
+def test_windows_follow_the_sampler_steps_of_a_video_to_video_unipc_run():
+    # 10 steps at denoise 0.6: the sampler runs 6 steps and the windows move as ComfyUI's do for
+    # steps 0..5 of the sigmas it was given
+    o = ContextOptions(5, 1, 1, "uniform_standard", "pyramid")
+    sigmas, _ = steps_of(10, 3.0, 0.6)
+    seen = []
+
+    def record(x, step, window):
+        seen.append((step.index, list(window)))
+        return torch.zeros_like(x)
+
+    x = torch.randn(1, 2, 12, 2, 2)
+    SAMPLERS["unipc"](flow_to_x0(make_context_denoiser(record, o, 12)), x, sigmas, get_timesteps(10, 3.0, 0.6))
+    expected = [(i, w) for i in range(6) for w in context_windows(12, o, step=i)]
+    assert seen == expected
+    assert len({tuple(map(tuple, context_windows(12, o, step=i))) for i in range(6)}) > 1  # they do move
 
 
 def test_pixel_frame_conversion_follows_comfyui_wan_node():

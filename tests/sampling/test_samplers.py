@@ -1,8 +1,9 @@
 """Every sampler against the diffusers scheduler it reproduces, over whole trajectories.
 
 Both sides are driven by the same deterministic fake flow model (a fixed function of x and sigma,
-non-linear in sigma so multistep corrections matter) and every intermediate x is compared.
-Tolerance: 1e-6 absolute on latents of magnitude ~1 (float32).
+non-linear in sigma so multistep corrections matter) and every intermediate x is compared; ours sees
+it through ``flow_to_x0``, as the sampler sees any denoiser chain. Tolerance: 1e-6 absolute on
+latents of magnitude ~1 (float32).
 """
 
 import math
@@ -12,8 +13,8 @@ import torch
 
 from test_schedules import reference_scheduler, reference_truncated
 from wan.errors import WanError
-from wan.sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, Cancelled
-from wan.sampling.schedules import get_sigmas
+from wan.sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, Cancelled, flow_to_x0
+from wan.sampling.schedules import get_sigmas, get_timesteps
 
 SHAPE = (1, 4, 3, 5, 6)  # [B, C, F, H, W]
 TOL = 1e-6
@@ -46,6 +47,15 @@ def run_reference(name, steps, shift, denoise, x, model, seed):
     return xs
 
 
+def sample(name, v_model, x, steps, shift=5.0, denoise=1.0, sigmas=None, **kw):
+    """SAMPLERS[name] on the flow model ``v_model(x, sigma)`` over its schedule (or ``sigmas``)."""
+    schedule = SAMPLER_SCHEDULES[name]
+    if sigmas is None:
+        sigmas = get_sigmas(steps, shift, denoise, schedule=schedule)
+    timesteps = get_timesteps(steps, shift, denoise, schedule=schedule)
+    return SAMPLERS[name](flow_to_x0(lambda x_in, step: v_model(x_in, step.sigma)), x, sigmas, timesteps, **kw)
+
+
 def run_ours(name, steps, shift, denoise, x, model, seed):
     xs = []
 
@@ -53,9 +63,8 @@ def run_ours(name, steps, shift, denoise, x, model, seed):
         xs.append(x_in.clone())
         return model(x_in, sigma)
 
-    sigmas = get_sigmas(steps, shift, denoise, schedule=SAMPLER_SCHEDULES[name])
     gen = torch.Generator().manual_seed(seed)
-    out = SAMPLERS[name](recording, x, sigmas, generator=gen)
+    out = sample(name, recording, x, steps, shift, denoise, generator=gen)
     xs.append(out)
     return xs
 
@@ -91,7 +100,7 @@ def test_cancel_stops_within_one_step(name):
 
     x = torch.randn(1, 2, 1, 2, 2)
     with pytest.raises(Cancelled) as info:
-        SAMPLERS[name](model, x, get_sigmas(10, 5.0), cancel=cancel, generator=torch.Generator())
+        sample(name, model, x, 10, cancel=cancel, generator=torch.Generator())
     assert len(calls) == 3  # the call that made cancel() true is the last one
     assert isinstance(info.value, WanError)
 
@@ -101,9 +110,7 @@ def test_callback_sees_every_step_with_x0_preview(name):
     model = fake_model_factory()
     seen = []
     x = torch.randn(SHAPE)
-    sigmas = get_sigmas(6, 5.0, schedule=SAMPLER_SCHEDULES[name])
-    SAMPLERS[name](model, x, sigmas, callback=lambda i, n, x0: seen.append((i, n, x0.shape)),
-                   generator=torch.Generator())
+    sample(name, model, x, 6, callback=lambda i, n, x0: seen.append((i, n, x0.shape)), generator=torch.Generator())
     assert seen == [(i, 6, torch.Size(SHAPE)) for i in range(6)]
 
 
@@ -114,7 +121,7 @@ def test_exact_model_lands_on_x0():
     sigmas = get_sigmas(12, 5.0)
     x = (1 - sigmas[0]) * x0 + sigmas[0] * noise
     for name in ("unipc", "euler", "dpm++_2m", "lcm"):
-        out = SAMPLERS[name](lambda x, s: (x - x0) / s, x.clone(), sigmas, generator=torch.Generator())
+        out = sample(name, lambda x, s: (x - x0) / s, x.clone(), 12, sigmas=sigmas, generator=torch.Generator())
         torch.testing.assert_close(out, x0, atol=1e-5, rtol=0)
 
 
@@ -124,6 +131,26 @@ def test_unipc_survives_a_schedule_starting_at_pure_noise():
     model = fake_model_factory()
     x = torch.randn(SHAPE)
     sigmas = torch.cat([torch.ones(1), get_sigmas(8, 5.0, schedule="unipc")[1:]])
-    out = SAMPLERS["unipc"](model, x, sigmas)
+    out = sample("unipc", model, x, 8, sigmas=sigmas)
     assert torch.isfinite(out).all()
-    assert torch.equal(out, SAMPLERS["unipc"](model, x, get_sigmas(8, 5.0, schedule="unipc")))
+    assert torch.equal(out, sample("unipc", model, x, 8))
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_steps_carry_index_sigma_and_timestep_of_the_schedule(name):
+    # a video-to-video run (denoise < 1): the steps count from 0 within the run, each with the
+    # sigma the sampler evaluates and the schedule's timestep for it
+    schedule = SAMPLER_SCHEDULES[name]
+    sigmas = get_sigmas(10, 3.0, 0.6, schedule=schedule)
+    timesteps = get_timesteps(10, 3.0, 0.6, schedule=schedule)
+    seen = []
+    x = torch.randn(SHAPE)
+    SAMPLERS[name](lambda x, step: seen.append(step) or x.float(), x, sigmas, timesteps, generator=torch.Generator())
+    assert [(s.index, s.total) for s in seen] == [(i, 6) for i in range(6)]
+    assert [float(s.sigma) for s in seen] == sigmas[:-1].tolist()
+    assert [s.timestep.item() for s in seen] == timesteps.tolist()
+
+
+def test_timesteps_must_match_the_sigmas():
+    with pytest.raises(WanError, match="one timestep per step"):
+        SAMPLERS["euler"](lambda x, step: x, torch.zeros(2), get_sigmas(4, 5.0), get_timesteps(5, 5.0))

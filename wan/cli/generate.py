@@ -7,6 +7,11 @@ The task follows the diffusion model (read from its weights): T2V, I2V (``--imag
 ``--end-image`` first-last-frame), VACE (``--reference-image``, ``--control-video``), Wan2.2 TI2V
 (optional ``--image``), Wan2.2 A14B (``--dit`` high-noise + ``--dit-low``). The output format comes
 from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes to stderr.
+
+Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repeatable; ``--lora-low``
+for the low-noise expert), ``--block-swap``, ``--compile``, ``--attention``, ``--quantization``, step
+cache (``--cache``), Enhance-A-Video (``--feta``) and context windows (``--context``); they become the
+library's LoadOptions and RunOptions.
 """
 
 from __future__ import annotations
@@ -16,8 +21,45 @@ import os
 import sys
 import time
 
+import torch
+
+from ..errors import WanError, WanInputError
+from ..job import pipelines
+from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions
+from ..models.dit.attention_backends import ATTENTION_MODES
+from ..runtime.blockswap import BlockSwapArgs
+from ..runtime.cache import CacheArgs
+from ..runtime.compile import TorchCompileArgs
+from ..runtime.feta import FetaArgs
+from ..sampling.context import ContextOptions
+from ..sampling.samplers import SAMPLERS
+from ..video import write_video
+from ..weights.lora.parse import load_lora
+
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
-DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default
+
+
+def lora_spec(text: str) -> tuple[str, float]:
+    """``FILE`` or ``FILE:STRENGTH`` -> (file, strength); a tail that is not a number is part of the name."""
+    path, sep, tail = text.rpartition(":")
+    if sep and path:
+        try:
+            return path, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0
+
+
+def context_spec(text: str) -> ContextOptions:
+    """``FRAMES`` or ``FRAMES:OVERLAP`` in pixel frames -> the windows the Wan Context Options node makes."""
+    frames, _, overlap = text.partition(":")
+    try:
+        return ContextOptions.from_pixel_frames(int(frames), int(overlap) if overlap else CONTEXT_OVERLAP)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FRAMES or FRAMES:OVERLAP (pixel frames), got {text!r}") from None
+    except WanError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,12 +86,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--cfg", type=float, default=5.0)
     gen.add_argument("--cfg-low", type=float, default=None, help="CFG of the low-noise expert (default --cfg)")
     gen.add_argument("--shift", type=float, default=None, help="sigma shift (default: the official one for the task)")
-    gen.add_argument("--sampler", default="unipc", choices=("unipc", "euler", "dpm++_2m", "lcm"))
+    gen.add_argument("--sampler", default="unipc", choices=tuple(SAMPLERS))
     gen.add_argument("--seed", type=int, default=0)
+    opts = parser.add_argument_group("model and run options (those of the nodes)")
+    opts.add_argument("--lora", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
+                      help="apply a LoRA for this run (repeatable; strength default 1)")
+    opts.add_argument("--lora-low", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
+                      help="a LoRA for the Wan2.2 A14B low-noise expert (--dit-low)")
+    opts.add_argument("--block-swap", type=int, default=0, metavar="N",
+                      help="keep N transformer blocks in system memory, streamed to the device as they run")
+    opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
+    opts.add_argument("--attention", default="sdpa", choices=ATTENTION_MODES, help="attention kernel")
+    opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
+                      help="fp8_e4m3fn: store a safetensors DiT's block weights as fp8; _fast: also multiply in fp8")
+    opts.add_argument("--cache", type=float, default=None, metavar="THRESHOLD",
+                      help="step cache (TeaCache): skip steps while the change stays below THRESHOLD (e.g. 0.2)")
+    opts.add_argument("--feta", type=float, default=None, metavar="WEIGHT",
+                      help="Enhance-A-Video with this weight (e.g. 2)")
+    opts.add_argument("--context", type=context_spec, default=None, metavar="FRAMES[:OVERLAP]",
+                      help=f"denoise in windows of FRAMES pixel frames overlapping by OVERLAP (default "
+                           f"{CONTEXT_OVERLAP})")
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="output file: .mp4 .webm .gif .webp, or .png (one frame)")
     out.add_argument("--fps", type=float, default=16.0)
-    out.add_argument("--dtype", default="bf16", choices=tuple(DTYPES), help="weights and compute dtype")
+    out.add_argument("--dtype", default="bf16", choices=tuple(PRECISIONS), help="weights and compute dtype")
     out.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress output")
 
@@ -80,10 +140,7 @@ def _say(args, text: str) -> None:
 
 def _read_image(path: str):
     import numpy as np
-    import torch
     from PIL import Image
-
-    from ..errors import WanInputError
 
     try:
         with Image.open(path) as im:
@@ -96,9 +153,6 @@ def _read_image(path: str):
 def _read_video(path: str):
     import imageio_ffmpeg
     import numpy as np
-    import torch
-
-    from ..errors import WanInputError
 
     try:
         reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
@@ -111,32 +165,25 @@ def _read_video(path: str):
 
 
 def _pipeline_class(dit, args):
-    from ..job import pipelines as p
-    from ..errors import WanInputError
-
     kind = dit.cfg.model_type
     if kind == "t2v":
         if args.image or args.end_image:
             raise WanInputError("this diffusion model is text-to-video: it takes no --image/--end-image")
-        return p.T2VPipeline
+        return pipelines.T2VPipeline
     if kind in ("i2v", "flf2v"):
         if not (args.image or args.end_image):
             raise WanInputError(f"this diffusion model ({dit.cfg.variant}) is image-to-video: give --image")
-        return p.I2VPipeline
+        return pipelines.I2VPipeline
     if kind == "vace":
-        return p.VACEPipeline
-    return p.TI2VPipeline
+        return pipelines.VACEPipeline
+    return pipelines.TI2VPipeline
 
 
 def _write(path: str, frames, fps: float) -> None:
-    from ..errors import WanInputError
-    from ..video import write_video
-
     ext = os.path.splitext(path)[1].lower()
     if ext == ".png":
         if frames.shape[0] != 1:
             raise WanInputError(f".png holds one frame, got {frames.shape[0]}; use --frames 1 or a video extension")
-        import torch
         from PIL import Image
 
         arr = (frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
@@ -147,9 +194,28 @@ def _write(path: str, frames, fps: float) -> None:
     write_video(path, frames, fps=fps, format=FORMATS[ext])
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..errors import WanError, WanInputError
+def _options(args: argparse.Namespace):
+    """(LoadOptions, RunOptions) of the command line; LoRA files are read here."""
+    if args.lora_low and not args.dit_low:
+        raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
+    load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
+                       attention=args.attention, block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
+                       compile=TorchCompileArgs() if args.compile else None)
+    run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
+                     loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
+                     cache=None if args.cache is None else CacheArgs(threshold=args.cache),
+                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context)
+    return load, run
 
+
+def _report_loras(args, parts: dict, run) -> None:
+    # the loader node logs how each LoRA matches its model; say the same here
+    for role, chain in (("dit", run.loras), ("dit_low", run.loras_low)):
+        for lora, strength in chain:
+            _say(args, f"LoRA {lora.name} (strength {strength:g}): {lora.match(parts[role]).describe()}")
+
+
+def run(args: argparse.Namespace) -> int:
     ext = os.path.splitext(args.out)[1].lower()
     if ext not in FORMATS and ext != ".png":
         print(f"generate: --out must end in .mp4, .webm, .gif, .webp or .png, got {args.out!r}", file=sys.stderr)
@@ -159,20 +225,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     frames_n = args.frames if args.frames is not None else (1 if ext == ".png" else 81)
     try:
-        import torch
-
-        from ..job.pipelines import find_components, load_components
-
-        dtype = getattr(torch, DTYPES[args.dtype])
+        load_options, run_options = _options(args)
         files = dict(dit=args.dit, dit_low=args.dit_low, text_encoder=args.text_encoder, vae=args.vae,
                      clip_vision=args.clip_vision)
         if args.model_dir:
-            found = find_components(args.model_dir)
+            found = pipelines.find_components(args.model_dir)
             files.update({k: v for k, v in found.items() if files.get(k) is None})
         t0 = time.monotonic()
         _say(args, "loading models ...")
-        parts = load_components(**files, dtype=dtype, device=args.device)
+        parts = pipelines.load_components(**files, options=load_options, vae_dtype=torch.float32)
         _say(args, f"loaded {parts['dit'].cfg.variant} in {time.monotonic() - t0:.1f}s")
+        _report_loras(args, parts, run_options)
         cls = _pipeline_class(parts["dit"], args)
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
@@ -194,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
                       num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
-                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), **inputs)
+                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options, **inputs)
         _write(args.out, frames, args.fps)
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)

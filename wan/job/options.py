@@ -17,6 +17,7 @@ from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
+from ..sampling.samplers import SAMPLERS
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
@@ -88,13 +89,20 @@ class SamplingOptions:
     boundary: float | None = None  # Wan2.2 A14B: expert switch (None: the official default)
     batch_cfg: bool = True  # cond and uncond in one doubled batch
 
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What rides on the model for one run: LoRAs as (Lora, strength) pairs, step caching,
-    Enhance-A-Video and context windows."""
+    """What rides on the model for one run: LoRAs as (Lora, strength) pairs (``loras_low``: those of
+    the Wan2.2 low-noise expert), step caching, Enhance-A-Video and context windows.
+    offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``."""
 
     loras: tuple = ()
     cache: CacheArgs | None = None
     feta: FetaArgs | None = None
     context: ContextOptions | None = None
+    loras_low: tuple = ()
+    offload_device: str | torch.device = "cpu"

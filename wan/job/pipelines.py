@@ -7,7 +7,8 @@
 Tasks: T2V / T2I (one frame), I2V (start image), FLF2V (start and end image), VACE (reference
 image, control video, mask), Wan2.2 TI2V-5B (optional start image), and Wan2.2 A14B (any of the
 above with ``dit_low=`` the low-noise expert). The building blocks the ComfyUI nodes use directly
-live in ``conditioning`` (prompt and image conditioning) and ``sample.sample_video``.
+live in ``conditioning`` (prompt and image conditioning) and ``sample.sample_video``; what rides on
+the model for a run (LoRAs, step cache, Enhance-A-Video, context windows) is ``run=RunOptions(...)``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .conditioning import (
 )
 from ..errors import WanFileError, WanInputError
 from . import load
-from .options import LoadOptions
+from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
 
@@ -80,6 +81,7 @@ def load_components(
     if clip_vision is not None:
         out["clip_vision"] = load.load_clip_vision(clip_vision, options)
     return out
+
 
 
 def find_components(folder: str | os.PathLike) -> dict[str, str]:
@@ -183,24 +185,30 @@ class WanPipeline:
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         output_type: str = "frames",
+        run: RunOptions | None = None,
         **inputs,
     ) -> torch.Tensor:
         """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
         latent). ``inputs`` are the task's images (``image``, ``end_image``, ``reference_image``,
         ``control_video``, ``mask``, ``strength``). ``shift`` None: the official default for the task
-        and size. See ``sample_video`` for the rest."""
+        and size. ``run``: LoRAs, step cache, Enhance-A-Video, context windows (``context`` is a
+        shorthand for ``run.context``). See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
+        run = RunOptions() if run is None else run
+        if context is not None:
+            if run.context is not None:
+                raise WanInputError("context windows given twice: as context= and as run.context")
+            run = dataclasses.replace(run, context=context)
         num_frames = self.default_frames if num_frames is None else num_frames
         image_embeds = self.conditioning(width, height, num_frames, **inputs)
         text = encode_prompts(self.text_encoder, prompt, negative_prompt if float(cfg) != 1.0 else None)
         if shift is None:
             shift = self.default_shift(image_embeds.width, image_embeds.height)
-        latent = sample_video(
-            self.dit, text, image_embeds, steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-            denoise=denoise, latents=latents, context=context, dit_low=self.dit_low, cfg_low=cfg_low,
-            boundary=self.boundary, callback=callback, cancel=cancel,
-        )
+        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
+                                   cfg_low=cfg_low, boundary=self.boundary)
+        latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
+                              callback=callback, cancel=cancel)
         if output_type == "latent":
             return latent
         return decode_frames(self.vae, latent)

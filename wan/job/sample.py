@@ -1,27 +1,44 @@
-"""``sample_video``: seeded noise -> denoised latent for any Wan task, the one place where the DiT,
-guidance, the Wan2.2 expert switch, context windows and the sampler are put together.
+"""``sample_video``: seeded noise -> denoised latent for any Wan task, the one run path. It puts
+together what rides on the model for a run (LoRAs, step cache, Enhance-A-Video), the denoiser chain
+(DiT call, CFG, the Wan2.2 expert switch, context windows) and the sampler.
+
+The chain, innermost first, every layer receiving the sampler's ``Step``:
+DiT forward (plain, or ``StepCache``; wrapped by Enhance-A-Video) -> ``make_dit_call`` (conditioning,
+timestep) -> CFG per expert -> expert switch -> context windows -> ``samplers.flow_to_x0`` -> sampler.
 
 Timesteps: the DiT is called with the timestep its reference pipeline passes for each sigma of the
 chosen sampler's grid (``schedules.get_timesteps``: diffusers' integer timesteps for unipc and
-dpm++_2m, float for euler/lcm), so a run reproduces diffusers step for step.
+dpm++_2m, float for euler/lcm), handed to the sampler with the sigmas, so a run reproduces diffusers
+step for step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
+from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
-from ..sampling.context import ContextOptions, make_context_denoiser, slice_frames
+from ..runtime.cache import StepCache
+from ..runtime.feta import use_feta
+from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.guidance import BOUNDARY_I2V, BOUNDARY_T2V, make_cfg_denoiser, make_expert_switch
 from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
-from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS
+from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
 from ..sampling.schedules import get_sigmas, get_timesteps
+from ..sampling.step import Step
+from ..weights.lora.apply import apply_loras
 
 Callback = Callable[[int, int, torch.Tensor], None]
+# forward(step, x, t, context, **kw) -> v: one DiT evaluation, with the runtime options of the run
+Forward = Callable[..., torch.Tensor]
+
+log = logging.getLogger(__name__)
 
 
 def _device(module: torch.nn.Module) -> torch.device:
@@ -59,105 +76,102 @@ def _hold_fixed(x: torch.Tensor, cond: dict) -> torch.Tensor:
     return cond["fixed_latent"].to(x.dtype) * (1 - mask) + x * mask
 
 
-def make_dit_call(dit: torch.nn.Module, timestep_of: Callable[[torch.Tensor], torch.Tensor], num_frames: int):
-    """``fn(x, sigma, cond, window=None) -> v``: one DiT evaluation with a conditioning dict from
-    ``_conds`` (sliced to the context window's latent frames when one is given)."""
+def plain_forward(dit: torch.nn.Module) -> Forward:
+    """The DiT forward of a run without step caching."""
+    return lambda step, x, t, context, **kw: dit(x, t, context, **kw)
 
-    def call(x: torch.Tensor, sigma: torch.Tensor, cond: dict, window=None) -> torch.Tensor:
+
+def make_dit_call(forward: Forward, num_frames: int):
+    """``fn(x, step, cond, window=None) -> v``: one DiT evaluation through ``forward`` with a
+    conditioning dict from ``_conds`` (sliced to the context window's latent frames when one is
+    given) at the step's timestep."""
+
+    def call(x: torch.Tensor, step: Step, cond: dict, window=None) -> torch.Tensor:
         if window is not None:
             vace = cond.get("vace_context")  # [B, N, 96, T, h, w]: frames on dim 3
             cond = slice_frames(cond, window, num_frames)
             if vace is not None:
                 cond = {**cond, "vace_context": vace[:, :, :, list(window)]}
-        t = timestep_of(sigma).to(x.device)
+        t = step.timestep.to(device=x.device, dtype=torch.float32)
         mask = cond.get("denoise_mask")
         if mask is not None:
             x = _hold_fixed(x, cond)
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
         kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength") if k in cond}
-        return dit(x, t, cond["context"], **kw).float()
+        return forward(step, x, t, cond["context"], **kw).float()
 
     return call
 
 
-def _timestep_lookup(sigmas: torch.Tensor, timesteps: torch.Tensor):
-    table = {float(s): float(t) for s, t in zip(sigmas[:-1].tolist(), timesteps.tolist())}
-
-    def timestep_of(sigma: torch.Tensor) -> torch.Tensor:
-        s = float(sigma)
-        return torch.tensor(table.get(s, s * 1000.0), dtype=torch.float32)
-
-    return timestep_of
-
-
-def sample_video(
-    dit: torch.nn.Module,
-    text_embeds: PromptEmbeds,
-    image_embeds: VideoConditioning,
-    steps: int = 30,
-    cfg: float = 5.0,
-    shift: float = 5.0,
-    seed: int = 0,
-    sampler: str = "unipc",
-    denoise: float = 1.0,
-    latents: torch.Tensor | None = None,
-    context: ContextOptions | None = None,
-    dit_low: torch.nn.Module | None = None,
-    cfg_low: float | None = None,
-    boundary: float | None = None,
-    callback: Callback | None = None,
-    cancel: Callable[[], bool] | None = None,
-    batch_cfg: bool = True,
-) -> torch.Tensor:
-    """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
-
-    latents: optional RAW latent of that shape to start from (video-to-video): it is noised to the
-    first sigma of the schedule (the last ``int(steps * denoise)`` steps of ``steps``); without it
-    sampling starts from pure noise. dit_low: Wan2.2 A14B low-noise expert, run below ``boundary``
-    (default 0.875, or 0.9 for image-conditioned models) with ``cfg_low`` (default ``cfg``).
-    callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
-    predicted clean RAW latent. cancel() -> True stops with ``samplers.Cancelled``.
-    """
-    if sampler not in SAMPLERS:
-        raise WanInputError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    if not isinstance(image_embeds, VideoConditioning):
-        raise WanInputError(f"image_embeds must be a VideoConditioning, got {type(image_embeds).__name__}")
-    if text_embeds.negative is None and float(cfg) != 1.0:
-        raise WanInputError(f"cfg={cfg} needs a negative prompt embedding; encode one (it may be empty) or set cfg=1")
-    device = _device(dit)
-    shape = image_embeds.latent_shape()
+def _check(dit, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
+    if not isinstance(s, SamplingOptions):
+        raise WanInputError(f"sampling must be a SamplingOptions, got {type(s).__name__}")
+    if not isinstance(image, VideoConditioning):
+        raise WanInputError(f"image_embeds must be a VideoConditioning, got {type(image).__name__}")
+    if text.negative is None and float(s.cfg) != 1.0:
+        raise WanInputError(f"cfg={s.cfg} needs a negative prompt embedding; encode one (it may be empty) or set cfg=1")
     out_dim = getattr(getattr(dit, "cfg", None), "out_dim", shape[1])
     if out_dim != shape[1]:
         raise WanInputError(f"the DiT denoises {out_dim}-channel latents but the conditioning was built for "
                             f"{shape[1]} channels (wrong VAE for this model?)")
     if latents is not None and tuple(latents.shape) != shape:
         raise WanInputError(f"latents of shape {tuple(latents.shape)} do not match the conditioning's {shape} "
-                            f"({image_embeds.width}x{image_embeds.height}, {image_embeds.num_frames} frames)")
+                            f"({image.width}x{image.height}, {image.num_frames} frames)")
 
-    schedule = SAMPLER_SCHEDULES[sampler]
-    sigmas = get_sigmas(steps, shift, denoise, schedule=schedule)
-    timestep_of = _timestep_lookup(sigmas, get_timesteps(steps, shift, denoise, schedule=schedule))
 
-    generator = make_generator(seed)
+def _experts(dit, dit_low, run: RunOptions) -> list[tuple[torch.nn.Module, tuple]]:
+    """(model, its LoRAs) for each distinct expert model."""
+    if dit_low is None:
+        return [(dit, tuple(run.loras))]
+    if dit_low is dit:
+        if run.loras_low and tuple(run.loras_low) != tuple(run.loras):
+            raise WanInputError("the low-noise expert is the same model as the high-noise one, so it cannot "
+                                "carry other LoRAs (loras_low)")
+        return [(dit, tuple(run.loras))]
+    return [(dit, tuple(run.loras)), (dit_low, tuple(run.loras_low))]
+
+
+@torch.no_grad()
+def sample_video(
+    dit: torch.nn.Module,
+    text_embeds: PromptEmbeds,
+    image_embeds: VideoConditioning,
+    sampling: SamplingOptions,
+    run: RunOptions | None = None,
+    dit_low: torch.nn.Module | None = None,
+    latents: torch.Tensor | None = None,
+    callback: Callback | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> torch.Tensor:
+    """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
+
+    sampling: steps, cfg, shift, seed, sampler, denoise, and for Wan2.2 A14B ``cfg_low`` and the
+    expert ``boundary`` (default 0.875, or 0.9 for image-conditioned models). run: LoRAs (applied for
+    this run only, then the models are restored; ``loras_low`` on ``dit_low``), step cache,
+    Enhance-A-Video and context windows; None: none of them. dit_low: the Wan2.2 A14B low-noise
+    expert, run below the boundary. latents: optional RAW latent of the output's shape to start from
+    (video-to-video): it is noised to the first sigma of the schedule (the last ``int(steps *
+    denoise)`` steps of ``steps``); without it sampling starts from pure noise.
+    callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
+    predicted clean RAW latent. cancel() -> True stops with ``samplers.Cancelled``.
+    """
+    s = sampling
+    run = RunOptions() if run is None else run
+    shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
+    _check(dit, text_embeds, image_embeds, s, latents, shape)
+    device = _device(dit)
+    schedule = SAMPLER_SCHEDULES[s.sampler]
+    sigmas = get_sigmas(s.steps, s.shift, s.denoise, schedule=schedule)
+    timesteps = get_timesteps(s.steps, s.shift, s.denoise, schedule=schedule)
+
+    generator = make_generator(s.seed)
     noise = randn_like_cpu(shape, generator, device)
     if latents is not None:
         x = noise_latents(normalize_latent(latents.to(device=device, dtype=torch.float32)), noise, sigmas[0])
     else:
         x = noise
-
     pos, neg = _conds(text_embeds, image_embeds, device)
-    call = make_dit_call(dit, timestep_of, shape[2])
-    model = make_cfg_denoiser(call, pos, neg, cfg, batch=batch_cfg)
-    if dit_low is not None:
-        if boundary is None:
-            boundary = BOUNDARY_I2V if image_embeds.y is not None else BOUNDARY_T2V
-        call_low = make_dit_call(dit_low, timestep_of, shape[2])
-        low = make_cfg_denoiser(call_low, pos, neg, cfg if cfg_low is None else cfg_low, batch=batch_cfg)
-        model = make_expert_switch(model, low, boundary)
-    if context is not None:
-        model = make_context_denoiser(model, context, shape[2], sigmas)
-
     trim = image_embeds.trim_latent
 
     def finish(z: torch.Tensor) -> torch.Tensor:
@@ -168,5 +182,31 @@ def sample_video(
         def step_callback(i: int, total: int, x0: torch.Tensor) -> None:
             callback(i + 1, total, finish(x0.float()))
 
-    x = SAMPLERS[sampler](model, x, sigmas, callback=step_callback, cancel=cancel, generator=generator)
+    caches = []
+    with contextlib.ExitStack() as stack:
+        forwards = {}
+        for module, loras in _experts(dit, dit_low, run):
+            if loras:
+                stack.enter_context(apply_loras(module, loras, warn=False))
+            wrap = stack.enter_context(use_feta(module, run.feta))
+            forward = plain_forward(module)
+            if run.cache is not None:
+                forward = StepCache(module, run.cache, run.offload_device)
+                caches.append(forward)
+            forwards[id(module)] = wrap(forward)
+        call = make_dit_call(forwards[id(dit)], shape[2])
+        model = make_cfg_denoiser(call, pos, neg, s.cfg, batch=s.batch_cfg)
+        if dit_low is not None:
+            boundary = s.boundary
+            if boundary is None:
+                boundary = BOUNDARY_I2V if image_embeds.y is not None else BOUNDARY_T2V
+            call_low = make_dit_call(forwards[id(dit_low)], shape[2])
+            low = make_cfg_denoiser(call_low, pos, neg, s.cfg if s.cfg_low is None else s.cfg_low, batch=s.batch_cfg)
+            model = make_expert_switch(model, low, boundary)
+        if run.context is not None:
+            model = make_context_denoiser(model, run.context, shape[2])
+        x = SAMPLERS[s.sampler](flow_to_x0(model), x, sigmas, timesteps, callback=step_callback, cancel=cancel,
+                                generator=generator)
+    for cache in caches:
+        log.info("Wan: %s", cache.stats)
     return finish(x.float())

@@ -8,21 +8,21 @@ polynomial) or the time embedding ``e``, and rescales the raw change by a polyno
 model; those coefficients are below. ``input="modulated"`` uses the first block's modulated,
 normalised latent instead (TeaCache's original signal for other DiTs), with plain accumulation.
 
-Calls are grouped into steps by their timestep: every call with the timestep of the call before
-belongs to the same step, and the k-th call of a step (cond / uncond without batched CFG, context
-windows) keeps its own cache, so each stream is compared with itself.
+A ``StepCache`` is a DiT forward of one run, ``cache(step, x, t, context, **kw)``: the DiT call of
+the denoiser chain goes through it with the sampler's ``Step``. Calls of one ``step.index`` belong
+to one step, and the k-th call of a step (cond / uncond without batched CFG, context windows) keeps
+its own cache, so each stream is compared with itself. The model itself is not touched.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import WanInputError
 from ..models.dit.layers import modulate
-from .steps import StepCounter
+from ..sampling.step import Step
 
 # TeaCache4Wan2.1 polynomial coefficients (highest power first), keyed by (model, input).
 # "e0" goes with the official use_ret_steps=True setting, "e" with use_ret_steps=False.
@@ -111,20 +111,18 @@ def _poly(coeffs, x: float) -> float:
 
 
 class StepCache:
-    """Installed on a WanDiT by ``use_step_cache``; replaces its forward while installed."""
+    """The forward of ``dit`` for one sampling run with step caching; ``stats`` counts the skips."""
 
-    def __init__(self, dit, args: CacheArgs, total_steps: int | None = None, offload_device="cpu"):
+    def __init__(self, dit, args: CacheArgs, offload_device="cpu"):
         self.dit, self.args = dit, args
-        self.total_steps = total_steps
         self.offload_device = torch.device(offload_device)
         self.stats = CacheStats()
-        self._steps = StepCounter()
+        self._step: int | None = None  # index of the step the last call belonged to
+        self._call = 0  # calls of that step before this one
         self._streams: dict[int, _Stream] = {}  # one per call within a step (CFG's two passes)
 
-    def _last_computed_step(self) -> int | None:
-        if self.args.end_step >= 0:
-            return self.args.end_step
-        return None if self.total_steps is None else self.total_steps - 2
+    def _last_computed_step(self, step: Step) -> int:
+        return self.args.end_step if self.args.end_step >= 0 else step.total - 2
 
     def _signal(self, state) -> torch.Tensor:
         if self.args.input == "e0":
@@ -135,11 +133,10 @@ class StepCache:
         shift, scale = (block.modulation.float().unsqueeze(0) + state.e0)[:, :, :2].unbind(2)
         return modulate(block._norm(state.x), shift, scale, torch.float32)  # the first block's input
 
-    def _should_compute(self, stream: _Stream, signal: torch.Tensor, step: int, grid) -> bool:
+    def _should_compute(self, stream: _Stream, signal: torch.Tensor, step: Step, grid) -> bool:
         prev, stream.prev = stream.prev, signal
-        last = self._last_computed_step()
         if (self.args.threshold <= 0 or prev is None or prev.shape != signal.shape or stream.residual is None
-                or step < self.args.start_step or (last is not None and step > last)):
+                or step.index < self.args.start_step or step.index > self._last_computed_step(step)):
             stream.accumulated = 0.0
             return True
         change = ((signal - prev).abs().mean() / prev.abs().mean().clamp_min(1e-12)).item()
@@ -150,10 +147,13 @@ class StepCache:
         stream.accumulated = 0.0
         return True
 
-    def forward(self, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0):
-        dit, steps = self.dit, self._steps
-        step = steps.see(t)
-        stream = self._streams.setdefault(steps.call, _Stream())
+    def __call__(self, step: Step, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0):
+        dit = self.dit
+        if step.index != self._step:
+            self._step, self._call = step.index, 0
+        else:
+            self._call += 1
+        stream = self._streams.setdefault(self._call, _Stream())
         state = dit.embed(x, t, context, clip_fea, y, vace_context, vace_strength)
         self.stats.total += 1
         if not self._should_compute(stream, self._signal(state), step, state.grid) \
@@ -167,23 +167,3 @@ class StepCache:
         residual = state.x - before
         stream.residual = residual.to(self.offload_device) if self.args.offload_residuals else residual
         return dit.finish(state)
-
-
-@contextlib.contextmanager
-def use_step_cache(dit, args: CacheArgs | None, total_steps: int | None = None, offload_device="cpu"):
-    """Within the block, ``dit(...)`` skips steps as ``args`` says; yields the ``CacheStats``.
-
-    ``total_steps``: the sampler's step count, so that the last step is always computed when
-    ``end_step`` is -1. With ``args`` None nothing changes (the stats stay at zero).
-    """
-    if args is None:
-        yield CacheStats()
-        return
-    if "forward" in vars(dit):
-        raise WanInputError("step caching is already active on this model")
-    cache = StepCache(dit, args, total_steps, offload_device)
-    dit.forward = cache.forward
-    try:
-        yield cache.stats
-    finally:
-        del dit.forward

@@ -7,24 +7,23 @@ off-diagonal entries (attention paid to OTHER frames), averaged over positions, 
 times (frames + weight), and never below 1. The self-attention output (after its output
 projection) is multiplied by that scalar, as the reference implementation and WanVideoWrapper do.
 
-Hooked from outside: the self-attention modules get an attention mode that wraps their current
-kernel and records the score, and a forward hook multiplies the module's output by it; ``embed``
-is wrapped to learn the token grid (frames) and the step. ``weight == 0`` means off (no hooks).
+For one run (``use_feta``): each main block's self-attention kernel (``self_attn.kernel``, a
+``(q, k, v) -> out`` callable) is wrapped to record the score, and a forward hook multiplies the
+module's output by it; both are removed afterwards. The DiT forward of the denoiser chain is
+wrapped too (the function ``use_feta`` yields), which tells the kernels the sampler's ``Step`` (for
+start/end percent) and the token grid's frames. ``weight == 0`` means off (nothing installed).
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import WanInputError
-from ..models.dit.attention import BACKENDS, register_backend
-from .steps import StepCounter
-
-_ids = itertools.count()
+from ..sampling.step import Step
 
 
 @dataclass(frozen=True)
@@ -62,77 +61,75 @@ def feta_score(q: torch.Tensor, k: torch.Tensor, frames: int, weight: float) -> 
 
 
 class _Feta:
-    def __init__(self, dit, args: FetaArgs, total_steps: int | None):
-        self.dit, self.args, self.total_steps = dit, args, total_steps
+    def __init__(self, dit, args: FetaArgs):
+        self.dit, self.args = dit, args
+        self.step: Step | None = None  # the step of the forward in progress (None: outside a run's chain)
         self.frames = 1
-        self.steps = StepCounter()
         self.pending: torch.Tensor | None = None
-        self._hooks, self._modes = [], []
+        self._hooks, self._kernels = [], []
 
     @property
     def active(self) -> bool:
-        if not self.total_steps:
-            return True
-        pct = self.steps.step / self.total_steps
-        return self.args.start_percent <= pct <= self.args.end_percent
+        step = self.step
+        return step is not None and self.args.start_percent <= step.fraction <= self.args.end_percent
 
-    def embed(self, x, t, *args, **kwargs):
-        self.steps.see(t)
-        state = type(self.dit).embed(self.dit, x, t, *args, **kwargs)
-        self.frames = state.grid[0]
-        return state
+    def wrap(self, forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """The DiT forward ``forward(step, x, t, context, **kw)`` with this run's step made known."""
+        patch = self.dit.cfg.patch_size[0]
 
-    def _backend(self, inner: str):
+        def enhanced(step: Step, x, t, context, **kw):
+            self.step, self.frames = step, -(-x.shape[2] // patch)  # frames of the (padded) token grid
+            try:
+                return forward(step, x, t, context, **kw)
+            finally:
+                self.step = None
+
+        return enhanced
+
+    def _kernel(self, inner):
         @torch.compiler.disable
-        def fn(q, k, v):
+        def kernel(q, k, v):
             if self.active:
                 self.pending = feta_score(q, k, self.frames, self.args.weight)
-            return BACKENDS[inner](q, k, v)
-        return fn
+            return inner(q, k, v)
+        kernel.feta = True
+        return kernel
 
     def install(self) -> None:
-        tag = next(_ids)
-        self.dit.embed = self.embed
         for block in self.dit.blocks:  # the main blocks only, as the reference does (not VACE's)
             module = block.self_attn
-            inner = module.attn_mode
-            name = f"feta{tag}:{inner}"
-            if name not in BACKENDS:
-                register_backend(name, self._backend(inner))
-            self._modes.append((module, inner))
-            module.attn_mode = name
+            if getattr(module.kernel, "feta", False):
+                raise WanInputError("Enhance-A-Video is already active on this model")
+            self._kernels.append((module, module.kernel))
+            module.kernel = self._kernel(module.kernel)
             self._hooks.append(module.register_forward_hook(self._scale))
-        self._tag = tag
 
     def _scale(self, module, args, output):
         score, self.pending = self.pending, None
         return output if score is None else output * score.to(output.dtype)
 
     def remove(self) -> None:
-        del self.dit.embed
-        for module, inner in self._modes:
-            module.attn_mode = inner
+        for module, kernel in self._kernels:
+            module.kernel = kernel
         for h in self._hooks:
             h.remove()
-        for name in [n for n in BACKENDS if n.startswith(f"feta{self._tag}:")]:
-            del BACKENDS[name]
+
+
+def _unchanged(forward):
+    return forward
 
 
 @contextlib.contextmanager
-def use_feta(dit, args: FetaArgs | None, total_steps: int | None = None):
-    """Within the block, every self-attention of ``dit`` is enhanced as ``args`` says.
-
-    ``total_steps`` (the sampler's steps) maps start/end percent to steps; without it the
-    enhancement applies at every step. ``args`` None or weight 0: nothing changes.
-    """
+def use_feta(dit, args: FetaArgs | None):
+    """Within the block, every main self-attention of ``dit`` is enhanced as ``args`` says, in the
+    forwards that go through the function it yields: ``wrap(forward) -> forward`` for DiT forwards
+    ``forward(step, x, t, context, **kw)``. ``args`` None or weight 0: nothing changes."""
     if args is None or args.weight == 0:
-        yield
+        yield _unchanged
         return
-    if "embed" in vars(dit):
-        raise WanInputError("Enhance-A-Video is already active on this model")
-    feta = _Feta(dit, args, total_steps)
-    feta.install()
+    feta = _Feta(dit, args)
     try:
-        yield
+        feta.install()
+        yield feta.wrap
     finally:
         feta.remove()

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import WanInputError
+from .step import Step
 
 SCHEDULES = ("uniform_standard", "uniform_looped", "static_standard", "batched")
 FUSE_METHODS = ("pyramid", "flat", "overlap-linear")
@@ -194,42 +195,31 @@ def make_context_denoiser(
     denoise_fn: Callable[..., torch.Tensor],
     options: ContextOptions,
     num_latent_frames: int,
-    sigmas: torch.Tensor | None = None,
 ) -> Callable[..., torch.Tensor]:
-    """A denoiser ``fn(x, sigma, *extra)`` over latents [B, C, F, H, W] that runs
-    ``denoise_fn(x_window, sigma, window_indices, *extra)`` per window and fuses the outputs with the
+    """A denoiser ``fn(x, step, *extra)`` over latents [B, C, F, H, W] that runs
+    ``denoise_fn(x_window, step, window_indices, *extra)`` per window and fuses the outputs with the
     window weights (weighted mean per frame, as ComfyUI does).
 
-    ``denoise_fn`` slices its own conditioning (``slice_frames``). The step index that moves uniform
-    windows is found by looking ``sigma`` up in ``sigmas`` (as ComfyUI does), or, without ``sigmas``,
-    by counting calls. When a single window covers all frames in order, ``denoise_fn``'s output is
-    returned as is, so windowing a short video changes nothing.
+    ``denoise_fn`` slices its own conditioning (``slice_frames``). Uniform windows move with
+    ``step.index``, the step of the run as the sampler counts it. When a single window covers all
+    frames in order, ``denoise_fn``'s output is returned as is, so windowing a short video changes
+    nothing.
     """
-    calls = [0]
 
-    def step_of(sigma: torch.Tensor) -> int:
-        if sigmas is None:
-            return calls[0]
-        hits = torch.nonzero(torch.isclose(sigmas.float().cpu(), torch.as_tensor(sigma).float().cpu(), rtol=1e-4))
-        if hits.numel() == 0:
-            raise WanInputError(f"sigma {float(sigma):.6g} is not in the schedule given to the context windows")
-        return int(hits[0])
-
-    def denoise(x: torch.Tensor, sigma: torch.Tensor, *extra) -> torch.Tensor:
+    def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
         if x.shape[FRAME_DIM] != num_latent_frames:
             raise WanInputError(
                 f"context windows were set up for {num_latent_frames} latent frames, got latents {tuple(x.shape)}"
             )
         everything = list(range(num_latent_frames))
         if num_latent_frames <= options.context_length:  # ComfyUI does not window these either
-            return denoise_fn(x, sigma, everything, *extra)
-        windows = context_windows(num_latent_frames, options, step_of(sigma))
-        calls[0] += 1
+            return denoise_fn(x, step, everything, *extra)
+        windows = context_windows(num_latent_frames, options, step.index)
         if windows == [everything]:
-            return denoise_fn(x, sigma, everything, *extra)
+            return denoise_fn(x, step, everything, *extra)
         fused = counts = None
         for window in windows:
-            out = denoise_fn(x[:, :, window], sigma, window, *extra)
+            out = denoise_fn(x[:, :, window], step, window, *extra)
             if fused is None:
                 fused = torch.zeros(out.shape[:2] + (num_latent_frames,) + out.shape[3:], dtype=out.dtype,
                                     device=out.device)

@@ -1,8 +1,9 @@
 """Layers of the denoiser callable: classifier-free guidance and the Wan2.2 A14B expert switch.
 
-A denoiser is ``fn(x, sigma, *extra) -> v`` (flow prediction, see ``samplers``); ``extra`` carries
-whatever the layer below needs, e.g. the window indices of ``context.make_context_denoiser``, and is
-passed through untouched. Layers compose in any order; samplers only ever call ``fn(x, sigma)``.
+A denoiser is ``fn(x, step, *extra) -> v`` (flow prediction, see ``samplers``; ``step`` is the
+sampler's ``Step``); ``extra`` carries whatever the layer below needs, e.g. the window indices of
+``context.make_context_denoiser``, and is passed through untouched. Layers compose in any order; the
+sampler only ever calls ``fn(x, step)`` (through ``samplers.flow_to_x0``).
 
 Wan2.2 A14B, from the official configs (``wan/configs/wan_{t2v,i2v}_A14B.py``): the high-noise
 expert runs while the timestep ``t >= boundary * 1000`` (``wan/text2video.py`` and
@@ -21,6 +22,7 @@ import torch
 
 from ..errors import WanInputError
 from .schedules import NUM_TRAIN_TIMESTEPS
+from .step import Step
 
 BOUNDARY_T2V = 0.875
 BOUNDARY_I2V = 0.900
@@ -59,7 +61,7 @@ def make_cfg_denoiser(
 ) -> Callable[..., torch.Tensor]:
     """Classifier-free guidance: ``v = v_uncond + cfg * (v_cond - v_uncond)``.
 
-    ``dit_call(x, sigma, cond, *extra) -> v`` runs the model on x [B, ...] with one conditioning
+    ``dit_call(x, step, cond, *extra) -> v`` runs the model on x [B, ...] with one conditioning
     (text embeddings, image latents, ... in whatever form it takes). With ``cfg == 1`` only the
     conditional pass runs. With ``batch`` the two passes share one forward on a doubled batch
     (faster, twice the activation memory); conditioning that cannot be concatenated (different
@@ -69,7 +71,7 @@ def make_cfg_denoiser(
     if cfg != 1.0 and uncond is None:
         raise WanInputError(f"cfg={cfg} needs a negative (unconditional) conditioning; got none")
     if cfg == 1.0:
-        return lambda x, sigma, *extra: dit_call(x, sigma, cond, *extra)
+        return lambda x, step, *extra: dit_call(x, step, cond, *extra)
 
     joined = None
     if batch:
@@ -78,12 +80,12 @@ def make_cfg_denoiser(
         except _NotBatchable:
             joined = None
 
-    def denoise(x: torch.Tensor, sigma: torch.Tensor, *extra) -> torch.Tensor:
+    def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
         if joined is not None:
-            v_cond, v_uncond = dit_call(torch.cat([x, x]), sigma, joined, *extra).chunk(2)
+            v_cond, v_uncond = dit_call(torch.cat([x, x]), step, joined, *extra).chunk(2)
         else:
-            v_cond = dit_call(x, sigma, cond, *extra)
-            v_uncond = dit_call(x, sigma, uncond, *extra)
+            v_cond = dit_call(x, step, cond, *extra)
+            v_uncond = dit_call(x, step, uncond, *extra)
         return v_uncond + cfg * (v_cond - v_uncond)
 
     return denoise
@@ -104,18 +106,9 @@ def make_expert_switch(
     if not 0.0 <= boundary <= 1.0:
         raise WanInputError(f"expert boundary must be a fraction of the schedule in [0, 1], got {boundary!r}")
 
-    def denoise(x: torch.Tensor, sigma: torch.Tensor, *extra) -> torch.Tensor:
-        expert = high if uses_high_noise_expert(sigma, boundary) else low
-        return expert(x, sigma, *extra)
+    def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
+        expert = high if uses_high_noise_expert(step.sigma, boundary) else low
+        return expert(x, step, *extra)
 
     return denoise
 
-
-def expert_switch_step(sigmas: torch.Tensor, boundary: float) -> int:
-    """Index of the first step run by the low-noise expert (``len(sigmas) - 1`` if none): where a
-    ComfyUI-style split into two samplers would cut the schedule."""
-    steps = len(sigmas) - 1
-    for i in range(steps):
-        if not uses_high_noise_expert(sigmas[i], boundary):
-            return i
-    return steps

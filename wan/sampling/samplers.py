@@ -1,17 +1,19 @@
-"""Flow-matching samplers as pure functions over a denoiser callable.
+"""Flow-matching samplers written in x0 terms, as k-diffusion's are.
 
-``model(x, sigma) -> v`` is any callable returning the flow prediction (velocity) ``v = noise - x0``
-for ``x = (1 - sigma) * x0 + sigma * noise``; ``sigma`` is a 0-dim float32 tensor. The predicted clean
-latent is therefore ``x0 = x - sigma * v``. CFG, the Wan2.2 expert switch and context windows are
-layers of that callable (``guidance.py``, ``context.py``); samplers never see them.
+The denoiser chain (CFG, expert switch, context windows, the DiT) returns the flow prediction
+(velocity) ``v = noise - x0`` for ``x = (1 - sigma) * x0 + sigma * noise``. ``flow_to_x0`` is the one
+place that turns it into the predicted clean latent ``x0 = x - sigma * v``; samplers only ever see
+``model(x, step) -> x0`` (float32), with ``step`` the ``Step`` of the call (``step.py``).
 
-Each sampler ``sample_<name>(model, x, sigmas, *, callback=None, cancel=None, generator=None)``
-takes ``len(sigmas) - 1`` steps and reproduces, step for step, the diffusers scheduler named in its
-docstring when given that scheduler's sigmas (``schedules.get_sigmas(..., schedule=SAMPLER_SCHEDULES
-[name])``). Arithmetic runs in float32 (as diffusers upcasts) and each new x is cast back to x's dtype.
+Each sampler ``sample_<name>(model, x, sigmas, timesteps, *, callback=None, cancel=None,
+generator=None)`` takes ``len(sigmas) - 1`` steps; ``timesteps`` (one per step, the DiT timestep of
+each sigma) ride on the Steps and never enter the arithmetic. Given the sigmas of the diffusers
+scheduler named in its docstring (``schedules.get_sigmas(..., schedule=SAMPLER_SCHEDULES[name])``)
+it reproduces that scheduler step for step. Arithmetic runs in float32 (as diffusers upcasts) and
+each new x is cast back to x's dtype.
 
-``callback(step, total, x0_preview)`` runs after each step; ``cancel() -> bool`` is polled before each
-model call and raises ``Cancelled``.
+``callback(step, total, x0_preview)`` runs after each step (``step`` from 0); ``cancel() -> bool``
+is polled before each model call and raises ``Cancelled``.
 """
 
 from __future__ import annotations
@@ -20,19 +22,39 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import WanError
+from ..errors import WanError, WanInputError
 from .noise import randn_like_cpu
+from .step import Step
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+X0Model = Callable[[torch.Tensor, Step], torch.Tensor]
 
 
 class Cancelled(WanError):
     """Sampling stopped because the caller's ``cancel()`` returned True."""
 
 
-def _poll(cancel: Callable[[], bool] | None, step: int, total: int) -> None:
+def flow_to_x0(denoise: Callable[..., torch.Tensor]) -> X0Model:
+    """``model(x, step) -> x0`` from a flow denoiser ``denoise(x, step) -> v``: x0 = x - sigma * v."""
+
+    def model(x: torch.Tensor, step: Step) -> torch.Tensor:
+        v = denoise(x, step)
+        return x.float() - step.sigma.to(x.device) * v
+
+    return model
+
+
+def _poll(cancel: Callable[[], bool] | None, step: Step) -> None:
     if cancel is not None and cancel():
-        raise Cancelled(f"sampling cancelled before step {step + 1} of {total}")
+        raise Cancelled(f"sampling cancelled before step {step.index + 1} of {step.total}")
+
+
+def _steps(sigmas: torch.Tensor, timesteps) -> list[Step]:
+    total = len(sigmas) - 1
+    timesteps = torch.as_tensor(timesteps).detach().cpu()
+    if timesteps.shape != (total,):
+        raise WanInputError(f"{tuple(timesteps.shape)} timesteps for {total} steps ({total + 1} sigmas): "
+                            "give one timestep per step")
+    return [Step(i, total, sigmas[i], timesteps[i]) for i in range(total)]
 
 
 def _prepare(sigmas: torch.Tensor) -> torch.Tensor:
@@ -47,58 +69,54 @@ def _lam(sigma: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_euler(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
-    """Euler on the flow ODE; diffusers ``FlowMatchEulerDiscreteScheduler(shift=...)``."""
+def sample_euler(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
+    """Euler on the flow ODE, dx/dsigma = (x - x0) / sigma; diffusers
+    ``FlowMatchEulerDiscreteScheduler(shift=...)``."""
     sigmas = _prepare(sigmas)
-    total = len(sigmas) - 1
-    for i in range(total):
-        _poll(cancel, i, total)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        v = model(x, s.to(x.device))
+    for step in _steps(sigmas, timesteps):
+        _poll(cancel, step)
+        s, s_next = step.sigma.to(x.device), sigmas[step.index + 1].to(x.device)
+        x0 = model(x, step)
         xf = x.float()
-        x = (xf + (s_next - s).to(x.device) * v).to(x.dtype)
+        x = (xf + (s_next - s) * ((xf - x0) / s)).to(x.dtype)
         if callback is not None:
-            callback(i, total, xf - s.to(x.device) * v)
+            callback(step.index, step.total, x0)
     return x
 
 
 @torch.no_grad()
-def sample_lcm(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+def sample_lcm(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
     """Predict x0, then re-noise it to the next sigma with fresh noise (step-distilled LoRAs such as
     CausVid / lightx2v); diffusers ``FlowMatchLCMScheduler``. Noise is drawn on the CPU from
     ``generator`` in float32, so the same seed gives the same video on any device; no noise is drawn
     for the last step, whose next sigma is 0."""
     sigmas = _prepare(sigmas)
-    total = len(sigmas) - 1
-    for i in range(total):
-        _poll(cancel, i, total)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        v = model(x, s.to(x.device))
-        x0 = x.float() - s.to(x.device) * v
+    for step in _steps(sigmas, timesteps):
+        _poll(cancel, step)
+        s_next = sigmas[step.index + 1]
+        x0 = model(x, step)
         if s_next > 0:
             noise = randn_like_cpu(x0.shape, generator, x.device)
             x = ((1 - s_next).to(x.device) * x0 + s_next.to(x.device) * noise).to(x.dtype)
         else:
             x = x0.to(x.dtype)
         if callback is not None:
-            callback(i, total, x0)
+            callback(step.index, step.total, x0)
     return x
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+def sample_dpmpp_2m(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
     """DPM-Solver++(2M), midpoint form, on x0 predictions (Lu et al. 2022); diffusers
     ``DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction")`` with its
     defaults: first order on the first step and on the step to sigma 0."""
     sigmas = _prepare(sigmas)
-    total = len(sigmas) - 1
     x0_prev = None
-    for i in range(total):
-        _poll(cancel, i, total)
-        s, s_next = sigmas[i], sigmas[i + 1]
-        v = model(x, s.to(x.device))
+    for step in _steps(sigmas, timesteps):
+        _poll(cancel, step)
+        i, s, s_next = step.index, step.sigma, sigmas[step.index + 1]
+        x0 = model(x, step)
         xf = x.float()
-        x0 = xf - s.to(x.device) * v
         lam_s, lam_t = _lam(s), _lam(s_next)
         h = lam_t - lam_s
         a_t = 1 - s_next
@@ -113,7 +131,7 @@ def sample_dpmpp_2m(model: Denoiser, x, sigmas, *, callback=None, cancel=None, g
         x0_prev = x0
         x = x_next.to(x.dtype)
         if callback is not None:
-            callback(i, total, x0)
+            callback(i, step.total, x0)
     return x
 
 
@@ -165,28 +183,27 @@ def _unipc_update(x, m0, m_prev, sig_t, sig_s0, sig_s1, model_t=None, order=1):
 
 
 @torch.no_grad()
-def sample_unipc(model: Denoiser, x, sigmas, *, callback=None, cancel=None, generator=None):
+def sample_unipc(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
     """UniPC (Zhao et al. 2023), bh2, order 2, predict-x0, with the corrector after every model call
     and first order on the first and the last step: the official Wan ``FlowUniPCMultistepScheduler``
     and diffusers ``UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
     solver_order=2, solver_type="bh2", lower_order_final=True)``.
 
     A first sigma of 1 (pure noise: log-SNR -inf, which makes the order-2 corrector's linear system
-    singular) is lowered by 1e-6, as diffusers does when it builds its flow sigmas."""
+    singular) is lowered by 1e-6, as diffusers does when it builds its flow sigmas; the model is
+    evaluated at the lowered sigma."""
     sigmas = _prepare(sigmas)
     if abs(float(sigmas[0]) - 1.0) < 1e-6:
         sigmas = sigmas.clone()
         sigmas[0] = 1.0 - 1e-6
-    total = len(sigmas) - 1
     m_prev = m_prev2 = None  # x0 predictions of the last two model calls
     x_last = None  # the sample the last predictor started from
     last_order = 1
-    for i in range(total):
-        _poll(cancel, i, total)
-        s = sigmas[i]
-        v = model(x, s.to(x.device))
+    for step in _steps(sigmas, timesteps):
+        _poll(cancel, step)
+        i, total, s = step.index, step.total, step.sigma
+        m = model(x, step)
         xf = x.float()
-        m = xf - s.to(x.device) * v
         if x_last is not None:
             s_prev2 = sigmas[i - 2] if last_order == 2 else None
             xf = _unipc_update(x_last, m_prev, m_prev2, s, sigmas[i - 1], s_prev2, model_t=m, order=last_order)
@@ -201,6 +218,7 @@ def sample_unipc(model: Denoiser, x, sigmas, *, callback=None, cancel=None, gene
     return x
 
 
+# The one list of sampler names (nodes, CLI and Python API all offer these).
 SAMPLERS = {
     "unipc": sample_unipc,
     "euler": sample_euler,

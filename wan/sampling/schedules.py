@@ -74,7 +74,9 @@ def _full_schedule(steps: int, shift: float, schedule: str) -> tuple[np.ndarray,
     return sigmas, timesteps
 
 
-def _steps_to_run(steps: int, denoise: float) -> int:
+def steps_to_run(steps: int, denoise: float) -> int:
+    """How many steps a run of ``steps`` with ``denoise`` takes: the last ``int(steps * denoise)``."""
+    _check(steps, 1.0, denoise, "wan")
     run = min(int(steps * denoise), steps)
     if run < 1:
         raise WanInputError(f"denoise={denoise} leaves no step to run out of {steps}; raise steps or denoise")
@@ -85,7 +87,7 @@ def get_sigmas(steps: int, shift: float, denoise: float = 1.0, *, schedule: str 
     """float32 sigmas [int(steps * denoise) + 1], decreasing, ending at 0 (see the module docstring)."""
     _check(steps, shift, denoise, schedule)
     sigmas, _ = _full_schedule(steps, shift, schedule)
-    run = _steps_to_run(steps, denoise)
+    run = steps_to_run(steps, denoise)
     return torch.from_numpy(sigmas[steps - run :].copy())
 
 
@@ -93,13 +95,9 @@ def get_timesteps(steps: int, shift: float, denoise: float = 1.0, *, schedule: s
     """The DiT timesteps [int(steps * denoise)] that the reference passes for each sigma of
     ``get_sigmas``: int64, truncated from the float64 sigma * 1000, for ``wan`` and ``unipc`` (as the
     official Wan code and diffusers do); float32 sigma * 1000 for ``euler``. ComfyUI passes the float
-    sigma * 1000 for every sampler (``sigma_to_timestep``)."""
+    sigma * 1000 for every sampler."""
     _check(steps, shift, denoise, schedule)
     _, timesteps = _full_schedule(steps, shift, schedule)
-    run = _steps_to_run(steps, denoise)
+    run = steps_to_run(steps, denoise)
     return torch.from_numpy(timesteps[steps - run :].copy())
 
-
-def sigma_to_timestep(sigma: torch.Tensor | float) -> torch.Tensor:
-    """Timestep on the 1000 scale for a sigma (float, as ComfyUI computes it)."""
-    return torch.as_tensor(sigma, dtype=torch.float32) * NUM_TRAIN_TIMESTEPS

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import apply_rope, attention
+from .attention import BACKENDS, apply_rope, attention
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -93,7 +93,17 @@ class WanSelfAttention(nn.Module):
         q = apply_rope(self.norm_q(self.q(x)).view(b, l, n, d), rope, x.dtype)
         k = apply_rope(self.norm_k(self.k(x)).view(b, l, n, d), rope, x.dtype)
         v = self.v(x).view(b, l, n, d)
-        return self.o(attention(q, k, v, self.attn_mode))
+        return self.o(self.kernel(q, k, v).flatten(2))
+
+    # shim (run branch): the attention helper makes ``kernel`` a plain attribute; until then it is
+    # the kernel of ``attn_mode`` unless one was set (Enhance-A-Video wraps it for a run)
+    @property
+    def kernel(self):
+        return self.__dict__.get("_kernel") or BACKENDS[self.attn_mode]
+
+    @kernel.setter
+    def kernel(self, fn) -> None:
+        self.__dict__["_kernel"] = None if fn is BACKENDS.get(self.attn_mode) else fn
 
 
 class WanCrossAttention(WanSelfAttention):
