@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from test_schedules import reference_scheduler, reference_truncated
+from scheduler_refs import reference_scheduler, reference_truncated
 from wan.errors import WanError
 from wan.sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, Cancelled
 from wan.sampling.schedules import get_sigmas
