@@ -1,6 +1,6 @@
-"""The one client of ComfyUI's HTTP API in this repository: scripts/main_job.py, the server tests
-(tests/support/comfy_server.py) and bench/soak.py all queue prompts, poll the history, interrupt,
-free memory and read /object_info through it.
+"""The one client of ComfyUI's HTTP API in this repository: scripts/main_job.py, make_ui_workflow.py,
+the server tests (tests/support/comfy_server.py) and bench/soak.py queue prompts, poll the history,
+interrupt, free memory, read /object_info and follow the websocket through it.
 
 It lives in scripts/ and uses only the standard library (urllib, json) because main_job.py imports
 it with whatever Python the user has, before ``./.venv`` exists; a module under ``wan/`` would run
