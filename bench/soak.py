@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for _p in (str(REPO), str(REPO / "tests" / "support")):
+for _p in (str(REPO), str(REPO / "tests" / "support"), str(REPO / "scripts")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
@@ -149,19 +149,10 @@ def _seconds(entry: dict) -> float:
     return (end - start) / 1000 if start and end else float("nan")
 
 
-def _output_files(server, entry: dict) -> list[Path]:
-    files = []
-    for node_out in entry.get("outputs", {}).values():
-        for item in node_out.get("images", []):
-            root = server.output_dir if item.get("type") == "output" else server.temp_dir
-            files.append(root / item.get("subfolder", "") / item["filename"])
-    return files
-
-
 def run_soak(server, jobs: int = 50, timeout: float = 300.0, steps: int = 2, prefix_root: str = "soak",
              bursts=BURSTS, log=None) -> SoakResult:
     """Queue ``jobs`` prompts in ``bursts``, wait for each, record time, memory and outputs."""
-    from comfy_server import execution_error
+    from comfy_client import execution_error
 
     prepare(server)
     loads_before = server.log.count(LOADED)
@@ -177,13 +168,13 @@ def run_soak(server, jobs: int = 50, timeout: float = 300.0, steps: int = 2, pre
         burst_no += 1
         for job in burst:
             entry = server.wait(job.prompt_id, timeout)
-            job.rss = rss_bytes(server._proc.pid)
+            job.rss = rss_bytes(server.pid)
             job.idle = job is burst[-1]
             job.seconds = _seconds(entry)
             error = execution_error(entry)
             if error is not None:
                 job.error = f"{error.get('node_type')}: {error.get('exception_message', '').strip()}"
-            job.files = _output_files(server, entry)
+            job.files = server.files(entry.get("outputs", {}))
             done.append(job)
             if log:
                 log(f"job {job.index:3d} {job.kind:<4} {job.seconds:6.2f} s  RSS {job.rss / 2**20:7.1f} MiB")

@@ -16,9 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.request
 import uuid
 from pathlib import Path
+
+from comfy_client import ComfyClient
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 SEED_NAMES = ("seed", "noise_seed")
@@ -180,8 +181,7 @@ def main(argv=None) -> int:
     parser.add_argument("api_files", nargs="+", type=Path)
     args = parser.parse_args(argv)
     if args.url:
-        with urllib.request.urlopen(args.url.rstrip("/") + "/object_info") as response:
-            object_info = json.load(response)
+        object_info = ComfyClient(args.url).object_info()
     else:
         object_info = json.loads(args.object_info.read_text())
     for path in args.api_files:

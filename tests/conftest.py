@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# The pack's root (``import wan``) and the shared test helpers (``from refs import comfy``).
-for _path in (REPO / "tests" / "support", REPO):
+# The pack's root (``import wan``), the shared test helpers (``from refs import comfy``) and the
+# standard-library scripts they share with scripts/main_job.py (``from comfy_client import ...``).
+for _path in (REPO / "scripts", REPO / "tests" / "support", REPO):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

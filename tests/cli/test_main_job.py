@@ -9,7 +9,6 @@ number of frames the job asked for.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -22,18 +21,12 @@ import pytest
 
 from wan.install.catalog import load_catalog
 
+# scripts/ is on sys.path (tests/conftest.py): the main job's modules import as the script imports them.
+import main_job_install
+import main_job_models
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "main_job.py"
-
-
-def _load_main_job():
-    spec = importlib.util.spec_from_file_location("main_job", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-main_job = _load_main_job()
 
 
 def _env(**extra) -> dict:
@@ -56,7 +49,7 @@ def _default_files():
 def test_graph_gets_prompt_default_models_and_tiny_size():
     catalog = load_catalog()
     original = json.loads((REPO / "workflows" / "t2v.api.json").read_text())
-    graph = main_job.build_graph("a red house on a green hill", catalog, tiny=True)
+    graph = main_job_models.build_graph("a red house on a green hill", catalog, tiny=True)
     assert graph.keys() == original.keys()
     by_class = {node["class_type"]: node["inputs"] for node in graph.values()}
     assert "a red house on a green hill" in [v for inputs in by_class.values() for v in inputs.values()]
@@ -64,13 +57,13 @@ def test_graph_gets_prompt_default_models_and_tiny_size():
     used = {v for inputs in by_class.values() for v in inputs.values()
             if isinstance(v, str) and v.endswith((".safetensors", ".gguf"))}
     assert used == wanted
-    sizes = {k: v for inputs in by_class.values() for k, v in inputs.items() if k in main_job.TINY_INPUTS}
-    assert sizes == main_job.TINY_INPUTS
+    sizes = {k: v for inputs in by_class.values() for k, v in inputs.items() if k in main_job_models.TINY_INPUTS}
+    assert sizes == main_job_models.TINY_INPUTS
     # Without --tiny the job keeps the workflow's own size and steps.
-    full = main_job.build_graph("x", catalog, tiny=False)
+    full = main_job_models.build_graph("x", catalog, tiny=False)
     for key, node in full.items():
         for name, value in node["inputs"].items():
-            if name in main_job.TINY_INPUTS:
+            if name in main_job_models.TINY_INPUTS:
                 assert value == original[key]["inputs"][name]
 
 
@@ -94,18 +87,18 @@ def test_existing_comfyui_uses_its_own_folders(tmp_path):
     comfyui = tmp_path / "ComfyUI"
     comfyui.mkdir()
     args = argparse.Namespace(tiny=False, comfyui=str(comfyui), workdir=None)
-    with pytest.raises(main_job.Failure, match="no main.py"):
-        main_job.Install(args)
+    with pytest.raises(main_job_install.Failure, match="no main.py"):
+        main_job_install.Install(args)
     (comfyui / "main.py").write_text("")
-    install = main_job.Install(args)
+    install = main_job_install.Install(args)
     assert install.own_folders and install.base == comfyui.resolve()
     assert install.server_root() == comfyui.resolve()  # run from its own folder, no shadow copy
     install.link_pack()
-    link = comfyui / "custom_nodes" / main_job.PACK
+    link = comfyui / "custom_nodes" / main_job_install.PACK
     assert link.is_symlink() and link.resolve() == REPO
     install.link_pack()  # idempotent
     # --tiny never writes its random files into a real models folder.
-    tiny = main_job.Install(argparse.Namespace(tiny=True, comfyui=str(comfyui), workdir=str(tmp_path / "t")))
+    tiny = main_job_install.Install(argparse.Namespace(tiny=True, comfyui=str(comfyui), workdir=str(tmp_path / "t")))
     assert not tiny.own_folders and tiny.base == (tmp_path / "t").resolve()
 
 
@@ -123,8 +116,8 @@ def test_tiny_end_to_end(tmp_path):
     video = Path(videos[0])
     assert video.is_file() and video.suffix == ".mp4" and tmp_path in video.parents
     frames, _ = imageio_ffmpeg.count_frames_and_secs(str(video))
-    assert frames == main_job.TINY_INPUTS["num_frames"]
+    assert frames == main_job_models.TINY_INPUTS["num_frames"]
     reader = imageio_ffmpeg.read_frames(str(video))
     meta = next(reader)
-    assert tuple(meta["size"]) == (main_job.TINY_INPUTS["width"], main_job.TINY_INPUTS["height"])
+    assert tuple(meta["size"]) == (main_job_models.TINY_INPUTS["width"], main_job_models.TINY_INPUTS["height"])
     reader.close()

@@ -1,12 +1,12 @@
 """The option nodes of nodes/perf_options.py build the library's option objects from widget values
-(imported as ComfyUI imports the pack: as a package named after its folder)."""
+(imported as ComfyUI imports the pack: refs.import_pack)."""
 
 import importlib
-import sys
 from dataclasses import asdict
 
 import pytest
 
+from refs import import_pack
 from wan.runtime.blockswap import BlockSwapArgs
 from wan.runtime.cache import CacheArgs
 from wan.runtime.compile import TorchCompileArgs
@@ -15,13 +15,7 @@ from wan.runtime.feta import FetaArgs
 
 @pytest.fixture(scope="module")
 def perf():
-    from refs import REPO
-
-    sys.path.insert(0, str(REPO.parent))
-    try:
-        return importlib.import_module(f"{REPO.name}.nodes.perf_options")
-    finally:
-        sys.path.remove(str(REPO.parent))
+    return importlib.import_module(import_pack().__name__ + ".nodes.perf_options")
 
 
 def _defaults(cls):

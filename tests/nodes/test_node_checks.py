@@ -2,20 +2,16 @@
 skips its own min/max check for the inputs a VALIDATE_INPUTS names, so each range is checked here."""
 
 import importlib
-import sys
 
 import pytest
+
+from refs import import_pack
 
 
 @pytest.fixture(scope="module")
 def nodes():
-    from refs import REPO
-
-    sys.path.insert(0, str(REPO.parent))
-    try:
-        return {m: importlib.import_module(f"{REPO.name}.nodes.{m}") for m in ("vae", "options", "encoders")}
-    finally:
-        sys.path.remove(str(REPO.parent))
+    pack = import_pack().__name__
+    return {m: importlib.import_module(f"{pack}.nodes.{m}") for m in ("vae", "options", "encoders")}
 
 
 def test_tile_checks(nodes):

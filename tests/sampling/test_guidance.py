@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from refs import comfy
-from test_schedules import reference_scheduler
+from scheduler_refs import reference_scheduler
 from wan.errors import WanInputError
 from wan.sampling.guidance import (
     BOUNDARY_I2V,

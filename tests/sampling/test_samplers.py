@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from test_schedules import reference_scheduler, reference_truncated
+from scheduler_refs import reference_scheduler, reference_truncated
 from wan.errors import WanError
 from wan.sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, Cancelled, flow_to_x0
 from wan.sampling.schedules import get_sigmas, get_timesteps

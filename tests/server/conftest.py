@@ -1,11 +1,15 @@
-"""One real ComfyUI server per test session, shared by every test under tests/server/."""
+"""One real ComfyUI server per test session, shared by every test under tests/server/, and the
+tiny model set (with two input images) that the workflow tests run on."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
+import tiny_models
 from comfy_server import ComfyServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +37,18 @@ def comfy_server(tmp_path_factory):
     finally:
         _server = None
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def models(comfy_server):
+    """Role -> path of the tiny files under the catalogue's names (tiny_models.write_set), and the
+    input images portrait.png and bonfire.png."""
+    paths = tiny_models.write_set(comfy_server.models_dir(""))
+    comfy_server.input_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name, size in (("portrait.png", (40, 48)), ("bonfire.png", (48, 36))):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(comfy_server.input_dir / name)
+    return paths
 
 
 @pytest.hookimpl(hookwrapper=True)

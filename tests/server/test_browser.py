@@ -15,12 +15,11 @@ import json
 import os
 import re
 import shutil
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from comfy_server import execution_error
+from comfy_client import execution_error
 from refs import comfyui_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,10 +60,8 @@ def page(chromium, comfy_server):
     from playwright.sync_api import sync_playwright
 
     # A first visit opens the template browser over the canvas; a returning user's setting skips it.
-    request = urllib.request.Request(comfy_server.url + "/settings/Comfy.TutorialCompleted", data=b"true",
-                                     method="POST", headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
+    status, body = comfy_server.request("POST", "/settings/Comfy.TutorialCompleted", True)
+    assert status == 200, body
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:

@@ -7,13 +7,10 @@ Out-of-memory is in test_faults_oom.py.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import subprocess
-import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -22,68 +19,16 @@ import pytest
 from PIL import Image
 
 from bench.soak import LOADED, job_graph, prepare
-from comfy_server import execution_error
+from comfy_client import execution_error
 from tiny_models import write_dit
 
 T2V_DIT = "Wan2.1-T2V-1.3B-Q8_0.gguf"
 
 
-class Events:
-    """ComfyUI's websocket messages for the server's client id (executing, progress, ...), in a thread."""
-
-    def __init__(self, server):
-        self.messages: list[dict] = []
-        self._cond = threading.Condition()
-        self._ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        url = server.url.replace("http", "ws", 1) + f"/ws?clientId={server.client_id}"
-        self._task = None
-        self._thread = threading.Thread(target=self._run, args=(url,), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(30), "websocket did not connect"
-
-    def _run(self, url):
-        self._task = self._loop.create_task(self._listen(url))
-        try:
-            self._loop.run_until_complete(self._task)
-        except asyncio.CancelledError:
-            pass
-
-    async def _listen(self, url):
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(url) as ws:
-                self._ready.set()
-                async for msg in ws:
-                    if msg.type == aiohttp.WSMsgType.TEXT:  # binary messages are preview images
-                        with self._cond:
-                            self.messages.append(json.loads(msg.data))
-                            self._cond.notify_all()
-
-    def wait_for(self, predicate, timeout=120.0) -> dict:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            seen = 0
-            while True:
-                for message in self.messages[seen:]:
-                    if predicate(message):
-                        return message
-                seen = len(self.messages)
-                left = deadline - time.monotonic()
-                assert left > 0, f"no such message within {timeout} s; last: {self.messages[-5:]}"
-                self._cond.wait(left)
-
-    def close(self):
-        if self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
-        self._thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def events(comfy_server):
     prepare(comfy_server)
-    watcher = Events(comfy_server)
+    watcher = comfy_server.events().open()  # ComfyUI's progress messages for this client
     yield watcher
     watcher.close()
 

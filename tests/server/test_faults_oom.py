@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from bench.soak import job_graph, prepare
-from comfy_server import execution_error
+from comfy_client import execution_error
 from refs import import_pack
 
 PACK = "wan_pack_under_test"

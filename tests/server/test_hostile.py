@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.soak import job_graph, prepare
-from comfy_server import execution_error
+from comfy_client import execution_error
 from tiny_models import write_wrong_arch_gguf
 
 OURS = ("WanFileError", "WanInputError")

@@ -6,21 +6,15 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from comfy_server import execution_error
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_models  # noqa: E402
-from test_workflows import load_api, models, output_files, shrink  # noqa: E402,F401  (models: fixture)
+import tiny_models
+from comfy_client import execution_error
+from workflow_graphs import load_api, shrink
 
 VACE_GGUF = "Wan2.1_14B_VACE-Q3_K_S.gguf"
 
@@ -33,7 +27,7 @@ def _as_pngs(graph: dict, prefix: str) -> dict:
 
 
 def _frames(server, outputs) -> np.ndarray:
-    files = sorted(output_files(server, outputs))
+    files = sorted(server.files(outputs))
     return np.stack([np.asarray(Image.open(f)) for f in files])
 
 
@@ -98,7 +92,7 @@ def test_partial_lora_warns_with_examples_and_runs(comfy_server, models):
     path = comfy_server.models_dir("loras") / "partial.safetensors"
     tiny_models.write_lora(path, "vace_14b", blocks=[0, 7], modules=("self_attn.q",))  # the tiny model has 2 blocks
     outputs = comfy_server.run(_lora_graph("partial.safetensors", 1.0, "test/lora_partial"), timeout=180)
-    assert len(output_files(comfy_server, outputs)) == 5
+    assert len(comfy_server.files(outputs)) == 5
     warning = [line for line in comfy_server.log.splitlines() if "partial.safetensors only partly applies" in line]
     assert warning and "1 of 2 LoRA patches" in warning[0] and "blocks.7.self_attn.q" in warning[0], warning
 
@@ -170,8 +164,7 @@ def test_free_memory_request_reaches_our_cache(comfy_server, models):
     g = _as_pngs(shrink(load_api("t2v"), "free"), "test/free_a")
     comfy_server.run(g, timeout=180)
     loads = _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", 1)
-    status, _ = comfy_server._request("POST", "/free", {"unload_models": True, "free_memory": True})
-    assert status == 200
+    assert comfy_server.free(unload_models=True, free_memory=True) == 200
     # The prompt worker applies the flags after its next wake-up, which a job always causes (the
     # POST's own wake-up is lost if the worker is busy collecting garbage): run a trivial job first.
     comfy_server.run({"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
@@ -214,7 +207,7 @@ def test_gguf_text_encoder(comfy_server, models):
     """A llama.cpp t5encoder GGUF (city96's umt5-xxl-encoder layout) in the text encoder loader."""
     g = shrink(load_api("t2v"), "te_gguf")
     g["2"]["inputs"]["text_encoder"] = "umt5-xxl-encoder-Q8_0.gguf"
-    files = output_files(comfy_server, comfy_server.run(g, timeout=180))
+    files = comfy_server.files(comfy_server.run(g, timeout=180))
     assert len(files) == 1 and files[0].stat().st_size > 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 
 import imageio_ffmpeg
-import pytest
 
 from bench.soak import LOADED, WARMUP, job_graph, rss_bytes, run_soak
 
@@ -58,12 +57,11 @@ def test_soak_mixed_jobs_finish_reuse_models_and_hold_memory(comfy_server):
     assert switches >= JOBS // 3
 
     # ComfyUI's "free memory" (the UI button, POST /free) reaches our cache: the next job reads the file again.
-    rss_before = rss_bytes(comfy_server._proc.pid)
-    status, _ = comfy_server._request("POST", "/free", {"unload_models": True, "free_memory": True})
-    assert status == 200
+    rss_before = rss_bytes(comfy_server.pid)
+    assert comfy_server.free(unload_models=True, free_memory=True) == 200
     _cheap(comfy_server)
     _cheap(comfy_server)
-    rss_after = rss_bytes(comfy_server._proc.pid)
+    rss_after = rss_bytes(comfy_server.pid)
     loads = comfy_server.log.count(LOADED)
     outputs = comfy_server.run(job_graph("t2v", JOBS, "soak_test"), timeout=300)
     assert comfy_server.log.count(LOADED) == loads + 1, comfy_server.log_tail(20)

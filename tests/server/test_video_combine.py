@@ -3,10 +3,8 @@ Wan Video Combine fed by core EmptyImage, files decoded back by ffmpeg / Pillow.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -14,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_server import execution_error
+from comfy_client import execution_error
+from refs import import_pack
 
 REPO = Path(__file__).resolve().parents[2]
 FORMATS = ["image/gif", "image/webp", "video/h264-mp4", "video/h265-mp4", "video/webm"]
@@ -25,16 +24,8 @@ WORKFLOW = {"nodes": [{"id": 1, "type": "EmptyImage"}], "links": [], "version": 
 
 
 def _pack_mappings():
-    """The pack's own mappings, imported as ComfyUI imports it (a package named after its folder)."""
-    from refs import comfy
-
-    comfy("folder_paths")  # ComfyUI on sys.path, --cpu parsed, in case a node module needs it at import
-    spec = importlib.util.spec_from_file_location(
-        "wan_pack_under_test", REPO / "__init__.py", submodule_search_locations=[str(REPO)]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    """The pack's own mappings, imported in-process as ComfyUI imports it."""
+    module = import_pack()
     return module.NODE_CLASS_MAPPINGS, module.NODE_DISPLAY_NAME_MAPPINGS
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,64 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comfy_server import execution_error
+import tiny_models
+from comfy_client import execution_error
+from make_ui_workflow import strip_meta, ui_to_api
+from workflow_graphs import FRAMES, LONG_FRAMES, SIZE, STEPS, load_api, shrink
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(REPO / "scripts"))
-import tiny_models  # noqa: E402
-from make_ui_workflow import strip_meta, ui_to_api  # noqa: E402
-
 WORKFLOWS = ["t2v", "i2v", "vace_reference", "t2v_vace_lora_reference", "t2v_long_context", "wan22_t2v_a14b",
              "wan22_ti2v_5b", "t2i_wan", "t2i_sd15"]
-SIZE, FRAMES, STEPS = 32, 5, 2
-LONG_FRAMES = 13  # 4 latent frames: two context windows of 2 with 1 shared
-
-
-def load_api(name: str) -> dict:
-    return json.loads((REPO / "workflows" / f"{name}.api.json").read_text())
-
-
-def shrink(graph: dict, tag: str) -> dict:
-    """The same graph at test size, fp32, with output names unique to ``tag``."""
-    g = copy.deepcopy(graph)
-    windows = any(n["class_type"] == "WanContextOptions" for n in g.values())
-    for node in g.values():
-        inputs, kind = node["inputs"], node["class_type"]
-        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode"):
-            inputs.update(width=SIZE, height=SIZE)
-            if inputs["num_frames"] > 1:
-                inputs["num_frames"] = LONG_FRAMES if windows else FRAMES
-        elif kind == "WanSampler":
-            inputs["steps"] = STEPS
-        elif kind == "WanContextOptions":
-            inputs.update(context_frames=5, context_overlap=1, context_stride=4)
-        elif kind == "WanModelLoader":
-            inputs["base_precision"] = "fp32"
-        elif kind in ("WanTextEncoderLoader", "WanVAELoader", "WanCLIPVisionLoader"):
-            inputs["precision"] = "fp32"
-        if "filename_prefix" in inputs:
-            inputs["filename_prefix"] = f"test/{tag}"
-    return g
-
-
-@pytest.fixture(scope="module")
-def models(comfy_server):
-    paths = tiny_models.write_set(comfy_server.models_dir(""))
-    comfy_server.input_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name, size in (("portrait.png", (40, 48)), ("bonfire.png", (48, 36))):
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(comfy_server.input_dir / name)
-    return paths
-
-
-def output_files(server, outputs: dict) -> list[Path]:
-    files = []
-    for node_out in outputs.values():
-        for entry in node_out.get("images", []) + node_out.get("gifs", []):
-            folder = server.output_dir if entry.get("type", "output") == "output" else server.temp_dir
-            files.append(folder / entry["subfolder"] / entry["filename"])
-    return files
 
 
 def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
@@ -103,7 +52,7 @@ EXPECTED = {  # workflow -> (frames, latent frames it makes)
 def test_workflow_runs_to_its_file(comfy_server, models, name):
     graph = shrink(load_api(name), name)
     outputs = comfy_server.run(graph, timeout=180)
-    files = output_files(comfy_server, outputs)
+    files = comfy_server.files(outputs)
     if name == "t2i_wan":
         assert len(files) == 1 and files[0].suffix == ".png", files
         with Image.open(files[0]) as im:
@@ -125,7 +74,7 @@ def test_sd15_workflow_runs_to_its_file(comfy_server, models):
     graph["5"]["inputs"]["steps"] = STEPS
     graph["7"]["inputs"]["filename_prefix"] = "test/t2i_sd15"
     outputs = comfy_server.run(graph, timeout=180)
-    [path] = output_files(comfy_server, outputs)
+    [path] = comfy_server.files(outputs)
     assert path.suffix == ".png"
     with Image.open(path) as im:
         assert im.size == (64, 64)
@@ -171,16 +120,12 @@ def test_three_prompts_queued_at_once_finish_with_distinct_outputs(comfy_server,
     for prompt_id in ids:
         entry = comfy_server.wait(prompt_id, timeout=180)
         assert execution_error(entry) is None, execution_error(entry)
-        [path] = output_files(comfy_server, entry["outputs"])
+        [path] = comfy_server.files(entry["outputs"])
         assert video_frames(path) == (FRAMES, (SIZE, SIZE))
         reader = imageio_ffmpeg.read_frames(str(path))
         next(reader)
         digests.add(hashlib.sha256(b"".join(reader)).hexdigest())
     assert len(digests) == 3
-
-
-def _running(server) -> bool:
-    return bool(server.get("/queue")["queue_running"])
 
 
 def test_cancel_stops_within_a_step_and_writes_nothing(comfy_server, models):
@@ -192,7 +137,7 @@ def test_cancel_stops_within_a_step_and_writes_nothing(comfy_server, models):
     before = all_files(comfy_server)
     prompt_id = comfy_server.queue(graph)
     deadline = time.monotonic() + 60
-    while not _running(comfy_server):
+    while not comfy_server.queue_running():
         assert time.monotonic() < deadline
         time.sleep(0.02)
     time.sleep(2.0)  # inside the sampling loop (a 1000-step run takes far longer)
@@ -272,7 +217,7 @@ def test_server_keeps_serving_after_errors(comfy_server, models):
         (comfy_server.models_dir("diffusion_models") / "vae_by_mistake.safetensors").write_bytes(models["vae21"].read_bytes())
     _error_of(comfy_server, bad)
     outputs = comfy_server.run(shrink(load_api("t2v"), "after_errors"), timeout=180)
-    [path] = output_files(comfy_server, outputs)
+    [path] = comfy_server.files(outputs)
     assert video_frames(path) == (FRAMES, (SIZE, SIZE))
 
 

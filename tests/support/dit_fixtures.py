@@ -7,6 +7,7 @@ import dataclasses
 import torch
 
 from refs import comfy
+from seeded_weights import seeded_weights
 from wan.models.dit.config import DIT_PRESETS, DiTConfig
 from wan.models.dit.model import WanDiT
 
@@ -26,22 +27,10 @@ def tiny_config(variant: str) -> DiTConfig:
 
 
 def random_weights(cfg: DiTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Seeded weights (official names) scaled so activations stay O(1) through the network."""
-    g = torch.Generator().manual_seed(seed)
-    sd = {}
-    for name, p in WanDiT(cfg).state_dict().items():
-        r = torch.randn(p.shape, generator=g)
-        if name.endswith("modulation") or name.endswith("emb_pos"):
-            v = 0.3 * r
-        elif "norm" in name and name.endswith("weight") or name.startswith("img_emb.proj.0.w") or ".proj.4.w" in name:
-            v = 1.0 + 0.2 * r  # gains of RMS/LayerNorms
-        elif name.endswith("bias"):
-            v = 0.1 * r
-        else:
-            fan_in = p[0].numel()
-            v = r / fan_in**0.5
-        sd[name] = v
-    return sd
+    """Seeded weights (official names, in the model's order) scaled so activations stay O(1)."""
+    with torch.device("meta"):
+        template = WanDiT(cfg).state_dict()
+    return seeded_weights(template, seed)
 
 
 @dataclasses.dataclass

@@ -15,7 +15,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from test_gguf_reader import positions, write_sample  # noqa: E402
+from gguf_samples import positions, write_sample  # noqa: E402
 from wan.errors import WanFileError  # noqa: E402
 from wan.weights.gguf import read_gguf  # noqa: E402
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from dit_fixtures import TINY_VARIANTS, check, make_inputs, random_weights, tiny_config
-from test_lora import CFG, RANK, WEIGHT_TOL, comfy_patched, lora_modules, our_model, random_pairs, write_pairs
+from lora_fixtures import CFG, RANK, WEIGHT_TOL, comfy_patched, lora_modules, our_model, random_pairs, write_pairs
 from wan.models.dit.config import DIT_PRESETS
 from wan.errors import WanFileError, WanInputError
 from wan.models.dit.model import WanDiT

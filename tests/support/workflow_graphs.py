@@ -1,0 +1,42 @@
+"""The bundled API workflows (workflows/*.api.json) at test size, for the server tests (no tests here).
+
+``shrink`` keeps a graph as shipped except for sizes (32x32, 5 frames; 13 with context windows),
+2 steps and fp32 weights (bf16 convolutions are slow on a CPU), with output names unique to a tag.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SIZE, FRAMES, STEPS = 32, 5, 2
+LONG_FRAMES = 13  # 4 latent frames: two context windows of 2 with 1 shared
+
+
+def load_api(name: str) -> dict:
+    return json.loads((REPO / "workflows" / f"{name}.api.json").read_text())
+
+
+def shrink(graph: dict, tag: str) -> dict:
+    """The same graph at test size, fp32, with output names unique to ``tag``."""
+    g = copy.deepcopy(graph)
+    windows = any(n["class_type"] == "WanContextOptions" for n in g.values())
+    for node in g.values():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode"):
+            inputs.update(width=SIZE, height=SIZE)
+            if inputs["num_frames"] > 1:
+                inputs["num_frames"] = LONG_FRAMES if windows else FRAMES
+        elif kind == "WanSampler":
+            inputs["steps"] = STEPS
+        elif kind == "WanContextOptions":
+            inputs.update(context_frames=5, context_overlap=1, context_stride=4)
+        elif kind == "WanModelLoader":
+            inputs["base_precision"] = "fp32"
+        elif kind in ("WanTextEncoderLoader", "WanVAELoader", "WanCLIPVisionLoader"):
+            inputs["precision"] = "fp32"
+        if "filename_prefix" in inputs:
+            inputs["filename_prefix"] = f"test/{tag}"
+    return g
