@@ -31,9 +31,7 @@ def prepare_model(
     moved to ``device`` whole.
     """
     if attention_mode is not None:
-        from ..models.dit.attention_backends import set_attention_backend
-
-        set_attention_backend(dit, attention_mode)
+        dit.set_attention(attention_mode)
     if fp8_fast:
         from .fp8_matmul import enable_fp8_fast
 

@@ -7,7 +7,7 @@ off-diagonal entries (attention paid to OTHER frames), averaged over positions, 
 times (frames + weight), and never below 1. The self-attention output (after its output
 projection) is multiplied by that scalar, as the reference implementation and WanVideoWrapper do.
 
-Hooked from outside: the self-attention modules get an attention mode that wraps their current
+Hooked from outside: the self-attention modules get a kernel that wraps their current
 kernel and records the score, and a forward hook multiplies the module's output by it; ``embed``
 is wrapped to learn the token grid (frames) and the step. ``weight == 0`` means off (no hooks).
 """
@@ -15,16 +15,12 @@ is wrapped to learn the token grid (frames) and the step. ``weight == 0`` means 
 from __future__ import annotations
 
 import contextlib
-import itertools
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import WanInputError
-from ..models.dit.attention import BACKENDS, register_backend
 from .steps import StepCounter
-
-_ids = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -87,22 +83,16 @@ class _Feta:
         def fn(q, k, v):
             if self.active:
                 self.pending = feta_score(q, k, self.frames, self.args.weight)
-            return BACKENDS[inner](q, k, v)
+            return inner(q, k, v)
         return fn
 
     def install(self) -> None:
-        tag = next(_ids)
         self.dit.embed = self.embed
         for block in self.dit.blocks:  # the main blocks only, as the reference does (not VACE's)
             module = block.self_attn
-            inner = module.attn_mode
-            name = f"feta{tag}:{inner}"
-            if name not in BACKENDS:
-                register_backend(name, self._backend(inner))
-            self._modes.append((module, inner))
-            module.attn_mode = name
+            self._modes.append((module, module.kernel))
+            module.kernel = self._backend(module.kernel)
             self._hooks.append(module.register_forward_hook(self._scale))
-        self._tag = tag
 
     def _scale(self, module, args, output):
         score, self.pending = self.pending, None
@@ -111,11 +101,9 @@ class _Feta:
     def remove(self) -> None:
         del self.dit.embed
         for module, inner in self._modes:
-            module.attn_mode = inner
+            module.kernel = inner
         for h in self._hooks:
             h.remove()
-        for name in [n for n in BACKENDS if n.startswith(f"feta{self._tag}:")]:
-            del BACKENDS[name]
 
 
 @contextlib.contextmanager
