@@ -17,7 +17,7 @@ import torch
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
 from ._common import (
     CATEGORY, MODEL_CACHE, PRECISIONS, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
-    full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
+    full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,6 @@ class WanModelLoader:
             raise WanInputError(f"base_precision {base_precision!r} is not one of {', '.join(PRECISIONS)}")
         if quantization not in QUANTIZATIONS:
             raise WanInputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
-        install_memory_hook()
         path = full_path(model, *DIT_FOLDERS)
         home = _home(load_device)
         dtype = PRECISIONS[base_precision]
@@ -174,7 +173,6 @@ class WanTextEncoderLoader:
         return identity_of(text_encoder, *TEXT_FOLDERS)
 
     def load(self, text_encoder, precision, load_device):
-        install_memory_hook()
         path = full_path(text_encoder, *TEXT_FOLDERS)
         home = _home(load_device)
         dtype = PRECISIONS[precision]
@@ -214,7 +212,6 @@ class WanCLIPVisionLoader:
         return identity_of(clip_vision, "clip_vision")
 
     def load(self, clip_vision, precision):
-        install_memory_hook()
         path = full_path(clip_vision, "clip_vision")
         dtype = PRECISIONS[precision]
 
@@ -247,7 +244,6 @@ class WanVAELoader:
         return identity_of(vae, "vae")
 
     def load(self, vae, precision):
-        install_memory_hook()
         path = full_path(vae, "vae")
         dtype = PRECISIONS[precision]
 
