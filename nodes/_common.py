@@ -277,10 +277,6 @@ class ModelCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def entry_of(self, module: torch.nn.Module) -> _Entry | None:
         with self._lock:
             for entry in self._entries.values():
