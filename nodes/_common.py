@@ -3,27 +3,44 @@
 Not a node module (the leading underscore keeps the registry from scanning it). ComfyUI's own
 modules are imported inside functions so that unit tests can import this file without ComfyUI.
 
-The model cache
----------------
+The model cache and ComfyUI's memory management
+-----------------------------------------------
 Loaders keep what they loaded in ``MODEL_CACHE``, keyed by (kind, real path, mtime, size, LoadOptions):
 asking again for the same file with the same options returns the same object, while a file that
-was replaced (new mtime or size) is loaded afresh and the stale entry dropped. ComfyUI frees memory
-through ``comfy.model_management.free_memory(memory_required, device)`` (also behind
-``unload_all_models``, the "Free model and node cache" button and POST /free). ``install_memory_hook``
-wraps that function once: after ComfyUI has unloaded its own models, if the device still lacks the
-memory asked for, our cached models on that device are moved to their offload device (frees VRAM
-even while a graph output still references them); an unload-everything request (a huge
-``memory_required``) also empties the cache so host memory can be reclaimed once ComfyUI's node
-outputs let go of them.
+was replaced (new mtime or size) is loaded afresh and the stale entry dropped.
+
+Each cached model is handed to ComfyUI's own model management through its public API, the same in
+ComfyUI 0.3.75 and 0.8.0, instead of patching any of its functions:
+
+- it is wrapped in a ``comfy.model_patcher.ModelPatcher`` (load device: ComfyUI's torch device;
+  offload device: the loader's) around a small holder module (``_Held``) that moves the model
+  whole when ComfyUI calls ``to``. The holder keeps the model weakly and does not register it as
+  a submodule, so ComfyUI neither keeps it alive nor walks or splits its layers (ours do not cast
+  weights per call the way ComfyUI's lowvram mode needs), and its bookkeeping attributes land on
+  the holder, not on the library's classes;
+- ``on_device`` calls ``comfy.model_management.load_models_gpu([patcher], force_full_load=True)``
+  before a node computes: ComfyUI frees room among its own and our models as for any of its own,
+  and our models are listed in its ``current_loaded_models``, so its ``free_memory``,
+  ``unload_all_models``, the "Free model and node cache" button and POST /free unload ours like
+  its own;
+- ComfyUI's documented ``CallbacksMP.ON_DETACH`` callback of the patcher tells the cache when
+  ComfyUI has unloaded a model: from then on the cache holds it only weakly, as ComfyUI holds its
+  own models, so it lives as long as ComfyUI's node outputs refer to it. After POST /free (which
+  also resets ComfyUI's node cache) it is garbage-collected and the next job reads the file
+  again; while a cached graph still holds it, asking for it again makes the entry strong again
+  and ``load_models_gpu`` brings it back.
+- A model with block swap streams its blocks itself: its holder never moves it (ComfyUI would
+  bring every block to the GPU at once) and it is registered with ComfyUI at load, with size 0,
+  only so that ComfyUI's unloads reach the cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import threading
+import weakref
 from typing import Any, Callable, Hashable
 
 import torch
@@ -164,10 +181,62 @@ def file_identity(path: str) -> tuple[str, int, int]:
     return real, st.st_mtime_ns, st.st_size
 
 
-@dataclasses.dataclass
+class _Held(torch.nn.Module):
+    """The module a ModelPatcher manages for one cached model (see the module docstring)."""
+
+    def __init__(self, module: torch.nn.Module, movable: bool):
+        super().__init__()
+        self._ref = weakref.ref(module)
+        self._movable = movable
+
+    def to(self, *args, **kwargs):
+        module = self._ref()
+        if self._movable and module is not None:
+            module.to(*args, **kwargs)
+        return self
+
+
+def _patcher(module: torch.nn.Module, offload: torch.device | None, on_unload: Callable[[], None]):
+    """A ModelPatcher over ``module``; ``offload`` None: block swap (ComfyUI must not move it)."""
+    import comfy.model_management as mm
+    from comfy.model_patcher import ModelPatcher
+    from comfy.patcher_extension import CallbacksMP
+
+    movable = offload is not None
+    patcher = ModelPatcher(_Held(module, movable), load_device=mm.get_torch_device(),
+                           offload_device=offload if movable else mm.unet_offload_device(),
+                           size=model_bytes(module) if movable else 0)
+
+    def detached(_patcher, unpatch_all: bool) -> None:
+        if unpatch_all:  # an unload (False: a clone replaced it, or the patcher is being deleted)
+            on_unload()
+
+    patcher.add_callback(CallbacksMP.ON_DETACH, detached)
+    return patcher
+
+
 class _Entry:
-    value: Any
-    offload: torch.device | None
+    """One cached value; ``value`` is None while only ComfyUI's references keep it (``ref``)."""
+
+    def __init__(self, value: Any, offload: torch.device | None):
+        module = _module_of(value)
+        self.value = value
+        self.ref = None if module is None else weakref.ref(value)
+        self.swapped = module is not None and offload is None
+        self.patcher = None if module is None else _patcher(module, offload, self.release)
+        self.home = None if module is None else _device_of(module)
+
+    def release(self) -> None:
+        """ComfyUI unloaded the model: hold it only weakly from now on."""
+        self.value = None
+
+    def peek(self) -> Any:
+        return self.value if self.value is not None or self.ref is None else self.ref()
+
+    def live(self) -> Any:
+        """The value, held strongly again (it is in use), or None once it has been collected."""
+        self.value = self.peek()
+        return self.value
 
 
 class ModelCache:
@@ -179,41 +248,40 @@ class ModelCache:
 
     def get(self, kind: str, path: str, options: Hashable, load: Callable[[], Any],
             offload: torch.device | None = None) -> Any:
+        """The cached value or ``load()``'s. A torch model (or an object with one as ``.model``) is
+        handed to ComfyUI's memory management; ``offload``: where ComfyUI unloads it to (None: the
+        model swaps blocks itself and is never moved)."""
         real, mtime, size = file_identity(path)
         key = (kind, real, mtime, size, options)
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
-                log.debug("Wan: reusing the loaded %s %s", kind, os.path.basename(real))
-                return entry.value
-            # Drop entries of this kind for the same path whose file has changed since.
-            for old in [k for k in self._entries if k[0] == kind and k[1] == real and k[2:4] != (mtime, size)]:
-                del self._entries[old]
-        value = load()
-        with self._lock:
-            self._entries[key] = _Entry(value, offload)
+            value = None if entry is None else entry.live()
+            if value is None:
+                # Drop entries of this kind for the same path whose file has changed since, and
+                # entries whose model ComfyUI unloaded and nothing refers to any more.
+                for old in [k for k, e in self._entries.items() if k == key or e.peek() is None or (
+                        k[0] == kind and k[1] == real and k[2:4] != (mtime, size))]:
+                    del self._entries[old]
+        if value is not None:
+            log.debug("Wan: reusing the loaded %s %s", kind, os.path.basename(real))
+        else:
+            value = load()
+            entry = _Entry(value, offload)
+            with self._lock:
+                self._entries[key] = entry
+        if entry.swapped:
+            _load_models([entry.patcher])  # listed with ComfyUI: no node loads a block-swapped model
         return value
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def offload(self, device: torch.device) -> int:
-        """Move cached models that sit on ``device`` to their offload device; returns how many."""
-        moved = 0
+    def entry_of(self, module: torch.nn.Module) -> _Entry | None:
         with self._lock:
             for entry in self._entries.values():
-                module = _module_of(entry.value)
-                if module is None or entry.offload is None:
-                    continue
-                where = _device_of(module)
-                if where is not None and where.type == device.type and where != entry.offload:
-                    module.to(entry.offload)
-                    moved += 1
-        return moved
+                if entry.patcher is not None and _module_of(entry.peek()) is module:
+                    return entry
+        return None
 
 
 def _module_of(value) -> torch.nn.Module | None:
@@ -229,36 +297,14 @@ def _device_of(module: torch.nn.Module) -> torch.device | None:
     return None
 
 
-MODEL_CACHE = ModelCache()
-_hook_installed = False
-
-
-def install_memory_hook() -> None:
-    """Wrap comfy.model_management.free_memory once so ComfyUI's unload path reaches our cache."""
-    global _hook_installed
-    if _hook_installed:
-        return
+def _load_models(patchers: list) -> None:
     import comfy.model_management as mm
 
-    original = mm.free_memory
+    # Full load: our layers compute with their weights where they are (no per-call casting).
+    mm.load_models_gpu(patchers, force_full_load=True)
 
-    def free_memory(memory_required, device, keep_loaded=()):
-        result = original(memory_required, device, keep_loaded)
-        try:
-            dev = torch.device(device)
-            if memory_required >= 1e29:  # unload_all_models
-                if dev.type != "cpu":
-                    MODEL_CACHE.offload(dev)
-                MODEL_CACHE.clear()
-            elif dev.type != "cpu" and mm.get_free_memory(dev) < memory_required:
-                MODEL_CACHE.offload(dev)
-        except Exception:  # never let our bookkeeping break ComfyUI's memory management
-            log.exception("Wan: freeing cached models failed")
-        return result
 
-    free_memory.__wrapped__ = original
-    mm.free_memory = free_memory
-    _hook_installed = True
+MODEL_CACHE = ModelCache()
 
 
 # ---- progress and cancel -------------------------------------------------------------------------
@@ -276,15 +322,32 @@ def cancel_check() -> Callable[[], bool]:
 
 @contextlib.contextmanager
 def on_device(module: torch.nn.Module, device: torch.device):
-    """Run with ``module`` on ``device`` (ComfyUI's compute device), then put it back where it was."""
-    home = _device_of(module)
+    """Run with ``module`` on ``device`` (ComfyUI's compute device), then put it back where it lives.
+
+    A cached model is loaded through ComfyUI (``load_models_gpu``, which frees room among all loaded
+    models) and, if it lives on its offload device between runs, unloaded to it afterwards; it stays
+    known to ComfyUI either way. Anything else is moved by hand.
+    """
     device = torch.device(device)
-    if home is None or home == device:
-        yield module
+    entry = MODEL_CACHE.entry_of(module)
+    if entry is None or entry.patcher.load_device != device:
+        home = _device_of(module)
+        if home is None or home == device:
+            yield module
+            return
+        make_room(model_bytes(module), device)
+        module.to(device)
+        try:
+            yield module
+        finally:
+            module.to(home)
         return
-    make_room(model_bytes(module), device)
-    module.to(device)
+    entry.live()
+    _load_models([entry.patcher])
     try:
         yield module
     finally:
-        module.to(home)
+        if entry.home is not None and entry.home != device:
+            # Back to where it lives between runs, keeping ComfyUI's accounting: the patcher's
+            # own unload (no detach callback: this is not ComfyUI asking for memory).
+            entry.patcher.unpatch_model(entry.home)

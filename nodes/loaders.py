@@ -22,7 +22,7 @@ from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is check
 from ..wan.weights.lora.apply import _no_match_message
 from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
-    full_path, identity_of, install_memory_hook, register_gguf_extension, list_files, main_device, make_room, offload_device,
+    full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,6 @@ class WanModelLoader:
 
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
              block_swap_args=None, compile_args=None):
-        install_memory_hook()
         path = full_path(model, *DIT_FOLDERS)
         home = _home(load_device)
         options = LoadOptions(dtype=dtype_of(base_precision), device=home, offload_device=offload_device(),
@@ -156,7 +155,6 @@ class WanTextEncoderLoader:
         return identity_of(text_encoder, *TEXT_FOLDERS)
 
     def load(self, text_encoder, precision, load_device):
-        install_memory_hook()
         path = full_path(text_encoder, *TEXT_FOLDERS)
         options = LoadOptions(dtype=dtype_of(precision), device=_home(load_device))
         return (MODEL_CACHE.get("text_encoder", path, options, lambda: load_text_encoder(path, options),
@@ -182,7 +180,6 @@ class WanCLIPVisionLoader:
         return identity_of(clip_vision, "clip_vision")
 
     def load(self, clip_vision, precision):
-        install_memory_hook()
         path = full_path(clip_vision, "clip_vision")
         options = LoadOptions(dtype=dtype_of(precision), device=offload_device())
         return (MODEL_CACHE.get("clip_vision", path, options, lambda: load_clip_vision(path, options),
@@ -208,7 +205,6 @@ class WanVAELoader:
         return identity_of(vae, "vae")
 
     def load(self, vae, precision):
-        install_memory_hook()
         path = full_path(vae, "vae")
         options = LoadOptions(dtype=dtype_of(precision), device=offload_device())
         return (MODEL_CACHE.get("vae", path, options, lambda: load_vae(path, options), offload=offload_device()),)

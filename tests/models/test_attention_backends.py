@@ -1,50 +1,94 @@
 """attention_mode: sdpa always works; a mode whose package is missing is a clear WanInputError
-naming the package (never a silent fallback); an unknown mode lists the known ones."""
+naming the package (never a silent fallback); an unknown mode lists the known ones. The kernel is
+an attribute of each attention module: the model computes with it, and two models do not share it."""
 
 import importlib.util
+import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from wan.models.dit.config import DIT_PRESETS
+from dit_fixtures import make_inputs, random_weights, tiny_config
 from wan.errors import WanInputError
-from wan.models.dit.attention import BACKENDS
-from wan.models.dit.attention_backends import OPTIONAL_BACKENDS, available_modes, set_attention_backend
+from wan.models.dit.attention_backends import ATTENTION_MODES, OPTIONAL_KERNELS, attention_kernel
+from wan.models.dit.layers import WanSelfAttention
 from wan.models.dit.model import WanDiT
 
-CFG = DIT_PRESETS["t2v_1_3b"].tiny(num_layers=1)
+CFG = tiny_config("vace_1_3b")
 
 
-def _modes(m):
-    return {mod.attn_mode for mod in m.modules() if hasattr(mod, "attn_mode")}
+def _kernels(m):
+    return [mod.kernel for mod in m.modules() if isinstance(mod, WanSelfAttention)]
+
+
+def _model(seed=0):
+    m = WanDiT(CFG)
+    m.load_state_dict(random_weights(CFG, seed))
+    return m.eval()
+
+
+def _run(m, inp):
+    with torch.no_grad():
+        return m(inp.x, inp.t, inp.context, vace_context=inp.vace_context)
 
 
 def test_sdpa_and_unknown():
     m = WanDiT(CFG)
-    set_attention_backend(m, "sdpa")
-    assert _modes(m) == {"sdpa"} and "sdpa" in available_modes()
+    attn = _kernels(m)
+    # self- and cross-attention of every main and VACE block
+    assert len(attn) == 2 * (CFG.num_layers + len(CFG.vace_layers))
+    m.set_attention("sdpa")
+    q, k, v = (torch.randn(2, n, 3, 8, generator=torch.Generator().manual_seed(n)) for n in (5, 4, 4))
+    expected = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    for kernel in _kernels(m):
+        torch.testing.assert_close(kernel(q, k, v), expected, rtol=0, atol=0)
     with pytest.raises(WanInputError, match="unknown attention_mode 'xformers'.*sageattention"):
-        set_attention_backend(m, "xformers")
+        m.set_attention("xformers")
+    assert ATTENTION_MODES == ("sdpa", "flash_attn", "flash_attn_3", "sageattention")
 
 
-@pytest.mark.parametrize("mode", sorted(OPTIONAL_BACKENDS))
+def test_model_computes_with_its_own_kernel():
+    inp = make_inputs(CFG, frames=2, height=4, width=4)
+    plain, other = _model(), _model()
+    expected = _run(plain, inp)
+    calls = []
+
+    def counting(q, k, v):
+        calls.append(q.shape)
+        return attention_kernel("sdpa")(q, k, v)
+
+    for mod in other.modules():
+        if isinstance(mod, WanSelfAttention):
+            mod.kernel = counting
+    assert torch.equal(_run(other, inp), expected)
+    # one call per self- and text cross-attention of the 4 main and 2 VACE blocks
+    assert len(calls) == 12
+    # a kernel changed on one model leaves another model (and so any global default) alone
+    other.blocks[0].self_attn.kernel = lambda q, k, v: torch.zeros_like(q)
+    assert not torch.equal(_run(other, inp), expected)
+    assert torch.equal(_run(plain, inp), expected)
+    assert all(k is attention_kernel("sdpa") for k in _kernels(WanDiT(CFG)))
+
+
+@pytest.mark.parametrize("mode", sorted(OPTIONAL_KERNELS))
 def test_missing_package_is_a_clear_error(mode):
-    package, install, _ = OPTIONAL_BACKENDS[mode]
+    package, install, _ = OPTIONAL_KERNELS[mode]
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed here")
     m = WanDiT(CFG)
     with pytest.raises(WanInputError) as e:
-        set_attention_backend(m, mode)
+        m.set_attention(mode)
     assert str(e.value) == f"attention_mode {mode!r} needs the {install} package, which is not installed"
-    assert _modes(m) == {"sdpa"}  # unchanged
+    assert all(k is attention_kernel("sdpa") for k in _kernels(m))  # unchanged
 
 
-def test_installed_but_broken_package(monkeypatch):
+def test_installed_but_broken_package(tmp_path, monkeypatch):
     # A package that is found but fails to import (wrong CUDA build) is reported as such.
-    def broken():
-        raise ImportError("libcudart.so.11 not found")
-
-    monkeypatch.setitem(OPTIONAL_BACKENDS, "sageattention", ("torch", "sageattention", broken))
-    monkeypatch.delitem(BACKENDS, "sageattention", raising=False)  # registered by an earlier test where installed
+    pkg = tmp_path / "sageattention"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("raise ImportError('libcudart.so.11 not found')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "sageattention", raising=False)
     with pytest.raises(WanInputError, match="installed but cannot be imported.*libcudart"):
-        set_attention_backend(WanDiT(CFG), "sageattention")
+        WanDiT(CFG).set_attention("sageattention")

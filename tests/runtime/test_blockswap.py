@@ -10,7 +10,7 @@ from wan.models.dit.config import DIT_PRESETS
 from wan.errors import WanInputError
 from wan.models.dit.model import WanDiT
 from wan.models.dit.loading import load_dit
-from wan.runtime.blockswap import BlockSwapArgs, enable_block_swap, offload_after_use
+from wan.runtime.blockswap import BlockSwapArgs, enable_block_swap
 from wan.weights.fp8 import quantize_fp8
 
 CFG = DIT_PRESETS["i2v_14b"].tiny(num_layers=4)
@@ -75,18 +75,3 @@ def test_noop_when_device_is_offload_device_and_validation():
         enable_block_swap(model, 5, "cpu", "cpu", simulate=True)
     with pytest.raises(WanInputError, match="blocks_to_swap"):
         BlockSwapArgs(blocks_to_swap=-1)
-    enc = torch.nn.Linear(2, 2)
-    assert offload_after_use(enc, "cpu") is enc and enc.weight.device.type == "cpu"
-
-
-def test_restore_after_the_whole_model_was_moved():
-    from wan.runtime.blockswap import active_block_swapper, restore_block_swap
-
-    model = _model()
-    inp = make_inputs(CFG, frames=1, height=2, width=4)
-    plain = _run(model, inp)
-    enable_block_swap(model, 2, "cpu", "cpu", simulate=True)
-    model.to("cpu")  # what a cache's offload does
-    assert restore_block_swap(model) and active_block_swapper(model).resident_blocks() == []
-    assert torch.equal(_run(model, inp), plain)
-    assert not restore_block_swap(_model())

@@ -59,13 +59,13 @@ def test_sageattention_near_sdpa():
     if importlib.util.find_spec("sageattention") is None:
         pytest.skip("sageattention is not installed")
     from wan.models.dit.attention import attention
-    from wan.models.dit.attention_backends import ensure_backend
+    from wan.models.dit.attention_backends import attention_kernel
 
     # The kernel alone on random [B, L, H, D] inputs: SageAttention 1.0.6 measured 1.3% on an H100.
     g = torch.Generator("cuda").manual_seed(0)
     q, k, v = (torch.randn(1, n, 12, 128, device="cuda", dtype=torch.bfloat16, generator=g) for n in (1024, 512, 512))
-    ref = attention(q, k, v, "sdpa").float()
-    out = attention(q, k, v, ensure_backend("sageattention")).float()
+    ref = attention(q, k, v).float()
+    out = attention(q, k, v, attention_kernel("sageattention")).float()
     assert ((out - ref).norm() / ref.norm()).item() < 0.03
     # A whole model at 512 video tokens (sage 1.0.6 is far off on sequences of a few tokens).
     sd = random_weights(CFG)

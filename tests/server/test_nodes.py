@@ -159,8 +159,9 @@ def test_gguf_files_listed_only_where_they_belong(comfy_server, models):
 
 
 def test_free_memory_request_reaches_our_cache(comfy_server, models):
-    """ComfyUI's "free model and node cache" (POST /free) goes through model_management's unload
-    path, which our loaders' cache is hooked into: the next run loads the model file again."""
+    """ComfyUI's "free model and node cache" (POST /free) unloads our models through its own model
+    management (they are listed there as ModelPatchers) and resets its node cache; the loaders' cache
+    then no longer keeps them, so the next run loads the model file again."""
     g = _as_pngs(shrink(load_api("t2v"), "free"), "test/free_a")
     comfy_server.run(g, timeout=180)
     loads = _loaded_count(comfy_server, "Wan2.1-T2V-1.3B-Q8_0.gguf", 1)

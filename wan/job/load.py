@@ -17,7 +17,6 @@ import torch
 
 from ..models.clip_vision import CLIPVisionH
 from ..models.clip_vision import load_clip_vision as _clip_from_state_dict
-from ..models.dit.attention_backends import set_attention_backend
 from ..models.dit.loading import load_dit as _dit_from_state_dict
 from ..models.dit.model import WanDiT
 from ..models.text.encoder import TextEncoder
@@ -58,7 +57,7 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
         state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")  # weights already fp8 stay as they are
     device = options.compute_device
     dit = _dit_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.build_device)
-    set_attention_backend(dit, options.attention)
+    dit.set_attention(options.attention)
     if options.quantization == "fp8_e4m3fn_fast":
         enable_fp8_fast(dit, device)
     if options.swaps:

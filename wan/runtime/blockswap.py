@@ -87,7 +87,6 @@ class BlockSwapper:
                  offload_embeddings: bool, simulate: bool = False):
         self.device = torch.device(device)
         self.offload_device = torch.device(offload_device)
-        self.settings = (blocks_to_swap, prefetch, offload_embeddings, simulate)
         self.prefetch = prefetch
         self.loads = 0
         self._hooks: list = []
@@ -157,7 +156,10 @@ class BlockSwapper:
         item.event = None
 
     # -- hooks ------------------------------------------------------------------------------------
+    # Never traced by dynamo: a compiled block (nn.Module.compile) runs its hooks as frames of their
+    # own, and these move tensors and count loads, which would only add guards and recompiles.
     def _pre_hook(self, i: int):
+        @torch.compiler.disable
         def hook(module, args):
             item = self.blocks.get(i)
             if item is not None:
@@ -168,11 +170,13 @@ class BlockSwapper:
         return hook
 
     def _embedding_pre_hook(self, item: _Swapped):
+        @torch.compiler.disable
         def hook(module, args):
             self._ready(item)
         return hook
 
     def _post_hook(self, item: _Swapped):
+        @torch.compiler.disable
         def hook(module, args, output):
             self._offload(item)
         return hook
@@ -219,31 +223,8 @@ def enable_block_swap(
     return swapper
 
 
-def active_block_swapper(dit: nn.Module) -> BlockSwapper | None:
-    """The block swapper installed on ``dit``, if one is active (its tensors then must not be moved
-    with ``dit.to(...)``: that would bring every swapped block to the device at once)."""
-    swapper = getattr(dit, "_wan_block_swapper", None)
-    return swapper if swapper is not None and swapper.active and swapper._hooks else None
-
-
-def restore_block_swap(dit: nn.Module) -> bool:
-    """Put a block-swapped model's tensors back where the swapper wants them (after something moved
-    the whole model, e.g. ComfyUI freeing memory); False if ``dit`` has no active swapper."""
-    swapper = active_block_swapper(dit)
-    if swapper is None:
-        return False
-    blocks, prefetch, embeddings, simulate = swapper.settings
-    enable_block_swap(dit, blocks, swapper.device, swapper.offload_device, prefetch, embeddings, simulate)
-    return True
-
-
 def apply_block_swap(dit: nn.Module, args: BlockSwapArgs | None, device, offload_device="cpu") -> BlockSwapper | None:
     """``enable_block_swap`` from the node's options; None (and no change) when ``args`` is None."""
     if args is None:
         return None
     return enable_block_swap(dit, args.blocks_to_swap, device, offload_device, args.prefetch, args.offload_embeddings)
-
-
-def offload_after_use(module: nn.Module, offload_device="cpu") -> nn.Module:
-    """Move a module that has done its work (text encoder, CLIP vision) to ``offload_device``."""
-    return module.to(offload_device)

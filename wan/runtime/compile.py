@@ -1,8 +1,10 @@
 """torch.compile of the DiT blocks, one block at a time.
 
-Only each block's ``forward`` is compiled, not the module call: forward hooks (block swap, FETA)
-stay outside the compiled graph, and the blocks share one code object, so the same graph serves
-every block of the same shape. Inputs that change from one step or prompt to the next (latent,
+Each block is compiled with PyTorch's own ``nn.Module.compile``, which compiles the module call and
+leaves ``forward`` and the module tree as they are (state dict, LoRA and block swap see the same
+block). The call runs the block's hooks and its ``forward`` as separate frames: hooks that must
+stay eager (block swap's) are marked ``torch.compiler.disable``; the blocks share one ``forward``
+code object, so the same graph serves every block of the same shape. Inputs that change from one step or prompt to the next (latent,
 timestep, text embedding) are tensors of unchanged shape, which dynamo's guards accept without
 recompiling; a new video size compiles once more (or not at all with ``dynamic=True``).
 """
@@ -47,19 +49,14 @@ class TorchCompileArgs:
 
 
 def _compile_module(module: nn.Module, args: TorchCompileArgs) -> None:
-    if getattr(module, "_wan_compiled", False):
-        return
     kw = dict(backend=args.backend, fullgraph=args.fullgraph, dynamic=args.dynamic)
     if args.backend == "inductor":
         kw["mode"] = args.mode
-    # An instance attribute shadows the class's forward; nn.Module.__call__ still runs the hooks
-    # around it, uncompiled.
-    module.forward = torch.compile(module.forward, **kw)
-    module._wan_compiled = True
+    module.compile(**kw)
 
 
 def compile_blocks(dit: nn.Module, args: TorchCompileArgs | None) -> nn.Module:
-    """Compile every block's forward of ``dit`` in place (compiled lazily, at the first call)."""
+    """Compile every block of ``dit`` (``nn.Module.compile``; compiled lazily, at the first call)."""
     if args is None:
         return dit
     import torch._dynamo
@@ -74,13 +71,4 @@ def compile_blocks(dit: nn.Module, args: TorchCompileArgs | None) -> nn.Module:
     if args.compile_vace:
         for block in getattr(dit, "vace_blocks", ()):
             _compile_module(block, args)
-    return dit
-
-
-def uncompile_blocks(dit: nn.Module) -> nn.Module:
-    """Undo ``compile_blocks`` (the class's forward is used again)."""
-    for block in [*dit.blocks, *getattr(dit, "vace_blocks", ())]:
-        if getattr(block, "_wan_compiled", False):
-            del block.forward
-            del block._wan_compiled
     return dit

@@ -57,21 +57,21 @@ def quantize_input(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Fp8FastLinear(PackedLinear):
     """A ``PackedLinear`` holding fp8_e4m3fn bytes whose forward multiplies in fp8; the plain
-    (upcasting) forward remains for patched weights and sizes the kernel refuses."""
+    (upcasting) forward remains for sizes the kernel refuses. A LoRA adds to the output through a
+    forward hook, as on any packed layer, so the weight itself stays fp8."""
 
     def __init__(self, layer: PackedLinear):
         if layer.qtype != "fp8_e4m3fn":
             raise WanInputError(f"fp8_e4m3fn_fast needs fp8_e4m3fn weights, this layer holds {layer.qtype}")
         super().__init__(layer.weight, layer.bias)
-        self.patches = layer.patches  # shared: LoRA attached later reaches both
         # A buffer, so that .to() and block swap move it with the weight (no per-call copy).
         scale_w = torch.tensor(1.0 if self.scale is None else self.scale, dtype=torch.float32)
         self.register_buffer("scale_w", scale_w.to(layer.packed.device), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., out_features] in x's dtype."""
-        if self.patches or self.in_features % 16 or self.out_features % 16:
-            return super().forward(x)  # patched weights are no longer fp8; odd sizes the kernel refuses
+        if self.in_features % 16 or self.out_features % 16:
+            return super().forward(x)  # sizes the kernel refuses
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         xq, scale_x = quantize_input(x2)

@@ -8,8 +8,6 @@ moves them packed and ``model.to(dtype)`` leaves them alone.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -100,8 +98,8 @@ def is_packed(value) -> bool:
 class PackedLinear(nn.Module):
     """``nn.Linear`` whose weight stays packed; it is expanded to the input's dtype per forward.
 
-    ``patches`` is a list of functions ``weight -> weight`` applied to the expanded weight (LoRA
-    and similar adjustments attach here, so the packed bytes are never rewritten).
+    The packed bytes are never rewritten: a LoRA on such a layer adds its product to the layer's
+    output through a forward hook (``wan.weights.lora.apply``).
     """
 
     def __init__(self, weight: PackedTensor, bias: torch.Tensor | None = None):
@@ -116,17 +114,13 @@ class PackedLinear(nn.Module):
         # attach_packed has already consumed them from the state dict
         self.register_buffer("packed", weight.data, persistent=False)
         self.register_buffer("bias", bias, persistent=False)
-        self.patches: list[Callable[[torch.Tensor], torch.Tensor]] = []
 
     @property
     def weight(self) -> PackedTensor:
         return PackedTensor(self.packed, self.qtype, self.weight_shape, self.scale)
 
     def dequantized_weight(self, dtype: torch.dtype, device=None) -> torch.Tensor:
-        w = dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, dtype, device)
-        for patch in self.patches:
-            w = patch(w)
-        return w
+        return dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, dtype, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., out_features] in x's dtype."""

@@ -1,7 +1,8 @@
 """Attention and 3-D rotary position embedding for the Wan DiT.
 
-``attention`` is the single entry point every block calls, so another kernel (flash, sage) is a
-new entry in ``BACKENDS`` rather than an edit of the blocks.
+Every attention module calls ``attention(q, k, v, self.kernel)``: the kernel is an attribute of the
+module (SDPA unless ``WanDiT.set_attention`` chose another), so another kernel or a per-run wrapper
+(Enhance-A-Video) replaces one attribute of one module instead of editing the blocks or a shared table.
 """
 
 from __future__ import annotations
@@ -11,33 +12,22 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-Backend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """PyTorch's scaled_dot_product_attention over [B, L, H, D] inputs -> [B, Lq, H, D]."""
     # SDPA wants heads before tokens; the transposes are views and SDPA accepts the strides.
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
 
 
-BACKENDS: dict[str, Backend] = {"sdpa": _sdpa}
-
-
-def register_backend(name: str, fn: Backend) -> None:
-    """Make ``fn(q, k, v) -> out`` (all [B, L, H, D]) available as ``attention(..., mode=name)``."""
-    BACKENDS[name] = fn
-
-
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mode: str = "sdpa") -> torch.Tensor:
-    """Softmax attention without mask, scaled by 1/sqrt(head_dim).
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernel: Kernel = sdpa) -> torch.Tensor:
+    """Softmax attention without mask, scaled by 1/sqrt(head_dim), computed by ``kernel``.
 
     q: [B, Lq, H, D]; k, v: [B, Lk, H, D] -> [B, Lq, H * D].
     """
-    try:
-        fn = BACKENDS[mode]
-    except KeyError:
-        raise ValueError(f"unknown attention mode {mode!r}; known: {sorted(BACKENDS)}") from None
-    return fn(q, k, v).flatten(2)
+    return kernel(q, k, v).flatten(2)
 
 
 def rope_axes(head_dim: int) -> tuple[int, int, int]:

@@ -1,20 +1,24 @@
-"""Optional attention kernels (flash-attn, SageAttention) behind ``attention.attention(..., mode)``.
+"""Attention modes by name: SDPA and the optional kernels (flash-attn, SageAttention).
 
-Each mode names the package it needs; choosing a mode whose package is not installed is an error
-that says so, never a silent fall back to SDPA (a user who picked a kernel wants to know it is not
-the one running). Kernels are imported only when a mode is chosen.
+``attention_kernel(mode)`` turns a mode name into a kernel ``(q, k, v) -> out`` over [B, L, H, D]
+through a fixed table of factories; ``WanDiT.set_attention`` puts it on the model's attention
+modules. Nothing is registered anywhere: two models may run different kernels side by side.
+
+Each optional mode names the package it needs; choosing a mode whose package is not installed is an
+error that says so, never a silent fall back to SDPA (a user who picked a kernel wants to know it is
+not the one running). Kernels are imported only when a mode is chosen.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 from collections.abc import Callable
+from types import MappingProxyType
 
 import torch
 
 from ...errors import WanInputError
-from .attention import BACKENDS, register_backend
+from .attention import Kernel, sdpa
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -25,7 +29,7 @@ def _half(q, k, v):
     return q.to(dt), k.to(dt), v.to(dt)
 
 
-def _make_flash_attn() -> Callable:
+def _make_flash_attn() -> Kernel:
     from flash_attn import flash_attn_func
 
     def fn(q, k, v):
@@ -34,7 +38,7 @@ def _make_flash_attn() -> Callable:
     return fn
 
 
-def _make_flash_attn_3() -> Callable:
+def _make_flash_attn_3() -> Kernel:
     from flash_attn_interface import flash_attn_func
 
     def fn(q, k, v):
@@ -45,7 +49,7 @@ def _make_flash_attn_3() -> Callable:
     return fn
 
 
-def _make_sageattention() -> Callable:
+def _make_sageattention() -> Kernel:
     from sageattention import sageattn
 
     def fn(q, k, v):
@@ -54,38 +58,26 @@ def _make_sageattention() -> Callable:
     return fn
 
 
-# mode -> (package to import, what to install, factory of fn(q, k, v) over [B, L, H, D])
-OPTIONAL_BACKENDS: dict[str, tuple[str, str, Callable[[], Callable]]] = {
+# mode -> (package to import, what to install, factory of the kernel); read-only
+OPTIONAL_KERNELS: MappingProxyType[str, tuple[str, str, Callable[[], Kernel]]] = MappingProxyType({
     "flash_attn": ("flash_attn", "flash-attn", _make_flash_attn),
     "flash_attn_3": ("flash_attn_interface", "flash-attn 3 (flash_attn_interface)", _make_flash_attn_3),
     "sageattention": ("sageattention", "sageattention", _make_sageattention),
-}
-ATTENTION_MODES = ("sdpa", *OPTIONAL_BACKENDS)
+})
+ATTENTION_MODES = ("sdpa", *OPTIONAL_KERNELS)
 
 
-def available_modes() -> list[str]:
-    """Modes usable in this environment (their package can be found)."""
-    return ["sdpa"] + [m for m, (pkg, _, _) in OPTIONAL_BACKENDS.items() if importlib.util.find_spec(pkg)]
-
-
-def ensure_backend(mode: str) -> str:
-    """Register ``mode`` with ``attention`` (importing its package) or raise a WanInputError."""
-    if mode in BACKENDS:
-        return mode
-    if mode not in OPTIONAL_BACKENDS:
+def attention_kernel(mode: str) -> Kernel:
+    """The kernel of attention mode ``mode`` (importing its package), or a WanInputError."""
+    if mode == "sdpa":
+        return sdpa
+    if mode not in OPTIONAL_KERNELS:
         raise WanInputError(f"unknown attention_mode {mode!r}; choose one of {', '.join(ATTENTION_MODES)}")
-    package, install, factory = OPTIONAL_BACKENDS[mode]
+    package, install, factory = OPTIONAL_KERNELS[mode]
     if importlib.util.find_spec(package) is None:
         raise WanInputError(f"attention_mode {mode!r} needs the {install} package, which is not installed")
     try:
-        fn = factory()
+        return factory()
     except ImportError as e:  # installed but broken (wrong CUDA / torch build): say which
         raise WanInputError(f"attention_mode {mode!r}: the {install} package is installed but cannot be "
                             f"imported ({e})") from e
-    register_backend(mode, fn)
-    return mode
-
-
-def set_attention_backend(dit: torch.nn.Module, mode: str) -> None:
-    """Validate ``mode`` and route every attention of ``dit`` through it."""
-    dit.set_attention_mode(ensure_backend(mode))

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import BACKENDS, apply_rope, attention
+from .attention import Kernel, apply_rope, attention, sdpa
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -72,13 +72,17 @@ def gated_add(x: torch.Tensor, y: torch.Tensor, gate: torch.Tensor) -> torch.Ten
 
 
 class WanSelfAttention(nn.Module):
-    """Self-attention with RMS-normalised q/k and 3-D rotary embedding."""
+    """Self-attention with RMS-normalised q/k and 3-D rotary embedding.
+
+    ``kernel``: the attention kernel ``(q, k, v) -> out`` over [B, L, H, D] (see
+    ``WanDiT.set_attention``); a plain attribute, so a run may wrap it and put it back.
+    """
 
     def __init__(self, dim: int, num_heads: int, eps: float = 1e-6):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.attn_mode = "sdpa"
+        self.kernel: Kernel = sdpa
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
         self.v = nn.Linear(dim, dim)
@@ -93,17 +97,7 @@ class WanSelfAttention(nn.Module):
         q = apply_rope(self.norm_q(self.q(x)).view(b, l, n, d), rope, x.dtype)
         k = apply_rope(self.norm_k(self.k(x)).view(b, l, n, d), rope, x.dtype)
         v = self.v(x).view(b, l, n, d)
-        return self.o(self.kernel(q, k, v).flatten(2))
-
-    # shim (run branch): the attention helper makes ``kernel`` a plain attribute; until then it is
-    # the kernel of ``attn_mode`` unless one was set (Enhance-A-Video wraps it for a run)
-    @property
-    def kernel(self):
-        return self.__dict__.get("_kernel") or BACKENDS[self.attn_mode]
-
-    @kernel.setter
-    def kernel(self, fn) -> None:
-        self.__dict__["_kernel"] = None if fn is BACKENDS.get(self.attn_mode) else fn
+        return self.o(attention(q, k, v, self.kernel))
 
 
 class WanCrossAttention(WanSelfAttention):
@@ -130,10 +124,10 @@ class WanCrossAttention(WanSelfAttention):
         img, txt = context[:, :context_img_len], context[:, context_img_len:]
         q = self._heads(self.norm_q(self.q(x)), dt)
         k = self._heads(self.norm_k(self.k(txt)), dt)
-        out = attention(q, k, self._heads(self.v(txt), dt), self.attn_mode)
+        out = attention(q, k, self._heads(self.v(txt), dt), self.kernel)
         if context_img_len and hasattr(self, "k_img"):
             k_img = self._heads(self.norm_k_img(self.k_img(img)), dt)
-            out = out + attention(q, k_img, self._heads(self.v_img(img), dt), self.attn_mode)
+            out = out + attention(q, k_img, self._heads(self.v_img(img), dt), self.kernel)
         return self.o(out)
 
 

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 from .config import DiTConfig
 from ...errors import WanInputError
 from .attention import rope_table
-from .layers import Head, MLPProj, WanAttentionBlock, linear_fp32
+from .attention_backends import attention_kernel
+from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
 _FLOAT_COMPUTE = (torch.float32, torch.float16, torch.bfloat16)
@@ -103,11 +104,14 @@ class WanDiT(nn.Module):
     def residual_dtype(self) -> torch.dtype:
         return torch.float32 if self.residual_fp32 else self.compute_dtype
 
-    def set_attention_mode(self, mode: str) -> None:
-        """Route every attention of this model through ``attention(..., mode=mode)``."""
+    def set_attention(self, mode: str) -> None:
+        """Run every attention of this model (VACE blocks included) with the kernel of ``mode``
+        (see ``attention_backends.ATTENTION_MODES``); WanInputError, and no change, if it is
+        unknown or its package is missing."""
+        kernel = attention_kernel(mode)
         for m in self.modules():
-            if hasattr(m, "attn_mode"):
-                m.attn_mode = mode
+            if isinstance(m, WanSelfAttention):
+                m.kernel = kernel
 
     def rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
         """Rotary table of a token grid (see ``attention.rope_table``), cached for the last grid."""

@@ -37,5 +37,6 @@ class VaceWanAttentionBlock(WanAttentionBlock):
         dt = context.dtype
         if self.block_id == 0:
             c = self.before_proj(c.to(dt)).to(x0.dtype) + x0
-        c = self.forward(c, e, rope, context, context_img_len)
+        # Through the module call, so a compiled block (nn.Module.compile) runs compiled.
+        c = self(c, e, rope, context, context_img_len)
         return self.after_proj(c.to(dt)).to(c.dtype), c

@@ -115,17 +115,15 @@ class Tiled:
 
 
 class WanVAEBase(nn.Module):
-    """Chunked encode/decode, tiling and latent normalisation shared by Wan 2.1 and 2.2.
+    """Chunked encode/decode and tiling shared by Wan 2.1 and 2.2, on RAW latents (the DiT's
+    normalised space is ``wan.job.conditioning.normalize_latent``'s business).
 
     Subclasses provide `_encode_chunk(pixels, cache) -> latent mean` and
-    `_decode_chunk(latent, cache) -> pixels`, plus `z_dim`, `spatial_compression` and the
-    per-channel `_mean` / `_std` tuples.
+    `_decode_chunk(latent, cache) -> pixels`, plus `spatial_compression`.
     """
 
     temporal_compression = 4
     spatial_compression: int
-    _mean: tuple[float, ...]
-    _std: tuple[float, ...]
 
     def __init__(self, cfg: VAEConfig, encoder: nn.Module, decoder: nn.Module):
         super().__init__()
@@ -137,34 +135,12 @@ class WanVAEBase(nn.Module):
         self.decoder = decoder
 
     @property
-    def latent_mean(self) -> torch.Tensor:
-        return torch.tensor(self._mean)
-
-    @property
-    def latent_std(self) -> torch.Tensor:
-        return torch.tensor(self._std)
-
-    @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
-
-    def _stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        shape = (1, self.z_dim) + (1,) * (z.ndim - 2)
-        return (self.latent_mean.to(z.device, z.dtype).view(shape), self.latent_std.to(z.device, z.dtype).view(shape))
-
-    def normalize(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw VAE latent -> what the DiT sees: (z - mean) / std per channel."""
-        mean, std = self._stats(z)
-        return (z - mean) / std
-
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        """DiT latent -> raw VAE latent: z * std + mean per channel."""
-        mean, std = self._stats(z)
-        return z * std + mean
 
     def _runner(self, tile, grid_hw: tuple[int, int], in_unit: int, out_unit: int):
         tiling = as_tiling(tile)

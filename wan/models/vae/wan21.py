@@ -81,11 +81,9 @@ class Decoder3d(DecoderStack):
 
 
 class WanVAE(WanVAEBase):
-    """The Wan 2.1 VAE. encode/decode/normalize are documented on WanVAEBase."""
+    """The Wan 2.1 VAE. encode/decode are documented on WanVAEBase."""
 
     spatial_compression = 8
-    _mean = WAN21_MEAN
-    _std = WAN21_STD
 
     def __init__(self, cfg: VAEConfig = WAN21_VAE):
         super().__init__(cfg, Encoder3d(cfg), Decoder3d(cfg))

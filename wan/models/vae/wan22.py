@@ -190,11 +190,9 @@ class Decoder3d(DecoderStack):
 
 
 class WanVAE22(WanVAEBase):
-    """The Wan 2.2 VAE. encode/decode/normalize are documented on WanVAEBase."""
+    """The Wan 2.2 VAE. encode/decode are documented on WanVAEBase."""
 
     spatial_compression = 16
-    _mean = WAN22_MEAN
-    _std = WAN22_STD
 
     def __init__(self, cfg: VAEConfig = WAN22_VAE):
         super().__init__(cfg, Encoder3d(cfg), Decoder3d(cfg))
