@@ -19,7 +19,7 @@ from ..wan.job.load import load_clip_vision, load_dit, load_text_encoder, load_v
 from ..wan.job.options import PRECISIONS, QUANTIZATIONS, LoadOptions
 from ..wan.job.options import precision as dtype_of
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
-from ..wan.weights.lora.apply import _no_match_message
+from ..wan.weights.lora import no_match_message
 from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
@@ -69,7 +69,7 @@ def _check_loras(dit, loras) -> None:
         report = lora.match(dit)
         log.info("Wan LoRA %s (strength %.3g): %s", lora.name, strength, report.describe())
         if report.matched == 0:
-            raise WanFileError(lora.path, _no_match_message(lora, report))
+            raise WanFileError(lora.path, no_match_message(lora, report))
         if not report.complete:
             log.warning("Wan LoRA %s only partly applies: %s", lora.name, report.describe())
 

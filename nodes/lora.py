@@ -6,6 +6,7 @@ how it matches the model; the sampler applies it for the duration of a run only.
 
 from __future__ import annotations
 
+from ..wan.weights.lora import chain_add, load_lora
 from ._common import CATEGORY, MODEL_CACHE, WANLORA, full_path, identity_of, list_files
 
 
@@ -34,9 +35,6 @@ class WanLoraSelect:
         return f"{identity_of(lora, 'loras')} {strength}"
 
     def select(self, lora, strength, prev_lora=None):
-        from ..wan.weights.lora.parse import load_lora
-        from ..wan.weights.lora.parse import chain_add  # (lora_apply imported first is circular)
-
         path = full_path(lora, "loras")
         parsed = MODEL_CACHE.get("lora", path, (), lambda: load_lora(path))
         return (chain_add(prev_lora, parsed, strength),)

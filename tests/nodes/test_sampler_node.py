@@ -21,7 +21,7 @@ from wan.job.sample import sample_video
 from wan.models.dit.model import WanDiT
 from wan.runtime.cache import CacheArgs
 from wan.runtime.feta import FetaArgs
-from wan.weights.lora.parse import load_lora
+from wan.weights.lora import load_lora
 
 PACK = "wan_pack_sampler_node_test"
 VARIANT = "t2v_1_3b"
@@ -56,8 +56,8 @@ def node_run(dit, lora_path, text, cache=False, feta=False):
     conditioning = pack_module("wan.job.conditioning")
     loras = ()
     if lora_path is not None:
-        parsed = pack_module("wan.weights.lora.parse").load_lora(str(lora_path))
-        loras = pack_module("wan.weights.lora.apply").chain_add(None, parsed, STRENGTH)
+        lora = pack_module("wan.weights.lora")
+        loras = lora.chain_add(None, lora.load_lora(str(lora_path)), STRENGTH)
     cache_args = perf.WanCacheArgs().make(CACHE["threshold"], 1, -1, "e0", "auto", False)[0] if cache else None
     feta_args = perf.WanEnhanceVideoArgs().make(FETA["weight"], 0.0, 1.0)[0] if feta else None
     embeds = conditioning.t2v_conditioning(W, H, FRAMES, 16)

@@ -8,25 +8,18 @@ float reductions split the same way."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-sys.path.insert(0, str(Path(__file__).parent))
-import tiny_models  # noqa: E402
-from test_workflows import models  # noqa: E402,F401  (fixture)
-from wan.job.conditioning import encode_prompts, t2v_conditioning  # noqa: E402
-from wan.job.options import LoadOptions, RunOptions, SamplingOptions  # noqa: E402
-from wan.job.pipelines import load_components  # noqa: E402
-from wan.job.sample import sample_video  # noqa: E402
-from wan.runtime.cache import CacheArgs  # noqa: E402
-from wan.runtime.feta import FetaArgs  # noqa: E402
-from wan.weights.lora.parse import load_lora  # noqa: E402
+import tiny_models
+from wan.job.conditioning import encode_prompts, t2v_conditioning
+from wan.job.options import LoadOptions, RunOptions, SamplingOptions
+from wan.job.pipelines import load_components
+from wan.job.sample import sample_video
+from wan.runtime.cache import CacheArgs
+from wan.runtime.feta import FetaArgs
+from wan.weights.lora import load_lora
 
 DIT, TE, LORA = "Wan2.1-T2V-1.3B-Q8_0.gguf", "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "t2v_library_test.safetensors"
 W, H, FRAMES, STEPS, CFG, SHIFT, SEED, SAMPLER, STRENGTH = 32, 32, 9, 4, 4.0, 5.0, 11, "unipc", 0.6

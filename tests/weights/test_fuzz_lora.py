@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from tiny_models import dit_config, dit_state, write_lora
 from wan.errors import WanError, WanFileError
 from wan.models.dit.model import WanDiT
-from wan.weights.lora.parse import apply_loras, load_lora
+from wan.weights.lora import apply_loras, load_lora
 
 _DIR = Path(tempfile.mkdtemp(prefix="lora_fuzz_"))
 _BASE = write_lora(_DIR / "base.safetensors", "t2v_1_3b", rank=4, blocks=[0, 1])

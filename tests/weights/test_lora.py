@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from dit_fixtures import check, comfy_model, make_inputs, random_weights
 from lora_fixtures import CFG, RANK, WEIGHT_TOL, comfy_patched, lora_modules, our_model, random_pairs, write_pairs
-from wan.weights.lora.parse import apply_loras, load_lora
+from wan.weights.lora import apply_loras, load_lora
 
 torch.set_num_threads(2)
 

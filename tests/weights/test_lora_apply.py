@@ -19,7 +19,7 @@ from lora_fixtures import CFG, RANK, WEIGHT_TOL, comfy_patched, lora_modules, ou
 from wan.models.dit.config import DIT_PRESETS
 from wan.errors import WanFileError, WanInputError
 from wan.models.dit.model import WanDiT
-from wan.weights.lora.parse import apply_loras, chain_add, load_lora, merge_weight
+from wan.weights.lora import apply_loras, chain_add, load_lora, merge_weight
 from wan.weights.lora.formats import build_index, resolve_site
 from wan.weights.packed import PackedLinear, PackedTensor
 

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from dit_fixtures import check, comfy_model, diffusers_dit, diffusers_model, make_inputs, random_weights
 from dit_headers import comfy_dit_shapes, write_sparse_safetensors
 from wan.errors import WanFileError
-from wan.install.verify import inspect_file
+from wan.models.identify import identify_file
 from wan.models.dit.config import DIT_PRESETS
 from wan.models.dit.loading import load_dit
 from wan.weights.loader import load_state_dict
@@ -82,7 +82,7 @@ def test_missing_tensors_are_named(tiny, prefix, tmp_path):
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_identify_names_the_variant_under_each_wrapper(variant, prefix, tmp_path):
     shapes = {prefix + k: s for k, s in comfy_dit_shapes(DIT_PRESETS[variant]).items()}
-    who = inspect_file(str(write_sparse_safetensors(tmp_path / "dit.safetensors", shapes)))
+    who = identify_file(str(write_sparse_safetensors(tmp_path / "dit.safetensors", shapes)))
     assert (who.role, who.variant) == ("dit", variant), who
 
 
@@ -91,5 +91,5 @@ def test_identify_names_a_diffusers_pipeline_transformer(variant, tmp_path):
     with torch.device("meta"):
         model = diffusers_dit(DIT_PRESETS[variant])
     shapes = {"transformer." + k: tuple(v.shape) for k, v in model.state_dict().items()}
-    who = inspect_file(str(write_sparse_safetensors(tmp_path / "dit.safetensors", shapes)))
+    who = identify_file(str(write_sparse_safetensors(tmp_path / "dit.safetensors", shapes)))
     assert (who.role, who.variant) == ("dit", variant), who

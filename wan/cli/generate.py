@@ -34,7 +34,7 @@ from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.samplers import SAMPLERS
 from ..video import write_video
-from ..weights.lora.parse import load_lora
+from ..weights.lora import load_lora
 
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
 CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default

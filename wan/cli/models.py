@@ -12,6 +12,9 @@ import os
 import sys
 
 from ..errors import WanError
+from ..install.catalog import load_catalog
+from ..install.download import download_files, file_url, hub_endpoint
+from ..install.verify import verify
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +61,6 @@ def _list(cat, args) -> int:
 
 
 def _download(cat, args) -> int:
-    from ..install.download import download_files, file_url, hub_endpoint
-
     files = cat.resolve(args.names)
     root = comfyui_dir(args.comfyui)
     done, failed = download_files(files, root, progress=not args.no_progress)
@@ -81,8 +82,6 @@ def _download(cat, args) -> int:
 
 
 def _verify(cat, args) -> int:
-    from ..install.verify import verify
-
     unknown = [w for w in args.workflows if w not in cat.workflows]
     if unknown:
         print(f"error: unknown workflow {', '.join(unknown)}; known: {', '.join(cat.workflows)}", file=sys.stderr)
@@ -109,8 +108,6 @@ def _verify(cat, args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..install.catalog import load_catalog
-
     if not args.action:
         print("usage: python -m wan models {list,download,verify} ... (see --help)", file=sys.stderr)
         return 2

@@ -10,7 +10,11 @@ import argparse
 import sys
 import time
 
-from ..weights.quantize import WRITABLE_TYPES
+import torch
+
+from ..weights.quantize import WRITABLE_TYPES, quantize_state_dict_check, write_gguf
+from ..errors import WanError
+from ..weights.loader import load_state_dict
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..errors import WanError
-    from ..weights.loader import load_state_dict
-    from ..weights.quantize import quantize_state_dict_check, write_gguf
-
     try:
         state = load_state_dict(args.src)
         # packed inputs (fp8 or an existing GGUF) are re-quantized from their float values

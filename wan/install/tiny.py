@@ -30,6 +30,11 @@ from .catalog import Catalog, load_catalog
 from ..models.dit.config import DIT_PRESETS, DiTConfig
 from ..errors import WanFileError, WanInputError
 from ..models.text.tokenizer import spiece_proto
+from ..models.dit.model import WanDiT
+from ..models.vae.layers import VAEConfig
+from ..models.vae.wan21 import WanVAE
+from ..models.vae.wan22 import WanVAE22
+from ..weights.quantize import write_gguf
 
 DIT_SIZE = dict(dim=128, ffn_dim=256, num_layers=2)
 UMT5_SIZE = dict(d_model=4096, heads=2, d_kv=16, d_ff=64, layers=1, buckets=32, vocab=400)
@@ -88,8 +93,6 @@ def dit_config(variant: str = "t2v_1_3b") -> DiTConfig:
 
 def dit_state(variant: str = "t2v_1_3b", seed: int = 0) -> dict[str, torch.Tensor]:
     """Official-name fp32 weights of a tiny ``variant`` (a key of wan.models.dit.config.DIT_PRESETS)."""
-    from ..models.dit.model import WanDiT
-
     return seeded(_meta_shapes(lambda: WanDiT(dit_config(variant))), seed)
 
 
@@ -101,7 +104,6 @@ def write_dit(path, variant: str = "t2v_1_3b", fmt: str = "bf16", seed: int = 0,
         raise WanInputError(f"unknown tiny DiT format {fmt!r}; choose one of {', '.join(DIT_FORMATS)}")
     sd = dit_state(variant, seed)
     if fmt == "gguf":
-        from ..weights.quantize import write_gguf
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,14 +169,10 @@ def write_umt5(path, seed: int = 5, spiece: bytes | None = None) -> Path:
 
 def vae_state(version: str = "2.1", seed: int = 3) -> dict[str, torch.Tensor]:
     """Wan 2.1 (ComfyUI's fixed structure at dim 8) or Wan 2.2 (dim 8, decoder dim 16) VAE weights."""
-    from ..models.vae.layers import VAEConfig
-
     if version == "2.1":
-        from ..models.vae.wan21 import WanVAE as cls
-        cfg = VAEConfig(dim=8, z_dim=16)
+        cls, cfg = WanVAE, VAEConfig(dim=8, z_dim=16)
     elif version == "2.2":
-        from ..models.vae.wan22 import WanVAE22 as cls
-        cfg = VAEConfig(dim=8, dec_dim=16, z_dim=48)
+        cls, cfg = WanVAE22, VAEConfig(dim=8, dec_dim=16, z_dim=48)
     else:
         raise WanInputError(f"unknown tiny VAE version {version!r}; choose 2.1 or 2.2")
     return seeded(_meta_shapes(lambda: cls(cfg)), seed)

@@ -17,10 +17,7 @@ from .catalog import Catalog, ModelFile
 from .download import sha256_of
 from ..errors import WanFileError
 from ..models.dit.config import DIT_PRESETS, same_network
-from ..models.identify import DIT_SIZES, Identity, identify
-from ..weights.gguf import read_gguf_header
-from ..weights.loader import sniff
-from ..weights.safetensors import read_safetensors_header
+from ..models.identify import DIT_SIZES, identify_file
 
 
 @dataclass(frozen=True)
@@ -39,16 +36,6 @@ class WorkflowReport:
 
 
 # -- reading headers -------------------------------------------------------------------------------
-def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict]:
-    """({tensor name: shape}, metadata) of a safetensors or GGUF file, from its header only.
-
-    Raises WanFileError for a file that is unreadable, not in either format, or truncated.
-    """
-    read = read_gguf_header if sniff(path) == "gguf" else read_safetensors_header
-    entries, metadata = read(path)
-    return {k: tuple(v[1]) for k, v in entries.items()}, metadata
-
-
 def expected_identity(f: ModelFile) -> str | None:
     """The variant ``identify`` reports for a correct copy of ``f``."""
     if f.role == "lora":  # a LoRA is known by the width of the DiT it patches: causvid_t2v_14b -> 14b
@@ -62,12 +49,6 @@ def expected_identity(f: ModelFile) -> str | None:
     return next(p.variant for p in DIT_PRESETS.values() if same_network(p, preset))
 
 
-def inspect_file(path: str) -> Identity:
-    """What the file at ``path`` is; WanFileError when its header is unreadable or truncated."""
-    shapes, metadata = read_header(path)
-    return identify(shapes, metadata)
-
-
 # -- checking an install ---------------------------------------------------------------------------
 def check_file(f: ModelFile, comfyui: str | os.PathLike, *, checksum: bool = False) -> FileCheck:
     """Whether ``f`` is present in the install and is what its name says."""
@@ -79,7 +60,7 @@ def check_file(f: ModelFile, comfyui: str | os.PathLike, *, checksum: bool = Fal
         what = "truncated" if size < f.size else "larger than published"
         return FileCheck(f, "wrong", path, f"wrong: {size} bytes, published size is {f.size} ({what})")
     try:
-        who = inspect_file(path)
+        who = identify_file(path)
     except WanFileError as exc:
         return FileCheck(f, "wrong", path, f"wrong: {exc.problem}")
     except OSError as exc:

@@ -30,6 +30,7 @@ from .conditioning import (
     vace_conditioning,
 )
 from ..errors import WanFileError, WanInputError
+from ..models.identify import identify_file
 from . import load
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
@@ -86,11 +87,9 @@ def load_components(
 
 def find_components(folder: str | os.PathLike) -> dict[str, str]:
     """{role: path} for the weight files in ``folder``, each role read from the file's header
-    (``verify.inspect_file``), never from its name. Roles: dit, dit_low, text_encoder, vae,
+    (``identify.identify_file``), never from its name. Roles: dit, dit_low, text_encoder, vae,
     clip_vision. Two DiTs are the Wan2.2 A14B experts; only then does a name decide which is the
     high-noise one (a file named ``*low_noise*`` is the low-noise expert)."""
-    from ..install.verify import inspect_file
-
     folder = Path(folder)
     if not folder.is_dir():
         raise WanFileError(folder, "is not a folder")
@@ -98,7 +97,7 @@ def find_components(folder: str | os.PathLike) -> dict[str, str]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() not in WEIGHT_SUFFIXES or not path.is_file():
             continue
-        role = inspect_file(str(path)).role
+        role = identify_file(str(path)).role
         if role in ("dit", "text_encoder", "vae", "clip_vision"):
             found.setdefault(role, []).append(str(path))
     out = {}

@@ -32,7 +32,7 @@ from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
 from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
 from ..sampling.schedules import get_sigmas, get_timesteps
 from ..sampling.step import Step
-from ..weights.lora.apply import apply_loras
+from ..weights.lora import apply_loras
 
 Callback = Callable[[int, int, torch.Tensor], None]
 # forward(step, x, t, context, **kw) -> v: one DiT evaluation, with the runtime options of the run

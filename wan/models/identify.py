@@ -15,6 +15,7 @@ from .dit.shapes import config_from_shapes
 from ..errors import WanFileError
 from ..weights.checks import shape_of
 from ..weights.gguf_text import T5_ARCHITECTURES, hf_name
+from ..weights.loader import read_header
 from ..weights.names import CLIP_VISION, DIT, UMT5, VAE, strip_prefix
 
 # What this pack loads: "dit", "vae", "text_encoder" (UMT5/T5), "clip_vision", "lora"; families it
@@ -55,6 +56,13 @@ def identify(tensors: Mapping, metadata: Mapping | None = None) -> Identity:
         return Identity(None, None, f"a GGUF of architecture {arch!r}")
     sample = ", ".join(sorted(shapes)[:3])
     return Identity(None, None, f"no model family this pack knows (tensors such as {sample})")
+
+
+def identify_file(path) -> Identity:
+    """What the file at ``path`` is, from its header alone; WanFileError when the header is
+    unreadable or truncated."""
+    shapes, metadata = read_header(path)
+    return identify(shapes, metadata)
 
 
 def _has(shapes, *names: str) -> bool:

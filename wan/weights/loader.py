@@ -7,8 +7,8 @@ import os
 
 from ..errors import WanFileError
 from .fp8 import has_fp8, pack_fp8_state_dict
-from .gguf import GGUF_MAGIC, read_gguf
-from .safetensors import read_safetensors
+from .gguf import GGUF_MAGIC, read_gguf, read_gguf_header
+from .safetensors import read_safetensors, read_safetensors_header
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl")
 
@@ -55,3 +55,14 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
     if pack_fp8 and has_fp8(state):
         state = pack_fp8_state_dict(state, path)
     return state
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict]:
+    """({tensor name: shape}, metadata) of a safetensors or GGUF file, from its header only.
+
+    Raises WanFileError for a file that is unreadable, not in either format, or truncated.
+    """
+    path = os.fspath(path)
+    read = read_gguf_header if sniff(path) == "gguf" else read_safetensors_header
+    entries, metadata = read(path)
+    return {k: tuple(v[1]) for k, v in entries.items()}, metadata

@@ -196,7 +196,7 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
         patches, report = lora.resolve(index)
         reports.append(report)
         if report.matched == 0:
-            raise WanFileError(lora.path, _no_match_message(lora, report))
+            raise WanFileError(lora.path, no_match_message(lora, report))
         if not report.complete and warn:
             msg = f"LoRA {lora.name}: {report.describe()}"
             warnings.warn(msg, stacklevel=2)
@@ -233,7 +233,7 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
     return handle
 
 
-def _no_match_message(lora: Lora, report: MatchReport) -> str:
+def no_match_message(lora: Lora, report: MatchReport) -> str:
     if report.shape_mismatches and not report.unmatched:
         return (f"0 of {report.total} LoRA patches fit this Wan DiT: the layer names match but the "
                 f"shapes do not ({report.shape_mismatches[0]}); it is a LoRA for another Wan size "

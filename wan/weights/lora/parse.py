@@ -22,6 +22,7 @@ import torch.nn as nn
 from ...errors import WanFileError
 from ...models.identify import identify
 from .formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
+from ..safetensors import read_safetensors
 
 # ----------------------------------------------------------------------------------------------
 # Patches
@@ -134,7 +135,6 @@ class MatchReport:
 
 def _read(path: str) -> dict[str, torch.Tensor]:
     # the validated reader: a truncated or non-safetensors file becomes a WanFileError naming it
-    from ..safetensors import read_safetensors
 
     return read_safetensors(path)
 
@@ -290,17 +290,4 @@ def _shapes(params) -> dict[str, tuple[int, ...] | None]:
     return {k: None for k in params}
 
 
-_APPLY_NAMES = ("LoraChain", "LoraHandle", "apply_loras", "chain_add", "merge_weight")
-
-
-def __getattr__(name: str):
-    # The application half lives in lora_apply, which builds on this module; re-exported lazily so
-    # either module can be imported first.
-    if name in _APPLY_NAMES:
-        from . import apply as lora_apply
-
-        return getattr(lora_apply, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["Diff", "Lora", "LowRank", "MatchReport", "load_lora", *_APPLY_NAMES]
+__all__ = ["Diff", "Lora", "LowRank", "MatchReport", "load_lora"]
