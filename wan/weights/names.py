@@ -131,21 +131,30 @@ def is_diffusers_dit(keys) -> bool:
     return "condition_embedder.time_proj.weight" in keys or "blocks.0.attn1.to_q.weight" in keys
 
 
-def diffusers_to_official_name(name: str) -> str:
-    """One diffusers Wan parameter name -> its official name (unknown names pass unchanged)."""
+_OFFICIAL_TOP = {official: diffusers for diffusers, official in _DIFFUSERS_TOP.items()}
+_OFFICIAL_BLOCK = {official: diffusers for diffusers, official in _DIFFUSERS_BLOCK.items()}
+
+
+def _rename(name: str, top: dict[str, str], block: dict[str, str]) -> str:
     m = _BLOCK_RE.match(name)
     if m:
-        block, module, leaf = m.groups()
-        mapped = _DIFFUSERS_BLOCK.get(module)
-        if mapped is not None:
-            return f"{block}.{mapped}" + (f".{leaf}" if leaf else "")
-        return name
-    m = _TOP_RE.match(name)
-    module, leaf = m.groups()
-    mapped = _DIFFUSERS_TOP.get(module)
-    if mapped is None:
-        return name
-    return mapped + (f".{leaf}" if leaf else "")
+        prefix, module, leaf = m.groups()
+        mapped = block.get(module)
+        return name if mapped is None else f"{prefix}.{mapped}" + (f".{leaf}" if leaf else "")
+    module, leaf = _TOP_RE.match(name).groups()
+    mapped = top.get(module)
+    return name if mapped is None else mapped + (f".{leaf}" if leaf else "")
+
+
+def diffusers_to_official_name(name: str) -> str:
+    """One diffusers Wan parameter or module name -> its official name (unknown names pass unchanged)."""
+    return _rename(name, _DIFFUSERS_TOP, _DIFFUSERS_BLOCK)
+
+
+def official_to_diffusers_name(name: str) -> str:
+    """One official Wan parameter or module name -> its diffusers (WanTransformer3DModel /
+    WanVACETransformer3DModel) name: the same table read the other way."""
+    return _rename(name, _OFFICIAL_TOP, _OFFICIAL_BLOCK)
 
 
 def dit_to_official(state_dict: dict) -> dict:

@@ -11,14 +11,7 @@ from torch import nn
 
 from .base import WanVAEBase
 from .layers import (
-    CausalConv3d,
-    DecoderStack,
-    EncoderStack,
-    FeatureCache,
-    Resample,
-    ResidualBlock,
-    VAEConfig,
-    causal_head,
+    CausalConv3d, DecoderStack, EncoderStack, FeatureCache, Resample, ResidualBlock, VAEConfig, causal_head,
     middle_blocks,
 )
 

@@ -14,16 +14,8 @@ import torch.nn.functional as F
 
 from .base import WanVAEBase
 from .layers import (
-    CausalConv3d,
-    DecoderStack,
-    EncoderStack,
-    FeatureCache,
-    Resample,
-    ResidualBlock,
-    VAEConfig,
-    causal_head,
-    middle_blocks,
-    run_seq,
+    CausalConv3d, DecoderStack, EncoderStack, FeatureCache, Resample, ResidualBlock, VAEConfig, causal_head,
+    middle_blocks, run_seq,
 )
 
 WAN22_VAE = VAEConfig(dim=160, dec_dim=256, z_dim=48)

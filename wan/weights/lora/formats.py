@@ -17,10 +17,9 @@ and an alias claimed by two different modules is dropped as ambiguous rather tha
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from ..names import LORA_DOTTED_PREFIXES, LORA_FLAT_PREFIXES
+from ..names import LORA_DOTTED_PREFIXES, LORA_FLAT_PREFIXES, official_to_diffusers_name
 
 # Tensor-name suffix -> role. Longest first so ".lora_B.default.weight" wins over ".lora_B".
 _ROLE_SUFFIXES: tuple[tuple[str, str], ...] = tuple(sorted({
@@ -71,44 +70,6 @@ def split_key(key: str) -> tuple[str, str] | None:
     return None
 
 
-# Official module path -> diffusers path, one rule per naming difference, applied in order.
-# (Segment-anchored regexes: ".q" must not touch ".norm_q".)
-_TO_DIFFUSERS: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r in (
-    (r"^time_embedding\.0(?=\.|$)", "condition_embedder.time_embedder.linear_1"),
-    (r"^time_embedding\.2(?=\.|$)", "condition_embedder.time_embedder.linear_2"),
-    (r"^text_embedding\.0(?=\.|$)", "condition_embedder.text_embedder.linear_1"),
-    (r"^text_embedding\.2(?=\.|$)", "condition_embedder.text_embedder.linear_2"),
-    (r"^time_projection\.1(?=\.|$)", "condition_embedder.time_proj"),
-    (r"^img_emb\.proj\.0(?=\.|$)", "condition_embedder.image_embedder.norm1"),
-    (r"^img_emb\.proj\.1(?=\.|$)", "condition_embedder.image_embedder.ff.net.0.proj"),
-    (r"^img_emb\.proj\.3(?=\.|$)", "condition_embedder.image_embedder.ff.net.2"),
-    (r"^img_emb\.proj\.4(?=\.|$)", "condition_embedder.image_embedder.norm2"),
-    (r"^head\.head(?=\.|$)", "proj_out"),
-    (r"^head\.modulation$", "scale_shift_table"),
-    (r"\.self_attn(?=\.|$)", ".attn1"),
-    (r"\.cross_attn(?=\.|$)", ".attn2"),
-    (r"\.attn([12])\.([qkv])(?=\.|$)", r".attn\1.to_\2"),
-    (r"\.attn([12])\.o(?=\.|$)", r".attn\1.to_out.0"),
-    (r"\.k_img(?=\.|$)", ".add_k_proj"),
-    (r"\.v_img(?=\.|$)", ".add_v_proj"),
-    (r"\.norm_k_img(?=\.|$)", ".norm_added_k"),
-    (r"\.ffn\.0(?=\.|$)", ".ffn.net.0.proj"),
-    (r"\.ffn\.2(?=\.|$)", ".ffn.net.2"),
-    # The affine cross-attention norm is norm3 in the official code and norm2 in diffusers.
-    (r"^((?:vace_)?blocks\.\d+)\.norm3(?=\.|$)", r"\1.norm2"),
-    (r"^((?:vace_)?blocks\.\d+)\.modulation$", r"\1.scale_shift_table"),
-    (r"\.before_proj(?=\.|$)", ".proj_in"),
-    (r"\.after_proj(?=\.|$)", ".proj_out"),
-))
-
-
-def official_to_diffusers(path: str) -> str:
-    """The diffusers (WanTransformer3DModel / WanVACETransformer3DModel) name of an official path."""
-    for pattern, repl in _TO_DIFFUSERS:
-        path = pattern.sub(repl, path)
-    return path
-
-
 @dataclass(frozen=True)
 class NameIndex:
     """Aliases of one model's patchable names.
@@ -142,7 +103,7 @@ def build_index(params: dict[str, tuple[int, ...] | None]) -> NameIndex:
             table[alias] = site
 
     for site in sorted(sites):
-        diff = official_to_diffusers(site)
+        diff = official_to_diffusers_name(site)
         for alias in {site, diff}:
             claim(dotted, alias, site)
             claim(flat, alias.replace(".", "_"), site)
