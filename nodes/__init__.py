@@ -7,6 +7,8 @@ An import error is not swallowed: ComfyUI then reports the pack as failed, which
 import importlib
 import pkgutil
 
+from ._examples import place_example_inputs
+
 NODE_CLASS_MAPPINGS = {}
 NODE_DISPLAY_NAME_MAPPINGS = {}
 
@@ -16,3 +18,5 @@ for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
     _module = importlib.import_module(f".{_info.name}", __name__)
     NODE_CLASS_MAPPINGS.update(getattr(_module, "NODE_CLASS_MAPPINGS", {}))
     NODE_DISPLAY_NAME_MAPPINGS.update(getattr(_module, "NODE_DISPLAY_NAME_MAPPINGS", {}))
+
+place_example_inputs()

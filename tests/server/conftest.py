@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import tiny_models
 from comfy_server import ComfyServer
@@ -41,14 +39,10 @@ def comfy_server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(comfy_server):
-    """Role -> path of the tiny files under the catalogue's names (tiny_models.write_set), and the
-    input images portrait.png and bonfire.png."""
-    paths = tiny_models.write_set(comfy_server.models_dir(""))
-    comfy_server.input_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for name, size in (("portrait.png", (40, 48)), ("bonfire.png", (48, 36))):
-        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(comfy_server.input_dir / name)
-    return paths
+    """Role -> path of the tiny files under the catalogue's names (tiny_models.write_set). The input
+    images the workflows load (portrait.png, bonfire.png) are the pack's own examples, which it
+    placed in the server's input folder when it was imported."""
+    return tiny_models.write_set(comfy_server.models_dir(""))
 
 
 @pytest.hookimpl(hookwrapper=True)

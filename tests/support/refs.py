@@ -11,6 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import tempfile
 import types
 from functools import lru_cache
 from pathlib import Path
@@ -74,12 +75,23 @@ def comfy_extras(module: str):
             sys.modules["nodes"] = saved
 
 
+def _inside_a_test_folder(path: str) -> bool:
+    return Path(path).resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())
+
+
 def import_pack(name: str = "wan_pack_under_test"):
     """The pack imported in-process as ComfyUI imports a custom node: the repository's __init__.py
     as a package called ``name`` (so its relative imports resolve inside it), after ComfyUI has been
     prepared through ``comfy`` (its ``folder_paths`` is what the nodes register folders with).
     Imported once per name; its submodules are ``sys.modules[name + ".nodes.sampler"]`` etc."""
-    comfy("folder_paths")
+    folder_paths = comfy("folder_paths")
+    if not _inside_a_test_folder(folder_paths.get_input_directory()):
+        # The pack writes into ComfyUI's input folder at import (the example images): keep the
+        # reference copy's own folders untouched by pointing them at a scratch folder first.
+        scratch = Path(tempfile.mkdtemp(prefix="wan_comfy_io_"))
+        folder_paths.set_input_directory(str(scratch / "input"))
+        folder_paths.set_output_directory(str(scratch / "output"))
+        folder_paths.set_temp_directory(str(scratch / "temp"))
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
         module = importlib.util.module_from_spec(spec)

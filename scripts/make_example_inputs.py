@@ -1,0 +1,87 @@
+"""Draws the example input images the bundled workflows load (``workflows/inputs/``): a bonfire on
+a beach at night (832x480) and a waving portrait (480x832). Deterministic, so re-running it gives the
+same files; the pack copies them into ComfyUI's input folder where they are missing.
+
+    python3 scripts/make_example_inputs.py
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter
+
+OUT = Path(__file__).resolve().parent.parent / "workflows" / "inputs"
+
+
+def _vertical_gradient(size, top, bottom) -> Image.Image:
+    w, h = size
+    img = Image.new("RGB", size)
+    draw = ImageDraw.Draw(img)
+    for y in range(h):
+        f = y / max(h - 1, 1)
+        draw.line([(0, y), (w, y)], fill=tuple(round(a + (b - a) * f) for a, b in zip(top, bottom)))
+    return img
+
+
+def bonfire(size=(832, 480)) -> Image.Image:
+    rng = random.Random(7)
+    w, h = size
+    img = _vertical_gradient(size, (8, 12, 40), (40, 40, 90))
+    draw = ImageDraw.Draw(img)
+    for _ in range(160):  # stars
+        x, y, r = rng.randrange(w), rng.randrange(int(h * 0.55)), rng.choice((1, 1, 1, 2))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(235, 235, 255))
+    horizon = int(h * 0.62)
+    draw.rectangle([0, horizon, w, h], fill=(20, 40, 70))  # sea
+    draw.polygon([(0, h), (0, int(h * 0.8)), (w * 0.4, int(h * 0.72)), (w, int(h * 0.78)), (w, h)],
+                 fill=(120, 100, 70))  # sand
+    cx, base = w // 2, int(h * 0.86)
+    glow = Image.new("RGB", size, (0, 0, 0))
+    ImageDraw.Draw(glow).ellipse([cx - 170, base - 190, cx + 170, base + 60], fill=(150, 70, 10))
+    img = Image.blend(img, Image.composite(glow, img, glow.convert("L")), 0.6)
+    draw = ImageDraw.Draw(img)
+    for dx in (-60, 60):  # logs
+        draw.line([(cx - dx, base + 10), (cx + dx // 3, base - 30)], fill=(70, 40, 20), width=14)
+    for color, scale in (((230, 80, 20), 1.0), ((250, 160, 30), 0.7), ((255, 230, 120), 0.4)):
+        pts = [(cx - 55 * scale, base)]
+        for i in range(1, 8):
+            x = cx - 55 * scale + 110 * scale * i / 8
+            pts.append((x, base - (60 + rng.randrange(90)) * scale * (1.4 if i in (3, 4, 5) else 1)))
+        pts.append((cx + 55 * scale, base))
+        draw.polygon(pts, fill=color)
+    for _ in range(40):  # sparks
+        x, y = cx + rng.randrange(-80, 80), base - 150 - rng.randrange(200)
+        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(255, 200, 90))
+    return img.filter(ImageFilter.GaussianBlur(0.8))
+
+
+def portrait(size=(480, 832)) -> Image.Image:
+    w, h = size
+    img = _vertical_gradient(size, (150, 190, 220), (230, 220, 200))
+    draw = ImageDraw.Draw(img)
+    cx = w // 2
+    draw.rectangle([cx - 150, int(h * 0.62), cx + 150, h], fill=(60, 90, 140))  # shirt
+    draw.rectangle([cx - 35, int(h * 0.52), cx + 35, int(h * 0.64)], fill=(225, 180, 150))  # neck
+    draw.ellipse([cx - 105, int(h * 0.26), cx + 105, int(h * 0.56)], fill=(230, 190, 160))  # face
+    draw.rectangle([cx - 120, int(h * 0.22), cx + 120, int(h * 0.26)], fill=(60, 40, 30))  # hat brim
+    draw.rectangle([cx - 80, int(h * 0.13), cx + 80, int(h * 0.23)], fill=(70, 50, 35))  # hat
+    for ex in (-40, 40):  # eyes
+        draw.ellipse([cx + ex - 12, int(h * 0.36), cx + ex + 12, int(h * 0.38)], fill=(40, 40, 50))
+    draw.arc([cx - 45, int(h * 0.42), cx + 45, int(h * 0.5)], 20, 160, fill=(150, 60, 60), width=6)  # smile
+    hand = (cx + 170, int(h * 0.45))  # raised hand
+    draw.line([(cx + 140, int(h * 0.66)), hand], fill=(60, 90, 140), width=46)
+    draw.ellipse([hand[0] - 35, hand[1] - 45, hand[0] + 35, hand[1] + 35], fill=(230, 190, 160))
+    return img.filter(ImageFilter.GaussianBlur(0.6))
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    bonfire().save(OUT / "bonfire.png", optimize=True)
+    portrait().save(OUT / "portrait.png", optimize=True)
+    print(f"wrote {OUT / 'bonfire.png'} and {OUT / 'portrait.png'}")
+
+
+if __name__ == "__main__":
+    main()
