@@ -14,12 +14,11 @@ import os
 
 import torch
 
-from ..wan.errors import WanFileError
 from ..wan.job.load import load_clip_vision, load_dit, load_text_encoder, load_vae
 from ..wan.job.options import PRECISIONS, QUANTIZATIONS, LoadOptions
 from ..wan.job.options import precision as dtype_of
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
-from ..wan.weights.lora import no_match_message
+from ..wan.weights.lora import check_loras
 from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
@@ -61,17 +60,6 @@ class WanModel:
 def _home(load_device: str) -> torch.device:
     """Where the model lives between runs (it always computes on the main device)."""
     return main_device() if load_device == "main_device" else offload_device()
-
-
-def _check_loras(dit, loras) -> None:
-    """Log each LoRA's match counts; no match is an error, a partial match a warning with examples."""
-    for lora, strength in loras:
-        report = lora.match(dit)
-        log.info("Wan LoRA %s (strength %.3g): %s", lora.name, strength, report.describe())
-        if report.matched == 0:
-            raise WanFileError(lora.path, no_match_message(lora, report))
-        if not report.complete:
-            log.warning("Wan LoRA %s only partly applies: %s", lora.name, report.describe())
 
 
 class WanModelLoader:
@@ -130,7 +118,9 @@ class WanModelLoader:
         dit = MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
         loras = tuple(lora or ())
         if loras:
-            _check_loras(dit, loras)
+            # a LoRA for another model fails here, before any sampling; the sampler names the
+            # expert each chain goes on
+            check_loras(dit, loras)
         return (WanModel(dit, model, loras, swap),)
 
 

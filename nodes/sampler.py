@@ -98,6 +98,7 @@ class WanSampler:
         from ..wan.job.conditioning import t2v_conditioning
         from ..wan.job.options import RunOptions, SamplingOptions
         from ..wan.sampling.schedules import steps_to_run
+        from ..wan.weights.lora import HIGH_NOISE, LOW_NOISE, check_loras
 
         channels = model.cfg.latent_channels
         cond = image_embeds
@@ -121,6 +122,9 @@ class WanSampler:
         loras_low = () if model_low is None or same_expert else tuple(model_low.loras)
         run = RunOptions(loras=tuple(model.loras), loras_low=loras_low, cache=cache_args, feta=feta_args,
                          context=context_options, offload_device=offload_device())
+        if model_low is not None and not same_expert:  # the loaders cannot know which expert they load
+            check_loras(model.dit, run.loras, HIGH_NOISE)
+            check_loras(model_low.dit, run.loras_low, LOW_NOISE)
         done = [0]
         progress = _progress(steps_to_run(steps, denoise_strength), channels)
 

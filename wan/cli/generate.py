@@ -34,7 +34,7 @@ from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.samplers import SAMPLERS
 from ..video import write_video
-from ..weights.lora import load_lora
+from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
 CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default
@@ -209,10 +209,13 @@ def _options(args: argparse.Namespace):
 
 
 def _report_loras(args, parts: dict, run) -> None:
-    # the loader node logs how each LoRA matches its model; say the same here
-    for role, chain in (("dit", run.loras), ("dit_low", run.loras_low)):
-        for lora, strength in chain:
-            _say(args, f"LoRA {lora.name} (strength {strength:g}): {lora.match(parts[role]).describe()}")
+    # the nodes log how each LoRA matches its model (naming the expert of a pair); say the same
+    # here, and fail on a LoRA for another model before anything is sampled
+    pair = parts.get("dit_low") is not None
+    chains = (("dit", run.loras, HIGH_NOISE if pair else None), ("dit_low", run.loras_low, LOW_NOISE))
+    for role, chain, expert in chains:
+        if chain:
+            check_loras(parts[role], chain, expert, say=lambda line: _say(args, line))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,10 +1,12 @@
 """LoRAs as trainers write them: ``formats`` (the key conventions in circulation), ``parse``
-(a file -> a ``Lora`` matched against a model's tensors) and ``apply`` (a chain of LoRAs on a DiT
+(a file -> a ``Lora`` matched against a model's tensors), ``fit`` and ``check`` (the match report
+in plain words, per expert) and ``apply`` (a chain of LoRAs on a DiT
 for one run, restored exactly). The names below are the public API; ``apply`` builds on ``parse``,
 never the other way round."""
 
-from .apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight, no_match_message
+from .apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight
+from .check import HIGH_NOISE, LOW_NOISE, check_loras, no_match_message
 from .parse import Diff, Lora, LowRank, MatchReport, load_lora
 
-__all__ = ["Diff", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport", "apply_loras", "chain_add",
-           "load_lora", "merge_weight", "no_match_message"]
+__all__ = ["Diff", "HIGH_NOISE", "LOW_NOISE", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport",
+           "apply_loras", "chain_add", "check_loras", "load_lora", "merge_weight", "no_match_message"]

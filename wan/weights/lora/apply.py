@@ -33,7 +33,8 @@ import torch.nn.functional as F
 
 from ...errors import WanFileError, WanInputError
 from .parse import Lora, LowRank, MatchReport, Patch, _is_packed, _tensors
-from .formats import build_index, guess_foreign
+from .check import no_match_message
+from .formats import build_index
 
 log = logging.getLogger(__name__)
 
@@ -231,15 +232,3 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
         raise
     _ACTIVE[model] = handle
     return handle
-
-
-def no_match_message(lora: Lora, report: MatchReport) -> str:
-    if report.shape_mismatches and not report.unmatched:
-        return (f"0 of {report.total} LoRA patches fit this Wan DiT: the layer names match but the "
-                f"shapes do not ({report.shape_mismatches[0]}); it is a LoRA for another Wan size "
-                "or variant (e.g. 1.3B vs 14B, 5B)")
-    raws = [e.raw for e in lora.entries]
-    foreign = guess_foreign(raws)
-    what = f"it looks like a LoRA for {foreign}" if foreign else "it was made for another model"
-    return (f"0 of {report.total} LoRA patches match this Wan DiT; {what} "
-            f"(e.g. {', '.join(raws[:3])})")

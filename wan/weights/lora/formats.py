@@ -4,7 +4,8 @@ A LoRA file names each patched layer in one of several dialects:
 
 - original / ComfyUI: ``diffusion_model.blocks.0.self_attn.q`` (or without the prefix), with
   ``lora_A``/``lora_B`` or ``lora_down``/``lora_up`` and an optional ``alpha``;
-- kohya / musubi-tuner: ``lora_unet_blocks_0_self_attn_q`` (dots flattened to underscores);
+- kohya / musubi-tuner: ``lora_unet_blocks_0_self_attn_q`` (dots flattened to underscores; some
+  files flatten only the head, ``lora_unet_blocks_0.self_attn.q``);
 - diffusers / PEFT: ``transformer.blocks.0.attn1.to_q`` (also ``base_model.model.``,
   ``diffusion_model.`` + diffusers names, and flattened ``lora_transformer_...``);
 - full-rank deltas (step-distillation LoRAs such as lightx2v's): ``<module>.diff`` (weight),
@@ -125,7 +126,8 @@ def resolve_site(raw: str, index: NameIndex) -> tuple[str, str] | None:
                 return index.dotted[rest], _dialect(raw, rest, index)
     for prefix in LORA_FLAT_PREFIXES:
         if raw.startswith(prefix):
-            rest = raw[len(prefix):]
+            # some kohya-style files flatten only the head (lora_unet_blocks_0.self_attn.q)
+            rest = raw[len(prefix):].replace(".", "_")
             if rest in index.flat:
                 return index.flat[rest], "kohya"
     return None

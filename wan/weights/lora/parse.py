@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from ...errors import WanFileError
 from ...models.identify import identify
+from .fit import Placement, notes
 from .formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
 from ..safetensors import read_safetensors
 
@@ -44,6 +45,11 @@ class LowRank:
     def scale(self) -> float:
         return 1.0 if self.alpha is None else self.alpha / self.rank
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of the weight this patch makes (a Linear's [out, in], a conv's kernel included)."""
+        return (int(self.up.shape[0]),) + tuple(int(s) for s in self.down.shape[1:])
+
     def fits(self, shape: tuple[int, ...]) -> bool:
         out, inner = self.up.shape[0], self.down[0].numel()
         return (self.up.dim() >= 2 and self.up.shape[1] == self.rank and len(shape) >= 2
@@ -61,6 +67,10 @@ class Diff:
     """A full-rank delta: W += diff (weights, biases, norms, modulation)."""
 
     diff: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.diff.shape)
 
     def fits(self, shape: tuple[int, ...]) -> bool:
         return tuple(self.diff.shape) == tuple(shape)
@@ -94,7 +104,12 @@ def _numel(shape) -> int:
 
 @dataclass
 class MatchReport:
-    """How a LoRA's patches meet one model's parameters."""
+    """How a LoRA's patches meet one model's parameters.
+
+    ``notes``: plain sentences on why patches do not fit (another width, T2V vs I2V input, the
+    Wan 2.1 CLIP image path, more blocks); ``expert``: which model it was matched against when
+    that is one expert of a pair ("the low-noise expert"), named in ``describe``.
+    """
 
     lora: str
     total: int
@@ -105,6 +120,8 @@ class MatchReport:
     dialects: dict[str, int] = field(default_factory=dict)
     unsupported: dict[str, int] = field(default_factory=dict)
     unknown_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    expert: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -114,7 +131,9 @@ class MatchReport:
         return (self.shape_mismatches + self.unmatched)[:n]
 
     def describe(self) -> str:
-        parts = [f"{self.matched} of {self.total} LoRA patches match this Wan DiT"]
+        share = f"{100 * self.matched // self.total}%" if self.total else "0%"
+        parts = [f"{self.matched} of {self.total} LoRA patches match {self.expert or 'this Wan DiT'} ({share})"]
+        parts += self.notes
         if self.dialects:
             parts.append("formats: " + ", ".join(f"{k} {v}" for k, v in sorted(self.dialects.items())))
         miss = len(self.unmatched) + len(self.shape_mismatches)
@@ -172,12 +191,13 @@ class Lora:
     def __repr__(self) -> str:
         return f"Lora({self.name!r}, {len(self.entries)} patches, strength={self.strength})"
 
-    def resolve(self, index: NameIndex) -> tuple[dict[str, list[Patch]], MatchReport]:
+    def resolve(self, index: NameIndex, expert: str | None = None) -> tuple[dict[str, list[Patch]], MatchReport]:
         """Map onto one model: ({official parameter: [patches]}, report)."""
         out: dict[str, list[Patch]] = {}
         report = MatchReport(self.name, len(self.entries), 0, unsupported=dict(self.unsupported),
-                             unknown_keys=list(self.unknown_keys))
+                             unknown_keys=list(self.unknown_keys), expert=expert)
         dialects: Counter = Counter()
+        placements: list[Placement] = []
         for e in self.entries:
             hit = resolve_site(e.raw, index)
             target = None
@@ -191,9 +211,12 @@ class Lora:
                     target = site
             if target is None or target not in index.params:
                 report.unmatched.append(e.raw + ("" if e.slot == "weight" else f" ({e.slot})"))
+                placements.append(Placement(e.raw, None, e.patch.shape, False))
                 continue
             shape = index.params[target]
-            if shape is not None and not e.patch.fits(tuple(shape)):
+            fits = shape is None or e.patch.fits(tuple(shape))
+            placements.append(Placement(e.raw, target, e.patch.shape, fits))
+            if not fits:
                 have = (tuple(e.patch.diff.shape) if isinstance(e.patch, Diff)
                         else (e.patch.up.shape[0], tuple(e.patch.down.shape)))
                 report.shape_mismatches.append(f"{e.raw}: patch {have} vs {target} {tuple(shape)}")
@@ -203,11 +226,13 @@ class Lora:
             dialects[dialect] += 1
             report.matched += 1
         report.dialects = dict(dialects)
+        report.notes = notes(placements, index.params)
         return out, report
 
-    def match(self, params) -> MatchReport:
-        """Report how this LoRA meets a model (an nn.Module, {name: tensor/shape} or names)."""
-        return self.resolve(build_index(_shapes(params)))[1]
+    def match(self, params, expert: str | None = None) -> MatchReport:
+        """Report how this LoRA meets a model (an nn.Module, {name: tensor/shape} or names);
+        ``expert`` names it in the report when it is one expert of a pair."""
+        return self.resolve(build_index(_shapes(params)), expert)[1]
 
 
 def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
