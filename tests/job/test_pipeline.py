@@ -11,14 +11,14 @@ diffusers runs CFG as two forwards, we batch them) and 1e-4 on the decoded frame
 
 import pytest
 import torch
-from dit_fixtures import diffusers_model, random_weights
+from dit_fixtures import random_weights
+from pipeline_fixtures import CFG, FRAMES, NEGATIVE, PROMPT, RTOL, SEED, SHIFT, STEPS, H, W, dit_parts, rel, unipc_scheduler
+from pipeline_fixtures import no_ftfy, text_parts, vae_parts  # noqa: F401 (fixtures)
 from text_fixtures import model_dir, reference, spiece_bytes  # noqa: F401 (fixtures)
-from text_fixtures import tiny_hf
 
 from wan.job.conditioning import encode_prompts, i2v_conditioning, normalize_latent
 from wan.models.dit.config import DIT_PRESETS
 from wan.models.dit.loading import load_dit
-from wan.models.text.encoder import TextEncoder
 from wan.models.vae.loading import load_vae
 from wan.models.vae.wan22 import WAN22_MEAN, WAN22_STD
 from wan.job.pipelines import (
@@ -35,50 +35,6 @@ from wan.sampling.context import ContextOptions
 from wan.sampling.noise import make_noise
 from wan.sampling.samplers import Cancelled
 
-RTOL = 1e-4
-W, H, FRAMES, STEPS, CFG, SHIFT, SEED = 32, 32, 5, 3, 5.0, 3.0, 42
-PROMPT, NEGATIVE = "a cat walks over the hill, slow motion", "blurry, ugly"
-
-
-def rel(ours, ref):
-    return ((ours.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
-
-
-@pytest.fixture(scope="module")
-def text_parts(spiece_bytes, reference):  # noqa: F811
-    torch.set_num_threads(2)
-    torch.manual_seed(3)
-    hf = tiny_hf(vocab_size=400)
-    sd = dict(hf.state_dict())
-    sd["spiece_model"] = torch.frombuffer(bytearray(spiece_bytes), dtype=torch.uint8)
-    return hf, TextEncoder.from_state_dict(sd, dtype=torch.float32), reference
-
-
-@pytest.fixture(scope="module")
-def vae_parts():
-    from diffusers import AutoencoderKLWan
-
-    ref = AutoencoderKLWan(base_dim=8, z_dim=16, num_res_blocks=1).eval()
-    g = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            r = torch.randn(p.shape, generator=g)
-            p.copy_(1.0 + 0.1 * r if name.endswith("gamma") else (r / p[0].numel() ** 0.5 if p.ndim > 1 else 0.1 * r))
-    return ref, load_vae(ref.state_dict(), dtype=torch.float32)
-
-
-def _dit_parts(variant, seed=11):
-    cfg = DIT_PRESETS[variant].tiny(dim=128, ffn_dim=256, num_layers=2, text_dim=64)
-    sd = random_weights(cfg, seed=seed)
-    return diffusers_model(cfg, sd), load_dit(sd, dtype=torch.float32)
-
-
-def _scheduler():
-    from diffusers import UniPCMultistepScheduler
-
-    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                   num_train_timesteps=1000, flow_shift=SHIFT)
-
 
 def _diffusers_frames(dvae, latents):
     """diffusers' own decode of its output latents, as its pipelines do for output_type="np"."""
@@ -94,14 +50,14 @@ def test_t2v_matches_diffusers(text_parts, vae_parts):
 
     hf, te, tok = text_parts
     dvae, vae = vae_parts
-    dt, dit = _dit_parts("t2v_1_3b")
+    dt, dit = dit_parts("t2v_1_3b")
     pipe = T2VPipeline(dit, te, vae)
     steps_seen = []
     ours = pipe(PROMPT, NEGATIVE, width=W, height=H, num_frames=FRAMES, steps=STEPS, cfg=CFG, shift=SHIFT,
                 seed=SEED, output_type="latent", callback=lambda i, n, x0: steps_seen.append((i, n, x0.shape)))
     assert steps_seen == [(i, STEPS, (1, 16, 2, 4, 4)) for i in range(1, STEPS + 1)]
 
-    ref_pipe = WanPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae, scheduler=_scheduler())
+    ref_pipe = WanPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae, scheduler=unipc_scheduler())
     noise = make_noise((1, 16, 2, H // 8, W // 8), SEED)
     ref = ref_pipe(prompt=PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=FRAMES,
                    num_inference_steps=STEPS, guidance_scale=CFG, latents=noise.clone(), output_type="latent").frames
@@ -117,18 +73,12 @@ def test_t2v_matches_diffusers(text_parts, vae_parts):
     assert (frames - ref_frames).abs().max() <= RTOL
 
 
-def test_i2v_matches_diffusers(text_parts, vae_parts, monkeypatch):
-    import types
-
-    import diffusers.pipelines.wan.pipeline_wan_i2v as i2v_module
+def test_i2v_matches_diffusers(text_parts, vae_parts, no_ftfy):
     from diffusers import WanImageToVideoPipeline
-
-    # diffusers' I2V module calls ftfy even when it is not installed; on ASCII prompts it is the identity
-    monkeypatch.setattr(i2v_module, "ftfy", types.SimpleNamespace(fix_text=lambda t: t), raising=False)
 
     hf, te, tok = text_parts
     dvae, vae = vae_parts
-    dt, dit = _dit_parts("i2v_14b")
+    dt, dit = dit_parts("i2v_14b")
     g = torch.Generator().manual_seed(9)
     image = torch.rand(1, H, W, 3, generator=g)
     clip_fea = torch.randn(1, 257, 1280, generator=g)
@@ -144,7 +94,7 @@ def test_i2v_matches_diffusers(text_parts, vae_parts, monkeypatch):
     ours = sample_video(dit, text, cond, SamplingOptions(steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED, sampler="unipc"))
 
     ref_pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae,
-                                       scheduler=_scheduler(), image_encoder=None, image_processor=None)
+                                       scheduler=unipc_scheduler(), image_encoder=None, image_processor=None)
     # diffusers refuses image + image_embeds together; its encoder hook returns the same CLIP tokens
     ref_pipe.encode_image = lambda images, device=None: clip_fea
     noise = make_noise((1, 16, 2, H // 8, W // 8), SEED)
@@ -168,13 +118,13 @@ def test_wan22_a14b_experts_match_diffusers(text_parts, vae_parts):
 
     hf, te, tok = text_parts
     dvae, vae = vae_parts
-    dt_high, high = _dit_parts("t2v_1_3b", seed=21)
-    dt_low, low = _dit_parts("t2v_1_3b", seed=22)
+    dt_high, high = dit_parts("t2v_1_3b", seed=21)
+    dt_low, low = dit_parts("t2v_1_3b", seed=22)
     pipe = T2VPipeline(high, te, vae, dit_low=low)
     ours = pipe(PROMPT, NEGATIVE, width=W, height=H, num_frames=FRAMES, steps=STEPS, cfg=4.0, cfg_low=3.0,
                 shift=SHIFT, seed=SEED, output_type="latent")
     ref_pipe = WanPipeline(tokenizer=tok, text_encoder=hf, transformer=dt_high, transformer_2=dt_low, vae=dvae,
-                           scheduler=_scheduler(), boundary_ratio=0.875)
+                           scheduler=unipc_scheduler(), boundary_ratio=0.875)
     noise = make_noise((1, 16, 2, H // 8, W // 8), SEED)
     ref = ref_pipe(prompt=PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=FRAMES,
                    num_inference_steps=STEPS, guidance_scale=4.0, guidance_scale_2=3.0, latents=noise.clone(),
@@ -188,11 +138,8 @@ def test_wan22_a14b_experts_match_diffusers(text_parts, vae_parts):
     assert rel(alone, ours) > 1e-2
 
 
-def test_ti2v_matches_diffusers(text_parts):
+def test_ti2v_matches_diffusers(text_parts, no_ftfy):
     """Wan2.2 TI2V-5B image-to-video: first latent frame replaced, timestep 0 on its tokens."""
-    import types
-
-    import diffusers.pipelines.wan.pipeline_wan_i2v as i2v_module
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 
     hf, te, tok = text_parts
@@ -205,27 +152,19 @@ def test_ti2v_matches_diffusers(text_parts):
             r = torch.randn(p.shape, generator=g)
             p.copy_(1.0 + 0.1 * r if name.endswith("gamma") else (r / p[0].numel() ** 0.5 if p.ndim > 1 else 0.1 * r))
     vae = load_vae(dvae.state_dict(), dtype=torch.float32)
-    dt, dit = _dit_parts("ti2v_5b")
+    dt, dit = dit_parts("ti2v_5b")
     w, h = 64, 32
     image = torch.rand(1, h, w, 3, generator=g)
     ours = TI2VPipeline(dit, te, vae)(PROMPT, NEGATIVE, image=image, width=w, height=h, num_frames=FRAMES,
                                      steps=STEPS, cfg=CFG, shift=SHIFT, seed=SEED, output_type="latent")
 
-    old = getattr(i2v_module, "ftfy", None)
-    i2v_module.ftfy = types.SimpleNamespace(fix_text=lambda t: t)  # see test_i2v_matches_diffusers
-    try:
-        ref_pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae,
-                                           scheduler=_scheduler(), image_encoder=None, image_processor=None,
-                                           expand_timesteps=True)
-        noise = make_noise((1, 48, 2, h // 16, w // 16), SEED)
-        ref = ref_pipe(image=image.movedim(-1, 1), prompt=PROMPT, negative_prompt=NEGATIVE, height=h, width=w,
-                       num_frames=FRAMES, num_inference_steps=STEPS, guidance_scale=CFG, latents=noise.clone(),
-                       output_type="latent").frames
-    finally:
-        if old is None:
-            del i2v_module.ftfy
-        else:
-            i2v_module.ftfy = old
+    ref_pipe = WanImageToVideoPipeline(tokenizer=tok, text_encoder=hf, transformer=dt, vae=dvae,
+                                       scheduler=unipc_scheduler(), image_encoder=None, image_processor=None,
+                                       expand_timesteps=True)
+    noise = make_noise((1, 48, 2, h // 16, w // 16), SEED)
+    ref = ref_pipe(image=image.movedim(-1, 1), prompt=PROMPT, negative_prompt=NEGATIVE, height=h, width=w,
+                   num_frames=FRAMES, num_inference_steps=STEPS, guidance_scale=CFG, latents=noise.clone(),
+                   output_type="latent").frames
     err = rel(normalize_latent(ours), ref)
     print(f"TI2V latent rel err vs diffusers: {err:.2e}")
     assert err <= RTOL
@@ -234,7 +173,7 @@ def test_ti2v_matches_diffusers(text_parts):
 def test_t2i_cancel_and_frames(text_parts, vae_parts):
     _, te, _ = text_parts
     _, vae = vae_parts
-    _, dit = _dit_parts("t2v_1_3b")
+    _, dit = dit_parts("t2v_1_3b")
     pipe = T2IPipeline(dit, te, vae)
     img = pipe(PROMPT, width=W, height=H, steps=2, cfg=1.0)
     assert img.shape == (1, H, W, 3) and img.dtype == torch.float32
@@ -264,7 +203,7 @@ def test_vace_reference_frame_trimmed_and_zero_strength(text_parts, vae_parts):
 def test_context_windows_cover_a_short_video_unchanged(text_parts, vae_parts):
     _, te, _ = text_parts
     _, vae = vae_parts
-    _, dit = _dit_parts("t2v_1_3b")
+    _, dit = dit_parts("t2v_1_3b")
     pipe = T2VPipeline(dit, te, vae)
     kw = dict(width=W, height=H, num_frames=9, steps=2, cfg=CFG, shift=SHIFT, seed=SEED, output_type="latent")
     plain = pipe(PROMPT, NEGATIVE, **kw)
