@@ -211,6 +211,8 @@ def comfy_sigmas(name: str, steps: int, shift: float) -> torch.Tensor:
 
 def comfy_denoise_sigmas(name: str, steps: int, shift: float, denoise: float = 1.0) -> torch.Tensor:
     """ComfyUI's KSampler / BasicScheduler ``denoise``: the schedule of ``int(steps / denoise)`` steps,
-    of which the last ``steps`` (``steps + 1`` sigmas) are kept."""
-    total = steps if denoise >= 1.0 else int(steps / denoise)
-    return comfy_sigmas(name, total, shift)[-(steps + 1):]
+    of which the last ``steps`` (``steps + 1`` sigmas) are kept. At denoise 1 the whole schedule, as
+    KSampler takes it (BasicScheduler would cut ddim_uniform's extra step; KSampler does not)."""
+    if denoise >= 1.0:
+        return comfy_sigmas(name, steps, shift)
+    return comfy_sigmas(name, int(steps / denoise), shift)[-(steps + 1):]
