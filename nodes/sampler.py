@@ -122,7 +122,7 @@ class WanSampler:
             if latents.ndim != 5:
                 raise WanInputError(f"samples must be a Wan video latent [B, C, T, h, w], got {tuple(latents.shape)}")
             latents = latents[:1]
-        elif denoise_strength < 1.0:
+        elif denoise_strength < 1.0 and sigmas is None:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,

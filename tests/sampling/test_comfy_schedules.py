@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refs import comfy, comfy_extras
+from comfy_model_sampling import basic_scheduler, comfy_model
+from refs import comfy
 from wan.errors import WanInputError
 from wan.job.options import SamplingOptions
 from wan.sampling.comfy_schedules import COMFY_SCHEDULERS, beta_ppf
@@ -15,30 +16,6 @@ from wan.sampling.schedules import SCHEDULERS, build_schedule, get_sigmas, get_t
 
 SHIFTS = [1.0, 3.0, 5.0, 8.0, 12.0, 2.37]
 STEPS = [1, 2, 3, 4, 6, 7, 10, 20, 30, 50]
-
-
-class _StandInModel:
-    """What ModelSamplingSD3.patch and BasicScheduler touch of a ComfyUI ModelPatcher."""
-
-    def __init__(self):
-        self.model = type("M", (), {"model_config": None})()
-        self.patches = {}
-
-    def clone(self):
-        return self
-
-    def add_object_patch(self, name, obj):
-        self.patches[name] = obj
-
-    def get_model_object(self, name):
-        return self.patches[name]
-
-
-def comfy_model(shift: float) -> _StandInModel:
-    """A stand-in model patched by ComfyUI's own ModelSamplingSD3 node."""
-    comfy("comfy.model_sampling")
-    node = comfy_extras("nodes_model_advanced").ModelSamplingSD3()
-    return node.patch(_StandInModel(), shift)[0]
 
 
 @pytest.mark.parametrize("shift", SHIFTS)
@@ -61,10 +38,8 @@ def test_named_grids_equal_comfyui_calculate_sigmas(name, shift):
 @pytest.mark.parametrize("name", ["simple", "beta", "normal", "ddim_uniform", "karras"])
 @pytest.mark.parametrize("denoise", [0.35, 0.5, 0.8])
 def test_denoise_follows_comfyui_basic_scheduler(name, denoise):
-    basic = comfy_extras("nodes_custom_sampler").BasicScheduler
-    model = comfy_model(5.0)
     for steps in (4, 9, 20):
-        ref = basic.execute(model, name, steps, denoise).result[0]
+        ref = basic_scheduler(5.0, name, steps, denoise)
         assert torch.equal(get_sigmas(steps, 5.0, denoise, schedule=name), ref)
 
 
