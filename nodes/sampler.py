@@ -16,7 +16,8 @@ import torch
 
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
-from ..wan.sampling.samplers import SAMPLERS  # the library's list, so both stay in step
+from ..wan.sampling.samplers import SAMPLERS  # the library's lists, so both stay in step
+from ..wan.sampling.schedules import SCHEDULERS
 
 OOM_ADVICE = (
     "Wan Sampler ran out of memory. To fit: connect Wan Block Swap Options to the model loader "
@@ -88,16 +89,27 @@ class WanSampler:
                 "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
                 "cache_args": ("WANCACHEARGS", {"tooltip": "From Wan Step Cache Args (skips steps)."}),
                 "feta_args": ("WANFETAARGS", {"tooltip": "From Wan Enhance-A-Video Args."}),
+                "scheduler": (list(SCHEDULERS), {"default": "default", "tooltip":
+                              "Sigma grid: default = the sampler's own (diffusers/official); ComfyUI's "
+                              "schedulers (simple, beta, ...) equal its KSampler's for this shift."}),
+                "sigmas": ("SIGMAS", {"tooltip": "ComfyUI sigmas (BasicScheduler, SplitSigmas, ...), ending at 0; "
+                                                 "replace steps, shift, scheduler and denoise_strength."}),
             },
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, scheduler=None):
+        if scheduler is not None and scheduler not in SCHEDULERS:
+            return f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}"
+        return True
+
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
-               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
+               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
+               scheduler="default", sigmas=None):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
         from ..wan.job.options import RunOptions, SamplingOptions
-        from ..wan.sampling.schedules import steps_to_run
         from ..wan.weights.lora import HIGH_NOISE, LOW_NOISE, check_loras
 
         channels = model.cfg.latent_channels
@@ -111,11 +123,12 @@ class WanSampler:
             if latents.ndim != 5:
                 raise WanInputError(f"samples must be a Wan video latent [B, C, T, h, w], got {tuple(latents.shape)}")
             latents = latents[:1]
-        elif denoise_strength < 1.0:
+        elif denoise_strength < 1.0 and sigmas is None:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                                   denoise=denoise_strength)
+                                   denoise=denoise_strength, scheduler=scheduler,
+                                   sigmas=sigmas)
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")
@@ -126,7 +139,7 @@ class WanSampler:
             check_loras(model.dit, run.loras, HIGH_NOISE)
             check_loras(model_low.dit, run.loras_low, LOW_NOISE)
         done = [0]
-        progress = _progress(steps_to_run(steps, denoise_strength), channels)
+        progress = _progress(job_sample.run_schedule(sampling).steps, channels)
 
         def callback(step, total, x0):
             done[0] = step

@@ -47,7 +47,7 @@ def test_denoise_keeps_the_tail_of_the_full_schedule():
 @pytest.mark.parametrize(
     "kwargs",
     [dict(steps=0, shift=5.0), dict(steps=4, shift=0.0), dict(steps=4, shift=5.0, denoise=0.0),
-     dict(steps=4, shift=5.0, denoise=1.5), dict(steps=4, shift=5.0, schedule="karras"),
+     dict(steps=4, shift=5.0, denoise=1.5), dict(steps=4, shift=5.0, schedule="no_such_grid"), dict(steps=4, shift=5.0, schedule="default"),
      dict(steps=4, shift=5.0, denoise=0.2)],
 )
 def test_bad_parameters_are_refused(kwargs):

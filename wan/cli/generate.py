@@ -11,7 +11,8 @@ from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes 
 Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repeatable; ``--lora-low``
 for the low-noise expert), ``--block-swap``, ``--compile``, ``--attention``, ``--quantization``, step
 cache (``--cache``), Enhance-A-Video (``--feta``) and context windows (``--context``); they become the
-library's LoadOptions and RunOptions.
+library's LoadOptions and RunOptions. Schedules: ``--scheduler`` (ComfyUI's names too) or
+``--timesteps 1000,750,500,250``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.samplers import SAMPLERS
+from ..sampling.schedules import SCHEDULERS
 from ..video import write_video
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 
@@ -62,6 +64,15 @@ def context_spec(text: str) -> ContextOptions:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def timesteps_spec(text: str) -> tuple[float, ...]:
+    """``1000,750,500,250`` -> DiT timesteps on the 1000 scale (lightx2v's denoising_step_list)."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated timesteps such as 1000,750,500,250, "
+                                         f"got {text!r}") from None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("model files (GGUF or safetensors)")
     files.add_argument("--dit", help="diffusion model (Wan2.2 A14B: the high-noise expert)")
@@ -87,6 +98,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--cfg-low", type=float, default=None, help="CFG of the low-noise expert (default --cfg)")
     gen.add_argument("--shift", type=float, default=None, help="sigma shift (default: the official one for the task)")
     gen.add_argument("--sampler", default="unipc", choices=tuple(SAMPLERS))
+    gen.add_argument("--scheduler", default="default", choices=SCHEDULERS,
+                     help="sigma grid: default = the sampler's own; ComfyUI's names equal its KSampler's")
+    gen.add_argument("--timesteps", type=timesteps_spec, default=None, metavar="T1,T2,...",
+                     help="explicit DiT timesteps on the 1000 scale, e.g. 1000,750,500,250 (lightx2v style; "
+                          "the shift is applied); replaces --steps and --scheduler")
     gen.add_argument("--seed", type=int, default=0)
     opts = parser.add_argument_group("model and run options (those of the nodes)")
     opts.add_argument("--lora", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
@@ -260,7 +276,8 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.monotonic()
         frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
                       num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
-                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options, **inputs)
+                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options,
+                      scheduler=args.scheduler, timesteps=args.timesteps, **inputs)
         _write(args.out, frames, args.fps)
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)

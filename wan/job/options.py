@@ -18,6 +18,7 @@ from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.samplers import SAMPLERS
+from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
@@ -88,10 +89,27 @@ class SamplingOptions:
     cfg_low: float | None = None  # Wan2.2 A14B: cfg of the low-noise expert (None: cfg)
     boundary: float | None = None  # Wan2.2 A14B: expert switch (None: the official default)
     batch_cfg: bool = True  # cond and uncond in one doubled batch
+    # schedule (see wan.sampling.schedules): a name of SCHEDULERS ("default": the sampler's own grid),
+    # or an explicit schedule replacing steps/scheduler/denoise: ComfyUI SIGMAS (ending at 0; shift
+    # ignored too) or lightx2v timesteps on the 1000 scale (shifted by ``shift``). Stored as tuples.
+    scheduler: str = "default"
+    sigmas: tuple | None = None
+    timesteps: tuple | None = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        self._check_schedule()
+
+    def _check_schedule(self):
+        check_scheduler(self.scheduler)
+        if self.sigmas is not None and self.timesteps is not None:
+            raise WanInputError("give sigmas or timesteps, not both")
+        if self.sigmas is not None:
+            object.__setattr__(self, "sigmas", tuple(check_sigmas(self.sigmas).tolist()))
+        if self.timesteps is not None:
+            sigmas_from_timesteps(self.timesteps, self.shift)
+            object.__setattr__(self, "timesteps", tuple(float(t) for t in self.timesteps))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ DiT forward (plain, or ``StepCache``; wrapped by Enhance-A-Video) -> ``make_dit_
 timestep) -> CFG per expert -> expert switch -> context windows -> ``samplers.flow_to_x0`` -> sampler.
 
 Timesteps: the DiT is called with the timestep its reference pipeline passes for each sigma of the
-chosen sampler's grid (``schedules.get_timesteps``: diffusers' integer timesteps for unipc and
-dpm++_2m, float for euler/lcm), handed to the sampler with the sigmas, so a run reproduces diffusers
-step for step.
+chosen grid (``schedules.build_schedule``: diffusers' integer timesteps for unipc and dpm++_2m's
+default grids, float for euler/lcm; float sigma * 1000 for ComfyUI's schedulers and explicit
+sigmas/timesteps), handed to the sampler with the sigmas, so a run reproduces its reference step
+for step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.guidance import BOUNDARY_I2V, BOUNDARY_T2V, make_cfg_denoiser, make_expert_switch
 from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
 from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
-from ..sampling.schedules import get_sigmas, get_timesteps
+from ..sampling.schedules import Schedule, build_schedule
 from ..sampling.step import Step
 from ..weights.lora import apply_loras
 
@@ -132,6 +133,12 @@ def _experts(dit, dit_low, run: RunOptions) -> list[tuple[torch.nn.Module, tuple
     return [(dit, tuple(run.loras)), (dit_low, tuple(run.loras_low))]
 
 
+def run_schedule(s: SamplingOptions) -> Schedule:
+    """The sigmas and DiT timesteps a run with these options takes (``schedules.build_schedule``)."""
+    return build_schedule(s.steps, s.shift, s.denoise, s.scheduler, sampler_grid=SAMPLER_SCHEDULES[s.sampler],
+                          sigmas=s.sigmas, timesteps=s.timesteps)
+
+
 @torch.no_grad()
 def sample_video(
     dit: torch.nn.Module,
@@ -146,8 +153,10 @@ def sample_video(
 ) -> torch.Tensor:
     """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
 
-    sampling: steps, cfg, shift, seed, sampler, denoise, and for Wan2.2 A14B ``cfg_low`` and the
-    expert ``boundary`` (default 0.875, or 0.9 for image-conditioned models). run: LoRAs (applied for
+    sampling: steps, cfg, shift, seed, sampler, denoise, the schedule (``scheduler``, or explicit
+    ``sigmas`` / ``timesteps`` replacing steps, scheduler and denoise: see ``run_schedule``), and for
+    Wan2.2 A14B ``cfg_low`` and the expert ``boundary`` (default 0.875, or 0.9 for image-conditioned
+    models). run: LoRAs (applied for
     this run only, then the models are restored; ``loras_low`` on ``dit_low``), step cache,
     Enhance-A-Video and context windows; None: none of them. dit_low: the Wan2.2 A14B low-noise
     expert, run below the boundary. latents: optional RAW latent of the output's shape to start from
@@ -161,14 +170,15 @@ def sample_video(
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, text_embeds, image_embeds, s, latents, shape)
     device = _device(dit)
-    schedule = SAMPLER_SCHEDULES[s.sampler]
-    sigmas = get_sigmas(s.steps, s.shift, s.denoise, schedule=schedule)
-    timesteps = get_timesteps(s.steps, s.shift, s.denoise, schedule=schedule)
+    schedule = run_schedule(s)
+    sigmas, timesteps = schedule.sigmas, schedule.timesteps
 
     generator = make_generator(s.seed)
     noise = randn_like_cpu(shape, generator, device)
     if latents is not None:
         x = noise_latents(normalize_latent(latents.to(device=device, dtype=torch.float32)), noise, sigmas[0])
+    elif schedule.noise_scaled:  # ComfyUI: its empty latent stays 0, so x = sigmas[0] * noise
+        x = noise_latents(torch.zeros_like(noise), noise, sigmas[0])
     else:
         x = noise
     pos, neg = _conds(text_embeds, image_embeds, device)
