@@ -17,6 +17,7 @@ from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
+from ..sampling.noise import check_stream
 from ..sampling.samplers import SAMPLERS
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -88,10 +89,15 @@ class SamplingOptions:
     cfg_low: float | None = None  # Wan2.2 A14B: cfg of the low-noise expert (None: cfg)
     boundary: float | None = None  # Wan2.2 A14B: expert switch (None: the official default)
     batch_cfg: bool = True  # cond and uncond in one doubled batch
+    # noise drawn while sampling: "comfy" (as ComfyUI's KSampler) or "diffusers" (one CPU stream);
+    # None: the sampler's own (samplers.SAMPLER_NOISE). See sampling/noise.py.
+    noise: str | None = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        if self.noise is not None:
+            check_stream(self.noise)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.guidance import BOUNDARY_I2V, BOUNDARY_T2V, make_cfg_denoiser, make_expert_switch
 from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
-from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
+from ..sampling.samplers import SAMPLER_NOISE, SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
 from ..sampling.schedules import get_sigmas, get_timesteps
 from ..sampling.step import Step
 from ..weights.lora import apply_loras
@@ -165,8 +165,12 @@ def sample_video(
     sigmas = get_sigmas(s.steps, s.shift, s.denoise, schedule=schedule)
     timesteps = get_timesteps(s.steps, s.shift, s.denoise, schedule=schedule)
 
+    # the initial noise is the same in both streams (ComfyUI's prepare_noise draws these numbers);
+    # the sampler's later noise continues `generator` (diffusers) or is reseeded from `seed` (comfy)
     generator = make_generator(s.seed)
     noise = randn_like_cpu(shape, generator, device)
+    stream = SAMPLER_NOISE[s.sampler] if s.noise is None else s.noise
+    reseed = {"seed": s.seed} if stream == "comfy" else {}
     if latents is not None:
         x = noise_latents(normalize_latent(latents.to(device=device, dtype=torch.float32)), noise, sigmas[0])
     else:
@@ -206,7 +210,7 @@ def sample_video(
         if run.context is not None:
             model = make_context_denoiser(model, run.context, shape[2])
         x = SAMPLERS[s.sampler](flow_to_x0(model), x, sigmas, timesteps, callback=step_callback, cancel=cancel,
-                                generator=generator)
+                                generator=generator, shift=s.shift, **reseed)
     for cache in caches:
         log.info("Wan: %s", cache.stats)
     return finish(x.float())
