@@ -146,14 +146,14 @@ def sample_video(
 ) -> torch.Tensor:
     """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
 
-    sampling: steps, cfg, shift, seed, sampler, denoise, and for Wan2.2 A14B ``cfg_low`` and the
-    expert ``boundary`` (default 0.875, or 0.9 for image-conditioned models). run: LoRAs (applied for
+    sampling: steps, cfg, shift, seed, sampler, denoise, noise stream, and for Wan2.2 A14B ``cfg_low``
+    and the expert ``boundary`` (default 0.875, or 0.9 for image-conditioned models). run: LoRAs (applied for
     this run only, then the models are restored; ``loras_low`` on ``dit_low``), step cache,
     Enhance-A-Video and context windows; None: none of them. dit_low: the Wan2.2 A14B low-noise
     expert, run below the boundary. latents: optional RAW latent of the output's shape to start from
     (video-to-video): it is noised to the first sigma of the schedule (the last ``int(steps *
-    denoise)`` steps of ``steps``); without it sampling starts from pure noise.
-    callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
+    denoise)`` steps of ``steps``); without it sampling starts from pure noise (the "comfy" noise
+    stream: noise times the first sigma, as ComfyUI does). callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
     predicted clean RAW latent. cancel() -> True stops with ``samplers.Cancelled``.
     """
     s = sampling
@@ -173,7 +173,9 @@ def sample_video(
     reseed = {"seed": s.seed} if stream == "comfy" else {}
     if latents is not None:
         x = noise_latents(normalize_latent(latents.to(device=device, dtype=torch.float32)), noise, sigmas[0])
-    else:
+    elif stream == "comfy":  # ComfyUI scales the noise to the first sigma (noise_scaling of an empty latent)
+        x = noise_latents(torch.zeros_like(noise), noise, sigmas[0])
+    else:  # diffusers starts from pure noise whatever the first sigma
         x = noise
     pos, neg = _conds(text_embeds, image_embeds, device)
     trim = image_embeds.trim_latent

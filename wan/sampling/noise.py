@@ -9,14 +9,14 @@ The noise a sampler draws after that (lcm's re-noising, the ancestral and SDE sa
 of two streams (``NOISE_STREAMS``, ``SamplingOptions.noise``):
 
 - ``"comfy"``: as ComfyUI's k-diffusion samplers draw it, so a run equals ComfyUI's KSampler for the
-  same seed. Each sampler run reseeds: Gaussian noise comes from a generator on the latent's device
+  same seed. As in ComfyUI, a run from an empty latent starts from the noise times the first sigma. Each sampler run reseeds: Gaussian noise comes from a generator on the latent's device
   seeded with the seed (k-diffusion's ``default_noise_sampler``; like ComfyUI, a GPU run therefore
   draws other numbers than a CPU run), the SDE samplers' noise from a ``torchsde.BrownianTree`` on the
   CPU with the seed as entropy (``BrownianTreeNoiseSampler(cpu=True)``). On the CPU the first
   re-noise of lcm is therefore the initial noise again, exactly as in ComfyUI.
 - ``"diffusers"``: every draw continues the one CPU generator that drew the initial noise, in float32
   (diffusers' ``generator=`` convention): device independent. A Brownian tree takes its entropy from
-  that generator.
+  that generator. A run from an empty latent starts from the pure noise, as diffusers' pipelines do.
 """
 
 from __future__ import annotations
