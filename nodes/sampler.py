@@ -16,6 +16,7 @@ import torch
 
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
+from ..wan.sampling.noise import NOISE_STREAMS
 from ..wan.sampling.samplers import SAMPLERS  # the library's list, so both stay in step
 
 OOM_ADVICE = (
@@ -88,11 +89,17 @@ class WanSampler:
                 "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
                 "cache_args": ("WANCACHEARGS", {"tooltip": "From Wan Step Cache Args (skips steps)."}),
                 "feta_args": ("WANFETAARGS", {"tooltip": "From Wan Enhance-A-Video Args."}),
+                "noise": (["default", *NOISE_STREAMS], {
+                    "default": "default",
+                    "tooltip": "Noise drawn while sampling: comfy (as ComfyUI's KSampler for the seed) or "
+                               "diffusers (one CPU stream); default: comfy for ComfyUI's sampler names, "
+                               "diffusers for unipc, euler, dpm++_2m and lcm."}),
             },
         }
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
-               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
+               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
+               noise="default"):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
@@ -114,7 +121,7 @@ class WanSampler:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                                   denoise=denoise_strength)
+                                   denoise=denoise_strength, noise=None if noise == "default" else noise)
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

@@ -185,13 +185,15 @@ class WanPipeline:
         cancel: Callable[[], bool] | None = None,
         output_type: str = "frames",
         run: RunOptions | None = None,
+        noise: str | None = None,
         **inputs,
     ) -> torch.Tensor:
         """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
         latent). ``inputs`` are the task's images (``image``, ``end_image``, ``reference_image``,
         ``control_video``, ``mask``, ``strength``). ``shift`` None: the official default for the task
         and size. ``run``: LoRAs, step cache, Enhance-A-Video, context windows (``context`` is a
-        shorthand for ``run.context``). See ``sample_video`` for the rest."""
+        shorthand for ``run.context``). ``noise``: the noise stream, "comfy" or "diffusers" (None: the
+        sampler's own; ``sampling/noise.py``). See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
         run = RunOptions() if run is None else run
@@ -205,7 +207,7 @@ class WanPipeline:
         if shift is None:
             shift = self.default_shift(image_embeds.width, image_embeds.height)
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
-                                   cfg_low=cfg_low, boundary=self.boundary)
+                                   cfg_low=cfg_low, boundary=self.boundary, noise=noise)
         latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
                               callback=callback, cancel=cancel)
         if output_type == "latent":
