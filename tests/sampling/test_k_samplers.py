@@ -210,3 +210,22 @@ def test_sample_video_seeds_as_comfyui(tiny, name):
     ref, _ = comfy_run(name, comfy_x0(net, context, timestep_of), shift, steps, SEED, shape=shape, sigmas=sigmas)
     ref = comfy("comfy.latent_formats").Wan21().process_out(ref)
     assert (ours - ref).abs().max().item() <= 1e-5 * ref.abs().max().item()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("name", list(K_SAMPLERS))
+def test_equals_comfyui_on_the_gpu(name):
+    # ComfyUI draws its Gaussian sampler noise from a generator on the latent's device: so do we
+    x0_cpu = toy_x0()
+
+    def x0(x, sigma):
+        return x0_cpu(x.cpu(), sigma.cpu()).to(x.device)
+
+    ms = model_sampling(5.0)
+    sigmas = comfy("comfy.samplers").calculate_sigmas(ms, "simple", 6)
+    x = make_noise(SHAPE, 11, device="cuda")
+    fn = getattr(comfy("comfy.k_diffusion.sampling"), K_SAMPLERS[name])
+    ref = fn(KModel(x0, ms), x.clone(), sigmas.cuda(), extra_args={"seed": 11}, disable=True)
+    out = SAMPLERS[name](lambda x, step: x0(x, step.sigma), x, sigmas, sigmas[:-1] * 1000, seed=11, shift=5.0)
+    assert out.is_cuda and (out - ref).abs().max().item() <= 1e-5
