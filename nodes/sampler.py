@@ -16,6 +16,7 @@ import torch
 
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
+from ..wan.sampling.noise import NOISE_STREAMS
 from ..wan.sampling.samplers import SAMPLERS  # the library's lists, so both stay in step
 from ..wan.sampling.schedules import SCHEDULERS
 
@@ -94,6 +95,11 @@ class WanSampler:
                               "schedulers (simple, beta, ...) equal its KSampler's for this shift."}),
                 "sigmas": ("SIGMAS", {"tooltip": "ComfyUI sigmas (BasicScheduler, SplitSigmas, ...), ending at 0; "
                                                  "replace steps, shift, scheduler and denoise_strength."}),
+                "noise": (["default", *NOISE_STREAMS], {
+                    "default": "default",
+                    "tooltip": "Noise drawn while sampling: comfy (as ComfyUI's KSampler for the seed) or "
+                               "diffusers (one CPU stream); default: comfy for ComfyUI's sampler names, "
+                               "diffusers for unipc, euler, dpm++_2m and lcm."}),
             },
         }
 
@@ -105,7 +111,7 @@ class WanSampler:
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
-               scheduler="default", sigmas=None):
+               scheduler="default", sigmas=None, noise="default"):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
@@ -127,8 +133,8 @@ class WanSampler:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                                   denoise=denoise_strength, scheduler=scheduler,
-                                   sigmas=sigmas)
+                                   denoise=denoise_strength, scheduler=scheduler, sigmas=sigmas,
+                                   noise=None if noise == "default" else noise)
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

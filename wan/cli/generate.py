@@ -33,6 +33,7 @@ from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
+from ..sampling.noise import NOISE_STREAMS
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import SCHEDULERS
 from ..video import write_video
@@ -104,6 +105,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="explicit DiT timesteps on the 1000 scale, e.g. 1000,750,500,250 (lightx2v style; "
                           "the shift is applied); replaces --steps and --scheduler")
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--noise", default=None, choices=NOISE_STREAMS,
+                     help="noise stream: comfy (as ComfyUI's KSampler) or diffusers (default: the sampler's own)")
     opts = parser.add_argument_group("model and run options (those of the nodes)")
     opts.add_argument("--lora", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
                       help="apply a LoRA for this run (repeatable; strength default 1)")
@@ -277,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
                       num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
                       sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options,
-                      scheduler=args.scheduler, timesteps=args.timesteps, **inputs)
+                      scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise, **inputs)
         _write(args.out, frames, args.fps)
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
+from ..sampling.noise import check_stream
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps
 
@@ -95,10 +96,15 @@ class SamplingOptions:
     scheduler: str = "default"
     sigmas: tuple | None = None
     timesteps: tuple | None = None
+    # noise drawn while sampling: "comfy" (as ComfyUI's KSampler) or "diffusers" (one CPU stream);
+    # None: the sampler's own (samplers.SAMPLER_NOISE). See sampling/noise.py.
+    noise: str | None = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
             raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        if self.noise is not None:
+            check_stream(self.noise)
         self._check_schedule()
 
     def _check_schedule(self):

@@ -188,6 +188,7 @@ class WanPipeline:
         scheduler: str = "default",
         sigmas=None,
         timesteps=None,
+        noise: str | None = None,
         **inputs,
     ) -> torch.Tensor:
         """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
@@ -196,7 +197,8 @@ class WanPipeline:
         and size. ``run``: LoRAs, step cache, Enhance-A-Video, context windows (``context`` is a
         shorthand for ``run.context``). ``scheduler``: a name of ``schedules.SCHEDULERS``; ``sigmas``
         (ComfyUI SIGMAS) or ``timesteps`` (lightx2v's 1000, 750, 500, 250 style, shifted) replace
-        steps, scheduler and denoise. See ``sample_video`` for the rest."""
+        steps, scheduler and denoise. ``noise``: the noise stream, "comfy" or "diffusers" (None: the
+        sampler's own; ``sampling/noise.py``). See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
         run = RunOptions() if run is None else run
@@ -211,7 +213,7 @@ class WanPipeline:
             shift = self.default_shift(image_embeds.width, image_embeds.height)
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
                                    cfg_low=cfg_low, boundary=self.boundary, scheduler=scheduler, sigmas=sigmas,
-                                   timesteps=timesteps)
+                                   timesteps=timesteps, noise=noise)
         latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
                               callback=callback, cancel=cancel)
         if output_type == "latent":

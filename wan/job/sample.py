@@ -30,7 +30,7 @@ from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.guidance import BOUNDARY_I2V, BOUNDARY_T2V, make_cfg_denoiser, make_expert_switch
 from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
-from ..sampling.samplers import SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
+from ..sampling.samplers import SAMPLER_NOISE, SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
 from ..sampling.schedules import Schedule, build_schedule
 from ..sampling.step import Step
 from ..weights.lora import apply_loras
@@ -153,7 +153,7 @@ def sample_video(
 ) -> torch.Tensor:
     """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
 
-    sampling: steps, cfg, shift, seed, sampler, denoise, the schedule (``scheduler``, or explicit
+    sampling: steps, cfg, shift, seed, sampler, denoise, noise stream, the schedule (``scheduler``, or explicit
     ``sigmas`` / ``timesteps`` replacing steps, scheduler and denoise: see ``run_schedule``), and for
     Wan2.2 A14B ``cfg_low`` and the expert ``boundary`` (default 0.875, or 0.9 for image-conditioned
     models). run: LoRAs (applied for
@@ -161,8 +161,8 @@ def sample_video(
     Enhance-A-Video and context windows; None: none of them. dit_low: the Wan2.2 A14B low-noise
     expert, run below the boundary. latents: optional RAW latent of the output's shape to start from
     (video-to-video): it is noised to the first sigma of the schedule (the last ``int(steps *
-    denoise)`` steps of ``steps``); without it sampling starts from pure noise.
-    callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
+    denoise)`` steps of ``steps``); without it sampling starts from pure noise (the "comfy" noise
+    stream: noise times the first sigma, as ComfyUI does). callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
     predicted clean RAW latent. cancel() -> True stops with ``samplers.Cancelled``.
     """
     s = sampling
@@ -173,13 +173,18 @@ def sample_video(
     schedule = run_schedule(s)
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
 
+    # the initial noise is the same in both streams (ComfyUI's prepare_noise draws these numbers);
+    # the sampler's later noise continues `generator` (diffusers) or is reseeded from `seed` (comfy)
     generator = make_generator(s.seed)
     noise = randn_like_cpu(shape, generator, device)
+    stream = SAMPLER_NOISE[s.sampler] if s.noise is None else s.noise
+    reseed = {"seed": s.seed} if stream == "comfy" else {}
     if latents is not None:
         x = noise_latents(normalize_latent(latents.to(device=device, dtype=torch.float32)), noise, sigmas[0])
-    elif schedule.noise_scaled:  # ComfyUI: its empty latent stays 0, so x = sigmas[0] * noise
+    elif schedule.noise_scaled or stream == "comfy":
+        # ComfyUI scales the noise to the first sigma (its empty latent stays 0: x = sigmas[0] * noise)
         x = noise_latents(torch.zeros_like(noise), noise, sigmas[0])
-    else:
+    else:  # diffusers starts from pure noise whatever the first sigma
         x = noise
     pos, neg = _conds(text_embeds, image_embeds, device)
     trim = image_embeds.trim_latent
@@ -216,7 +221,7 @@ def sample_video(
         if run.context is not None:
             model = make_context_denoiser(model, run.context, shape[2])
         x = SAMPLERS[s.sampler](flow_to_x0(model), x, sigmas, timesteps, callback=step_callback, cancel=cancel,
-                                generator=generator)
+                                generator=generator, shift=s.shift, **reseed)
     for cache in caches:
         log.info("Wan: %s", cache.stats)
     return finish(x.float())

@@ -6,11 +6,16 @@ place that turns it into the predicted clean latent ``x0 = x - sigma * v``; samp
 ``model(x, step) -> x0`` (float32), with ``step`` the ``Step`` of the call (``step.py``).
 
 Each sampler ``sample_<name>(model, x, sigmas, timesteps, *, callback=None, cancel=None,
-generator=None)`` takes ``len(sigmas) - 1`` steps; ``timesteps`` (one per step, the DiT timestep of
-each sigma) ride on the Steps and never enter the arithmetic. Given the sigmas of the diffusers
-scheduler named in its docstring (``schedules.get_sigmas(..., schedule=SAMPLER_SCHEDULES[name])``)
-it reproduces that scheduler step for step. Arithmetic runs in float32 (as diffusers upcasts) and
-each new x is cast back to x's dtype.
+generator=None, seed=None, shift=1.0)`` takes ``len(sigmas) - 1`` steps; ``timesteps`` (one per
+step, the DiT timestep of each sigma) ride on the Steps and never enter the arithmetic. The samplers
+here, given the sigmas of the diffusers scheduler named in their docstrings
+(``schedules.get_sigmas(..., schedule=SAMPLER_SCHEDULES[name])``), reproduce that scheduler step for
+step; those of ``k_samplers.py`` reproduce ComfyUI's k-diffusion samplers on any sigmas. Arithmetic
+runs in float32 (as diffusers upcasts) and each new x is cast back to x's dtype.
+
+Noise drawn while sampling (``noise.py``): with ``seed``, ComfyUI's stream, reseeded per run as its
+k-samplers do; without, diffusers' stream, continuing ``generator``. ``shift`` is the model sampling's
+shift (only ComfyUI's log-SNR samplers read it, to offset a first sigma of 1).
 
 ``callback(step, total, x0_preview)`` runs after each step (``step`` from 0); ``cancel() -> bool``
 is polled before each model call and raises ``Cancelled``.
@@ -22,15 +27,11 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import WanError, WanInputError
-from .noise import randn_like_cpu
+from .k_samplers import (sample_dpmpp_2m_sde, sample_dpmpp_sde, sample_er_sde, sample_euler_ancestral,
+                         sample_res_multistep)
+from .loop import Cancelled, X0Model, make_steps, poll, prepare  # noqa: F401  (Cancelled: re-exported)
+from .noise import gaussian_sampler
 from .step import Step
-
-X0Model = Callable[[torch.Tensor, Step], torch.Tensor]
-
-
-class Cancelled(WanError):
-    """Sampling stopped because the caller's ``cancel()`` returned True."""
 
 
 def flow_to_x0(denoise: Callable[..., torch.Tensor]) -> X0Model:
@@ -43,38 +44,19 @@ def flow_to_x0(denoise: Callable[..., torch.Tensor]) -> X0Model:
     return model
 
 
-def _poll(cancel: Callable[[], bool] | None, step: Step) -> None:
-    if cancel is not None and cancel():
-        raise Cancelled(f"sampling cancelled before step {step.index + 1} of {step.total}")
-
-
-def _steps(sigmas: torch.Tensor, timesteps) -> list[Step]:
-    total = len(sigmas) - 1
-    timesteps = torch.as_tensor(timesteps).detach().cpu()
-    if timesteps.shape != (total,):
-        raise WanInputError(f"{tuple(timesteps.shape)} timesteps for {total} steps ({total + 1} sigmas): "
-                            "give one timestep per step")
-    return [Step(i, total, sigmas[i], timesteps[i]) for i in range(total)]
-
-
-def _prepare(sigmas: torch.Tensor) -> torch.Tensor:
-    # sigmas stay on the CPU in float32 like diffusers' schedulers, so the scalar arithmetic below
-    # rounds exactly as theirs does; each scalar is moved to x's device when used
-    return torch.as_tensor(sigmas).detach().to(device="cpu", dtype=torch.float32)
-
-
 def _lam(sigma: torch.Tensor) -> torch.Tensor:
     """log-SNR of a flow sigma: log(alpha) - log(sigma) with alpha = 1 - sigma (+inf at sigma 0)."""
     return torch.log(1 - sigma) - torch.log(sigma)
 
 
 @torch.no_grad()
-def sample_euler(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
+def sample_euler(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None, seed=None,
+                  shift=1.0):
     """Euler on the flow ODE, dx/dsigma = (x - x0) / sigma; diffusers
     ``FlowMatchEulerDiscreteScheduler(shift=...)``."""
-    sigmas = _prepare(sigmas)
-    for step in _steps(sigmas, timesteps):
-        _poll(cancel, step)
+    sigmas = prepare(sigmas)
+    for step in make_steps(sigmas, timesteps):
+        poll(cancel, step)
         s, s_next = step.sigma.to(x.device), sigmas[step.index + 1].to(x.device)
         x0 = model(x, step)
         xf = x.float()
@@ -85,19 +67,22 @@ def sample_euler(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=
 
 
 @torch.no_grad()
-def sample_lcm(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
+def sample_lcm(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None, seed=None,
+               shift=1.0):
     """Predict x0, then re-noise it to the next sigma with fresh noise (step-distilled LoRAs such as
-    CausVid / lightx2v); diffusers ``FlowMatchLCMScheduler``. Noise is drawn on the CPU from
-    ``generator`` in float32, so the same seed gives the same video on any device; no noise is drawn
-    for the last step, whose next sigma is 0."""
-    sigmas = _prepare(sigmas)
-    for step in _steps(sigmas, timesteps):
-        _poll(cancel, step)
-        s_next = sigmas[step.index + 1]
+    CausVid / lightx2v); no noise is drawn for the last step, whose next sigma is 0. Without ``seed``
+    (diffusers' stream) the noise continues ``generator`` on the CPU in float32: diffusers
+    ``FlowMatchLCMScheduler``. With ``seed`` (ComfyUI's stream) it is reseeded as k-diffusion's
+    ``sample_lcm`` does (``noise.gaussian_sampler``): ComfyUI's lcm."""
+    sigmas = prepare(sigmas)
+    noise = gaussian_sampler(x, seed=seed, generator=generator)
+    for step in make_steps(sigmas, timesteps):
+        poll(cancel, step)
+        s, s_next = step.sigma, sigmas[step.index + 1]
         x0 = model(x, step)
         if s_next > 0:
-            noise = randn_like_cpu(x0.shape, generator, x.device)
-            x = ((1 - s_next).to(x.device) * x0 + s_next.to(x.device) * noise).to(x.dtype)
+            n = noise(s, s_next).float()
+            x = ((1 - s_next).to(x.device) * x0 + s_next.to(x.device) * n).to(x.dtype)
         else:
             x = x0.to(x.dtype)
         if callback is not None:
@@ -106,14 +91,15 @@ def sample_lcm(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=No
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
+def sample_dpmpp_2m(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None, seed=None,
+                  shift=1.0):
     """DPM-Solver++(2M), midpoint form, on x0 predictions (Lu et al. 2022); diffusers
     ``DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction")`` with its
     defaults: first order on the first step and on the step to sigma 0."""
-    sigmas = _prepare(sigmas)
+    sigmas = prepare(sigmas)
     x0_prev = None
-    for step in _steps(sigmas, timesteps):
-        _poll(cancel, step)
+    for step in make_steps(sigmas, timesteps):
+        poll(cancel, step)
         i, s, s_next = step.index, step.sigma, sigmas[step.index + 1]
         x0 = model(x, step)
         xf = x.float()
@@ -183,7 +169,8 @@ def _unipc_update(x, m0, m_prev, sig_t, sig_s0, sig_s1, model_t=None, order=1):
 
 
 @torch.no_grad()
-def sample_unipc(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None):
+def sample_unipc(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=None, generator=None, seed=None,
+                 shift=1.0):
     """UniPC (Zhao et al. 2023), bh2, order 2, predict-x0, with the corrector after every model call
     and first order on the first and the last step: the official Wan ``FlowUniPCMultistepScheduler``
     and diffusers ``UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction",
@@ -192,15 +179,15 @@ def sample_unipc(model: X0Model, x, sigmas, timesteps, *, callback=None, cancel=
     A first sigma of 1 (pure noise: log-SNR -inf, which makes the order-2 corrector's linear system
     singular) is lowered by 1e-6, as diffusers does when it builds its flow sigmas; the model is
     evaluated at the lowered sigma."""
-    sigmas = _prepare(sigmas)
+    sigmas = prepare(sigmas)
     if abs(float(sigmas[0]) - 1.0) < 1e-6:
         sigmas = sigmas.clone()
         sigmas[0] = 1.0 - 1e-6
     m_prev = m_prev2 = None  # x0 predictions of the last two model calls
     x_last = None  # the sample the last predictor started from
     last_order = 1
-    for step in _steps(sigmas, timesteps):
-        _poll(cancel, step)
+    for step in make_steps(sigmas, timesteps):
+        poll(cancel, step)
         i, total, s = step.index, step.total, step.sigma
         m = model(x, step)
         xf = x.float()
@@ -224,7 +211,26 @@ SAMPLERS = {
     "euler": sample_euler,
     "dpm++_2m": sample_dpmpp_2m,
     "lcm": sample_lcm,
+    "euler_ancestral": sample_euler_ancestral,
+    "dpm++_sde": sample_dpmpp_sde,
+    "dpm++_2m_sde": sample_dpmpp_2m_sde,
+    "res_multistep": sample_res_multistep,
+    "er_sde": sample_er_sde,
 }
 
-# The sigma grid of the diffusers scheduler each sampler reproduces (``schedules.get_sigmas``).
-SAMPLER_SCHEDULES = {"unipc": "unipc", "euler": "euler", "dpm++_2m": "wan", "lcm": "euler"}
+# The default noise stream of each sampler (``noise.NOISE_STREAMS``): the stream of the reference it
+# was written against, diffusers' scheduler or ComfyUI's k-diffusion sampler.
+SAMPLER_NOISE = {
+    "unipc": "diffusers", "euler": "diffusers", "dpm++_2m": "diffusers", "lcm": "diffusers",
+    "euler_ancestral": "comfy", "dpm++_sde": "comfy", "dpm++_2m_sde": "comfy", "res_multistep": "comfy",
+    "er_sde": "comfy",
+}
+
+# The sigma grid each sampler runs on by default (``schedules.get_sigmas``): the diffusers scheduler's
+# for those written against one; ComfyUI's "simple" scheduler for ComfyUI's samplers, as its
+# templates run them.
+SAMPLER_SCHEDULES = {
+    "unipc": "unipc", "euler": "euler", "dpm++_2m": "wan", "lcm": "euler",
+    "euler_ancestral": "simple", "dpm++_sde": "simple", "dpm++_2m_sde": "simple", "res_multistep": "simple",
+    "er_sde": "simple",
+}
