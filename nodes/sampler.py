@@ -88,11 +88,16 @@ class WanSampler:
                 "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
                 "cache_args": ("WANCACHEARGS", {"tooltip": "From Wan Step Cache Args (skips steps)."}),
                 "feta_args": ("WANFETAARGS", {"tooltip": "From Wan Enhance-A-Video Args."}),
+                "expert_options": ("WANEXPERTS", {"tooltip": "From Wan Expert Options (Wan2.2 A14B switch, "
+                                                             "low-noise cfg/shift/sampler)."}),
+                "guidance_options": ("WANGUIDANCE", {"tooltip": "From Wan Guidance Options (cfg per step, "
+                                                                "CFG-Zero*, skip-layer guidance, NAG)."}),
             },
         }
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
-               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None):
+               samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
+               expert_options=None, guidance_options=None):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
@@ -114,7 +119,7 @@ class WanSampler:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                                   denoise=denoise_strength)
+                                   denoise=denoise_strength, **(expert_options or {}), **(guidance_options or {}))
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WanInputError
-from ..models.dit.layers import WanCrossAttention
 
 
 @dataclass(frozen=True)
@@ -103,9 +102,8 @@ class _NAG:
         return module.o(z)
 
     def install(self) -> None:
-        for module in self.dit.modules():
-            if not isinstance(module, WanCrossAttention):
-                continue
+        for block in (*self.dit.blocks, *getattr(self.dit, "vace_blocks", ())):
+            module = block.cross_attn  # WanCrossAttention
             if getattr(module.kernel, "nag", False):
                 raise WanInputError("NAG is already active on this model")
             self._kernels.append((module, module.kernel))
