@@ -100,6 +100,10 @@ class WanSampler:
                     "tooltip": "Noise drawn while sampling: comfy (as ComfyUI's KSampler for the seed) or "
                                "diffusers (one CPU stream); default: comfy for ComfyUI's sampler names, "
                                "diffusers for unipc, euler, dpm++_2m and lcm."}),
+                "expert_options": ("WANEXPERTS", {"tooltip": "From Wan Expert Options (Wan2.2 A14B switch, "
+                                                             "low-noise cfg/shift/sampler)."}),
+                "guidance_options": ("WANGUIDANCE", {"tooltip": "From Wan Guidance Options (cfg per step, "
+                                                                "CFG-Zero*, skip-layer guidance, NAG)."}),
             },
         }
 
@@ -111,7 +115,7 @@ class WanSampler:
 
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
-               scheduler="default", sigmas=None, noise="default"):
+               scheduler="default", sigmas=None, noise="default", expert_options=None, guidance_options=None):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
@@ -134,7 +138,8 @@ class WanSampler:
 
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
                                    denoise=denoise_strength, scheduler=scheduler, sigmas=sigmas,
-                                   noise=None if noise == "default" else noise)
+                                   noise=None if noise == "default" else noise,
+                                   **(expert_options or {}), **(guidance_options or {}))
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

@@ -1,4 +1,4 @@
-"""CFG and the Wan2.2 expert switch, against ComfyUI's cfg_function and the official switch rule."""
+"""CFG and the Wan2.2 expert switch (by sigma boundary), against ComfyUI's cfg_function and the official switch rule."""
 
 import pytest
 import torch
@@ -6,13 +6,8 @@ import torch
 from refs import comfy
 from scheduler_refs import reference_scheduler
 from wan.errors import WanInputError
-from wan.sampling.guidance import (
-    BOUNDARY_I2V,
-    BOUNDARY_T2V,
-    make_cfg_denoiser,
-    make_expert_switch,
-    uses_high_noise_expert,
-)
+from wan.sampling.experts import BOUNDARY_I2V, BOUNDARY_T2V, make_expert_switch, uses_high_noise_expert
+from wan.sampling.guidance import make_cfg_denoiser
 from wan.sampling.samplers import SAMPLERS, flow_to_x0
 from wan.sampling.schedules import get_sigmas, get_timesteps
 from wan.sampling.step import Step

@@ -12,7 +12,9 @@ Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repea
 for the low-noise expert), ``--block-swap``, ``--compile``, ``--attention``, ``--quantization``, step
 cache (``--cache``), Enhance-A-Video (``--feta``) and context windows (``--context``); they become the
 library's LoadOptions and RunOptions. Schedules: ``--scheduler`` (ComfyUI's names too) or
-``--timesteps 1000,750,500,250``.
+``--timesteps 1000,750,500,250``. The experts and guidance (``--switch-step``, ``--boundary``,
+``--shift-low``, ``--sampler-low``, ``--cfg 2,1,1,1``, ``--cfg-zero-star``, ``--slg``, ``--nag``)
+become SamplingOptions fields, checked before any model loads.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ import torch
 
 from ..errors import WanError, WanInputError
 from ..job import pipelines
-from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions
+from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
+from ..sampling.cfg_zero import CFGZeroStar
 from ..sampling.context import ContextOptions
+from ..sampling.guidance import GuidanceOptions
+from ..sampling.nag import NAGOptions
 from ..sampling.noise import NOISE_STREAMS
+from ..sampling.slg import SkipLayerGuidance
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import SCHEDULERS
 from ..video import write_video
@@ -74,6 +80,59 @@ def timesteps_spec(text: str) -> tuple[float, ...]:
                                          f"got {text!r}") from None
 
 
+def cfg_spec(text: str) -> float | tuple[float, ...]:
+    """``CFG`` or one cfg per step, ``2,1,1,1``."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected a cfg")
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def layers_spec(text: str) -> tuple[int, ...]:
+    """``9`` or ``7,8,9``: DiT block indices."""
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected block indices separated by commas, got {text!r}") from None
+
+
+def add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
+    """The Wan Expert Options and Wan Guidance Options nodes' options."""
+    experts = parser.add_argument_group("Wan2.2 A14B experts and guidance (those of the option nodes)")
+    experts.add_argument("--switch-step", type=int, default=None, metavar="N",
+                         help="low-noise expert from step N on (1..steps-1; Lightning: 4 steps, 2)")
+    experts.add_argument("--boundary", type=float, default=None,
+                         help="sigma where the low-noise expert takes over (default 0.875 T2V, 0.9 I2V)")
+    experts.add_argument("--shift-low", type=float, default=None, help="shift of the low-noise expert's schedule")
+    experts.add_argument("--sampler-low", default=None, choices=tuple(SAMPLERS), help="sampler of the low-noise expert")
+    experts.add_argument("--cfg-zero-star", type=int, nargs="?", const=0, default=None, metavar="ZERO_INIT_STEPS",
+                         help="CFG-Zero* (ComfyUI's CFGZeroStar); optionally zero the first N steps")
+    experts.add_argument("--slg", type=layers_spec, default=None, metavar="LAYERS",
+                         help="skip-layer guidance skipping these blocks (e.g. 9 or 7,8,9)")
+    experts.add_argument("--slg-scale", type=float, default=3.0)
+    experts.add_argument("--slg-start", type=float, default=0.01, help="start percent")
+    experts.add_argument("--slg-end", type=float, default=0.15, help="end percent")
+    experts.add_argument("--slg-rescale", type=float, default=0.0, help="rescaling scale")
+    experts.add_argument("--nag", type=float, default=None, metavar="SCALE",
+                         help="normalized attention guidance with this scale (the negative prompt at cfg 1)")
+    experts.add_argument("--nag-tau", type=float, default=2.5)
+    experts.add_argument("--nag-alpha", type=float, default=0.25)
+
+
+def guidance_options(args: argparse.Namespace) -> GuidanceOptions | None:
+    """The GuidanceOptions of the command line (None: none asked for)."""
+    zero = None if args.cfg_zero_star is None else CFGZeroStar(args.cfg_zero_star)
+    slg = None if not args.slg else SkipLayerGuidance(args.slg, args.slg_scale, args.slg_start, args.slg_end,
+                                                     args.slg_rescale)
+    nag = None if args.nag is None else NAGOptions(args.nag, args.nag_tau, args.nag_alpha)
+    if zero is None and slg is None and nag is None:
+        return None
+    return GuidanceOptions(cfg_zero_star=zero, slg=slg, nag=nag)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     files = parser.add_argument_group("model files (GGUF or safetensors)")
     files.add_argument("--dit", help="diffusion model (Wan2.2 A14B: the high-noise expert)")
@@ -95,7 +154,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     gen.add_argument("--height", type=int, default=480)
     gen.add_argument("--frames", type=int, default=None, help="1 + 4k frames (default 81; 1 for .png)")
     gen.add_argument("--steps", type=int, default=30)
-    gen.add_argument("--cfg", type=float, default=5.0)
+    gen.add_argument("--cfg", type=cfg_spec, default=5.0, help="CFG, or one per step: 2,1,1,1")
     gen.add_argument("--cfg-low", type=float, default=None, help="CFG of the low-noise expert (default --cfg)")
     gen.add_argument("--shift", type=float, default=None, help="sigma shift (default: the official one for the task)")
     gen.add_argument("--sampler", default="unipc", choices=tuple(SAMPLERS))
@@ -125,6 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--context", type=context_spec, default=None, metavar="FRAMES[:OVERLAP]",
                       help=f"denoise in windows of FRAMES pixel frames overlapping by OVERLAP (default "
                            f"{CONTEXT_OVERLAP})")
+    add_guidance_arguments(parser)
     out = parser.add_argument_group("output")
     out.add_argument("--out", required=True, help="output file: .mp4 .webm .gif .webp, or .png (one frame)")
     out.add_argument("--fps", type=float, default=16.0)
@@ -227,6 +287,21 @@ def _options(args: argparse.Namespace):
     return load, run
 
 
+def _sampling_checks(args: argparse.Namespace, guidance) -> dict:
+    """The expert and guidance keywords of the pipeline call, checked before any model loads."""
+    extra = dict(switch_step=args.switch_step, shift_low=args.shift_low, sampler_low=args.sampler_low,
+                 guidance=guidance)
+    cfg = args.cfg
+    per_step = dict(cfg_per_step=cfg, cfg=1.0) if isinstance(cfg, tuple) else dict(cfg=cfg)
+    SamplingOptions(steps=args.steps, sampler=args.sampler, seed=args.seed, cfg_low=args.cfg_low,
+                    boundary=args.boundary, **per_step, **extra)
+    if (args.switch_step is not None or args.boundary is not None or args.shift_low is not None
+            or args.sampler_low is not None) and not args.dit_low and not args.model_dir:
+        raise WanInputError("--switch-step, --boundary, --shift-low and --sampler-low are for the Wan2.2 A14B "
+                            "experts: give --dit-low too")
+    return extra
+
+
 def _report_loras(args, parts: dict, run) -> None:
     # the nodes log how each LoRA matches its model (naming the expert of a pair); say the same
     # here, and fail on a LoRA for another model before anything is sampled
@@ -247,6 +322,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     frames_n = args.frames if args.frames is not None else (1 if ext == ".png" else 81)
     try:
+        expert_kw = _sampling_checks(args, guidance_options(args))
         load_options, run_options = _options(args)
         files = dict(dit=args.dit, dit_low=args.dit_low, text_encoder=args.text_encoder, vae=args.vae,
                      clip_vision=args.clip_vision)
@@ -261,7 +337,7 @@ def run(args: argparse.Namespace) -> int:
         cls = _pipeline_class(parts["dit"], args)
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
-        pipe = cls(**parts)
+        pipe = cls(**parts, boundary=args.boundary)
         inputs = {}
         if args.image:
             inputs["image"] = _read_image(args.image)
@@ -280,7 +356,7 @@ def run(args: argparse.Namespace) -> int:
         frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
                       num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
                       sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options,
-                      scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise, **inputs)
+                      scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise, **expert_kw, **inputs)
         _write(args.out, frames, args.fps)
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)

@@ -17,9 +17,11 @@ from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
+from ..sampling.experts import check_switch
+from ..sampling.guidance import GuidanceOptions
 from ..sampling.noise import check_stream
 from ..sampling.samplers import SAMPLERS
-from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps
+from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps, steps_to_run
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
@@ -99,6 +101,12 @@ class SamplingOptions:
     # noise drawn while sampling: "comfy" (as ComfyUI's KSampler) or "diffusers" (one CPU stream);
     # None: the sampler's own (samplers.SAMPLER_NOISE). See sampling/noise.py.
     noise: str | None = None
+    # -- experts and guidance per step (all optional; the defaults keep a plain run) --
+    switch_step: int | None = None  # Wan2.2 A14B: the low-noise expert from this step on (instead of boundary)
+    cfg_per_step: tuple[float, ...] | None = None  # one cfg per step of the run (replaces cfg and cfg_low)
+    shift_low: float | None = None  # Wan2.2 A14B: shift of the low-noise expert's schedule (None: shift)
+    sampler_low: str | None = None  # Wan2.2 A14B: sampler of the low-noise expert's steps (None: sampler)
+    guidance: GuidanceOptions | None = None  # CFG-Zero*, skip-layer guidance, NAG
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -106,6 +114,7 @@ class SamplingOptions:
         if self.noise is not None:
             check_stream(self.noise)
         self._check_schedule()
+        self._check_experts()
 
     def _check_schedule(self):
         check_scheduler(self.scheduler)
@@ -116,6 +125,43 @@ class SamplingOptions:
         if self.timesteps is not None:
             sigmas_from_timesteps(self.timesteps, self.shift)
             object.__setattr__(self, "timesteps", tuple(float(t) for t in self.timesteps))
+
+    def _check_experts(self) -> None:
+        # every expert and per-step option is checked here, before any model work
+        run = steps_to_run(self.steps, self.denoise)
+        check_switch(run, self.switch_step, self.boundary)
+        if self.cfg_per_step is not None:
+            object.__setattr__(self, "cfg_per_step", tuple(float(c) for c in self.cfg_per_step))
+            if len(self.cfg_per_step) != run:
+                raise WanInputError(f"cfg_per_step has {len(self.cfg_per_step)} values for a run of {run} steps: "
+                                    "give one cfg per step")
+            if self.cfg_low is not None:
+                raise WanInputError("give the cfg of each step either in cfg_per_step or as cfg/cfg_low, not both")
+        if self.sampler_low is not None and self.sampler_low not in SAMPLERS:
+            raise WanInputError(f"unknown sampler_low {self.sampler_low!r}; expected one of {', '.join(SAMPLERS)}")
+        if self.shift_low is not None and not self.shift_low > 0:
+            raise WanInputError(f"shift_low must be > 0, got {self.shift_low!r}")
+        if self.guidance is not None and not isinstance(self.guidance, GuidanceOptions):
+            raise WanInputError(f"guidance must be a GuidanceOptions, got {type(self.guidance).__name__}")
+
+    @property
+    def split_sampling(self) -> bool:
+        """Whether the low-noise expert runs its own sampler on its own schedule (shift_low or
+        sampler_low given), as two KSamplerAdvanced nodes split at a step do in ComfyUI."""
+        return self.shift_low is not None or self.sampler_low is not None
+
+    def cfg_of(self, index: int, low: bool) -> float:
+        """The cfg of step ``index`` of the run, on the low-noise expert when ``low``."""
+        if self.cfg_per_step is not None:
+            return self.cfg_per_step[index]
+        return self.cfg_low if low and self.cfg_low is not None else self.cfg
+
+    @property
+    def needs_negative(self) -> bool:
+        """Whether some step guides with a negative prompt (a cfg != 1, or NAG)."""
+        cfgs = self.cfg_per_step if self.cfg_per_step is not None else (self.cfg, self.cfg_low)
+        nag = self.guidance is not None and self.guidance.nag is not None and self.guidance.nag.scale != 0
+        return nag or any(c is not None and float(c) != 1.0 for c in cfgs)
 
 
 @dataclass(frozen=True)

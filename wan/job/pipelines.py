@@ -35,6 +35,7 @@ from . import load
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
+from ..sampling.guidance import GuidanceOptions
 
 __all__ = [
     "FLF2VPipeline", "I2VPipeline", "T2IPipeline", "T2VPipeline", "TI2VPipeline", "VACEPipeline",
@@ -189,6 +190,10 @@ class WanPipeline:
         sigmas=None,
         timesteps=None,
         noise: str | None = None,
+        switch_step: int | None = None,
+        shift_low: float | None = None,
+        sampler_low: str | None = None,
+        guidance: GuidanceOptions | None = None,
         **inputs,
     ) -> torch.Tensor:
         """Generate; returns frames [F, H, W, 3] float32 in 0..1 (``output_type="latent"``: the RAW
@@ -198,7 +203,9 @@ class WanPipeline:
         shorthand for ``run.context``). ``scheduler``: a name of ``schedules.SCHEDULERS``; ``sigmas``
         (ComfyUI SIGMAS) or ``timesteps`` (lightx2v's 1000, 750, 500, 250 style, shifted) replace
         steps, scheduler and denoise. ``noise``: the noise stream, "comfy" or "diffusers" (None: the
-        sampler's own; ``sampling/noise.py``). See ``sample_video`` for the rest."""
+        sampler's own; ``sampling/noise.py``). ``cfg`` may be a list, one cfg per step. Wan2.2 A14B:
+        ``switch_step`` (instead of the pipeline's boundary), ``shift_low``, ``sampler_low``;
+        ``guidance``: CFG-Zero*, skip-layer guidance, NAG. See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
         run = RunOptions() if run is None else run
@@ -206,14 +213,20 @@ class WanPipeline:
             if run.context is not None:
                 raise WanInputError("context windows given twice: as context= and as run.context")
             run = dataclasses.replace(run, context=context)
+        cfg_per_step = None
+        if isinstance(cfg, (list, tuple)):
+            cfg_per_step, cfg = tuple(cfg), 1.0
+        extra = dict(cfg_low=cfg_low, boundary=self.boundary, switch_step=switch_step, cfg_per_step=cfg_per_step,
+                     shift_low=shift_low, sampler_low=sampler_low, guidance=guidance, scheduler=scheduler,
+                     sigmas=sigmas, timesteps=timesteps, noise=noise)
+        # checked before any model work; the task's default shift is filled in once the size is known
+        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=1.0 if shift is None else shift, seed=seed,
+                                   sampler=sampler, denoise=denoise, **extra)
         num_frames = self.default_frames if num_frames is None else num_frames
         image_embeds = self.conditioning(width, height, num_frames, **inputs)
-        text = encode_prompts(self.text_encoder, prompt, negative_prompt if float(cfg) != 1.0 else None)
+        text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
         if shift is None:
-            shift = self.default_shift(image_embeds.width, image_embeds.height)
-        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
-                                   cfg_low=cfg_low, boundary=self.boundary, scheduler=scheduler, sigmas=sigmas,
-                                   timesteps=timesteps, noise=noise)
+            sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width, image_embeds.height))
         latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
                               callback=callback, cancel=cancel)
         if output_type == "latent":

@@ -3,8 +3,11 @@ together what rides on the model for a run (LoRAs, step cache, Enhance-A-Video),
 (DiT call, CFG, the Wan2.2 expert switch, context windows) and the sampler.
 
 The chain, innermost first, every layer receiving the sampler's ``Step``:
-DiT forward (plain, or ``StepCache``; wrapped by Enhance-A-Video) -> ``make_dit_call`` (conditioning,
-timestep) -> CFG per expert -> expert switch -> context windows -> ``samplers.flow_to_x0`` -> sampler.
+DiT forward (plain, or ``StepCache``; wrapped by Enhance-A-Video and NAG) -> ``make_dit_call``
+(conditioning, timestep) -> CFG per expert (a cfg per step; CFG-Zero*; skip-layer guidance, its pass
+through ``slg.skip_forward``) -> expert switch (at a sigma boundary or a step) -> context windows ->
+``samplers.flow_to_x0`` -> sampler. With a sampler or shift of its own, the low-noise expert runs a
+second sampler loop after the switch step (``_run_experts``).
 
 Timesteps: the DiT is called with the timestep its reference pipeline passes for each sigma of the
 chosen grid (``schedules.build_schedule``: diffusers' integer timesteps for unipc and dpm++_2m's
@@ -16,6 +19,7 @@ for step.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +32,10 @@ from ..errors import WanInputError
 from ..runtime.cache import StepCache
 from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
-from ..sampling.guidance import BOUNDARY_I2V, BOUNDARY_T2V, make_cfg_denoiser, make_expert_switch
+from ..sampling.experts import BOUNDARY_I2V, BOUNDARY_T2V, make_expert_switch, offset_steps, switch_index
+from ..sampling.guidance import GuidanceOptions, make_cfg_denoiser
+from ..sampling.nag import use_nag
+from ..sampling.slg import skip_forward
 from ..sampling.noise import make_generator, noise_latents, randn_like_cpu
 from ..sampling.samplers import SAMPLER_NOISE, SAMPLER_SCHEDULES, SAMPLERS, flow_to_x0
 from ..sampling.schedules import Schedule, build_schedule
@@ -105,13 +112,22 @@ def make_dit_call(forward: Forward, num_frames: int):
     return call
 
 
-def _check(dit, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
+def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
     if not isinstance(s, SamplingOptions):
         raise WanInputError(f"sampling must be a SamplingOptions, got {type(s).__name__}")
     if not isinstance(image, VideoConditioning):
         raise WanInputError(f"image_embeds must be a VideoConditioning, got {type(image).__name__}")
-    if text.negative is None and float(s.cfg) != 1.0:
-        raise WanInputError(f"cfg={s.cfg} needs a negative prompt embedding; encode one (it may be empty) or set cfg=1")
+    if text.negative is None and s.needs_negative:
+        raise WanInputError(f"cfg={s.cfg_per_step or s.cfg} (or NAG) needs a negative prompt embedding; encode one "
+                            "(it may be empty) or set cfg=1")
+    if dit_low is None and (s.switch_step is not None or s.split_sampling):
+        raise WanInputError("switch_step, shift_low and sampler_low are options of the Wan2.2 A14B experts: "
+                            "give the low-noise expert (dit_low / model_low) too")
+    slg = s.guidance.slg if s.guidance is not None else None
+    for module in (dit, dit_low):
+        blocks = getattr(module, "blocks", None)
+        if slg is not None and blocks is not None:
+            slg.check_model(len(blocks))
     out_dim = getattr(getattr(dit, "cfg", None), "out_dim", shape[1])
     if out_dim != shape[1]:
         raise WanInputError(f"the DiT denoises {out_dim}-channel latents but the conditioning was built for "
@@ -139,6 +155,65 @@ def run_schedule(s: SamplingOptions) -> Schedule:
                           sigmas=s.sigmas, timesteps=s.timesteps)
 
 
+def _guided(s: SamplingOptions, guide: GuidanceOptions, forward, skip, pos, neg, frames: int, low: bool,
+            shift: float):
+    """The CFG layer (with CFG-Zero* and skip-layer guidance when asked) of one expert."""
+    cfg = s.cfg_low if low and s.cfg_low is not None else s.cfg
+    if s.cfg_per_step is not None:
+        cfg = lambda step: s.cfg_of(step.index, low)  # noqa: E731
+    slg_call = None if skip is None else make_dit_call(skip, frames)
+    return make_cfg_denoiser(make_dit_call(forward, frames), pos, neg, cfg, batch=s.batch_cfg,
+                             zero_star=guide.cfg_zero_star, slg=guide.slg, slg_call=slg_call, shift=shift)
+
+
+def _run_experts(s: SamplingOptions, guide: GuidanceOptions, forwards, skips, dit, dit_low, image_embeds,
+                 run: RunOptions, pos, neg, shape, x, sigmas, timesteps, step_callback, cancel,
+                 sampler_kw: dict) -> torch.Tensor:
+    """The denoiser chain of each expert and the sampler loop(s): one loop with the expert switch
+    inside the chain, or, when the low-noise expert has its own sampler or shift, two loops split
+    at the switch step, the second on the low-noise expert's own schedule (ComfyUI's two
+    KSamplerAdvanced), its Steps numbered as in the whole run."""
+    frames = shape[2]
+
+    def chain(module, low: bool, shift: float):
+        return _guided(s, guide, forwards[id(module)], skips.get(id(module)), pos, neg, frames, low, shift)
+
+    def windows(model):
+        return model if run.context is None else make_context_denoiser(model, run.context, frames)
+
+    high = chain(dit, False, s.shift)
+    boundary = s.boundary
+    if dit_low is not None and s.switch_step is None and boundary is None:
+        boundary = BOUNDARY_I2V if image_embeds.y is not None else BOUNDARY_T2V
+    if dit_low is None or not s.split_sampling:
+        model = high
+        if dit_low is not None:
+            low = chain(dit_low, True, s.shift)
+            model = make_expert_switch(high, low, boundary=None if s.switch_step is not None else boundary,
+                                       switch_step=s.switch_step)
+        return SAMPLERS[s.sampler](flow_to_x0(windows(model)), x, sigmas, timesteps, callback=step_callback,
+                                   cancel=cancel, shift=s.shift, **sampler_kw)
+
+    shift_low = s.shift if s.shift_low is None else s.shift_low
+    sampler_low = s.sampler if s.sampler_low is None else s.sampler_low
+    total = len(sigmas) - 1
+    split = s.switch_step if s.switch_step is not None else switch_index(sigmas, boundary)
+    if split > 0:
+        x = SAMPLERS[s.sampler](flow_to_x0(windows(high)), x, sigmas[:split + 1], timesteps[:split],
+                                callback=step_callback, cancel=cancel, shift=s.shift, **sampler_kw)
+    if split < total:
+        low_schedule = run_schedule(dataclasses.replace(s, shift=shift_low, sampler=sampler_low))
+        sigmas_low, timesteps_low = low_schedule.sigmas, low_schedule.timesteps
+        callback = None
+        if step_callback is not None:
+            def callback(i, _total, x0):
+                step_callback(i + split, total, x0)
+        low = offset_steps(windows(chain(dit_low, True, shift_low)), split, total)
+        x = SAMPLERS[sampler_low](flow_to_x0(low), x, sigmas_low[split:], timesteps_low[split:], callback=callback,
+                                  cancel=cancel, shift=shift_low, **sampler_kw)
+    return x
+
+
 @torch.no_grad()
 def sample_video(
     dit: torch.nn.Module,
@@ -153,10 +228,12 @@ def sample_video(
 ) -> torch.Tensor:
     """Denoise seeded noise into a RAW latent [1, C, T, h, w] (float32, VACE reference frames removed).
 
-    sampling: steps, cfg, shift, seed, sampler, denoise, noise stream, the schedule (``scheduler``, or explicit
-    ``sigmas`` / ``timesteps`` replacing steps, scheduler and denoise: see ``run_schedule``), and for
-    Wan2.2 A14B ``cfg_low`` and the expert ``boundary`` (default 0.875, or 0.9 for image-conditioned
-    models). run: LoRAs (applied for
+    sampling: steps, cfg, shift, seed, sampler, denoise, noise stream, the schedule (``scheduler``, or
+    explicit ``sigmas`` / ``timesteps`` replacing steps, scheduler and denoise: see ``run_schedule``);
+    for Wan2.2 A14B ``cfg_low`` and the expert ``boundary`` (default 0.875, or 0.9 for
+    image-conditioned models) or ``switch_step``, ``shift_low`` / ``sampler_low`` (the low-noise
+    expert's own schedule and sampler); a cfg per step (``cfg_per_step``); ``guidance``: CFG-Zero*,
+    skip-layer guidance, NAG. run: LoRAs (applied for
     this run only, then the models are restored; ``loras_low`` on ``dit_low``), step cache,
     Enhance-A-Video and context windows; None: none of them. dit_low: the Wan2.2 A14B low-noise
     expert, run below the boundary. latents: optional RAW latent of the output's shape to start from
@@ -168,7 +245,7 @@ def sample_video(
     s = sampling
     run = RunOptions() if run is None else run
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
-    _check(dit, text_embeds, image_embeds, s, latents, shape)
+    _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     device = _device(dit)
     schedule = run_schedule(s)
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
@@ -198,30 +275,24 @@ def sample_video(
             callback(i + 1, total, finish(x0.float()))
 
     caches = []
+    guide = s.guidance or GuidanceOptions()
     with contextlib.ExitStack() as stack:
-        forwards = {}
+        forwards, skips = {}, {}
         for module, loras in _experts(dit, dit_low, run):
             if loras:
                 stack.enter_context(apply_loras(module, loras, warn=False))
             wrap = stack.enter_context(use_feta(module, run.feta))
+            nag = stack.enter_context(use_nag(module, guide.nag, None if neg is None else neg["context"]))
             forward = plain_forward(module)
             if run.cache is not None:
                 forward = StepCache(module, run.cache, run.offload_device)
                 caches.append(forward)
-            forwards[id(module)] = wrap(forward)
-        call = make_dit_call(forwards[id(dit)], shape[2])
-        model = make_cfg_denoiser(call, pos, neg, s.cfg, batch=s.batch_cfg)
-        if dit_low is not None:
-            boundary = s.boundary
-            if boundary is None:
-                boundary = BOUNDARY_I2V if image_embeds.y is not None else BOUNDARY_T2V
-            call_low = make_dit_call(forwards[id(dit_low)], shape[2])
-            low = make_cfg_denoiser(call_low, pos, neg, s.cfg if s.cfg_low is None else s.cfg_low, batch=s.batch_cfg)
-            model = make_expert_switch(model, low, boundary)
-        if run.context is not None:
-            model = make_context_denoiser(model, run.context, shape[2])
-        x = SAMPLERS[s.sampler](flow_to_x0(model), x, sigmas, timesteps, callback=step_callback, cancel=cancel,
-                                generator=generator, shift=s.shift, **reseed)
+            forwards[id(module)] = nag(wrap(forward))
+            if guide.slg is not None:
+                skips[id(module)] = nag(wrap(skip_forward(module, guide.slg.layers)))
+        x = _run_experts(s, guide, forwards, skips, dit, dit_low, image_embeds, run, pos, neg, shape, x,
+                         sigmas, timesteps, step_callback, cancel,
+                         dict(generator=generator, **reseed))
     for cache in caches:
         log.info("Wan: %s", cache.stats)
     return finish(x.float())

@@ -1,31 +1,45 @@
-"""Layers of the denoiser callable: classifier-free guidance and the Wan2.2 A14B expert switch.
+"""Guidance layers of the denoiser callable: classifier-free guidance (a scale per step), with
+CFG-Zero* and skip-layer guidance on top, and ``GuidanceOptions``, the bundle of the optional ones
+(NAG, which works inside the DiT's cross-attention, is applied around the model: ``nag.use_nag``).
 
 A denoiser is ``fn(x, step, *extra) -> v`` (flow prediction, see ``samplers``; ``step`` is the
 sampler's ``Step``); ``extra`` carries whatever the layer below needs, e.g. the window indices of
 ``context.make_context_denoiser``, and is passed through untouched. Layers compose in any order; the
-sampler only ever calls ``fn(x, step)`` (through ``samplers.flow_to_x0``).
+sampler only ever calls ``fn(x, step)`` (through ``samplers.flow_to_x0``). The Wan2.2 expert switch
+is in ``experts``.
 
-Wan2.2 A14B, from the official configs (``wan/configs/wan_{t2v,i2v}_A14B.py``): the high-noise
-expert runs while the timestep ``t >= boundary * 1000`` (``wan/text2video.py`` and
-``image2video.py`` compare the integer timestep ``t.item() >= boundary``), the low-noise expert
-after it; boundary 0.875 for T2V, 0.900 for I2V; each expert has its own CFG scale
-(``sample_guide_scale = (low, high)``: T2V (3.0, 4.0), I2V (3.5, 3.5)), so build one CFG layer per
-expert and switch between them.
+Plain CFG is computed on velocities. CFG-Zero* and skip-layer guidance are ComfyUI post-CFG
+functions on denoised (x0) predictions, so with either the CFG result is formed on x0 = x - sigma * v
+as ComfyUI's ``cfg_function`` does, corrected, and handed back as a velocity. Order: CFG, CFG-Zero*,
+skip-layer guidance (ComfyUI applies post-CFG functions in the order their nodes patch the model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import WanInputError
-from .schedules import NUM_TRAIN_TIMESTEPS
+from .cfg_zero import CFGZeroStar, cfg_zero_star
+from .nag import NAGOptions
+from .slg import SkipLayerGuidance, apply_slg, slg_active
 from .step import Step
 
-BOUNDARY_T2V = 0.875
-BOUNDARY_I2V = 0.900
+# a CFG scale: one number for every step, or a function of the step
+Scale = float | Callable[[Step], float]
+
+
+@dataclass(frozen=True)
+class GuidanceOptions:
+    """Optional guidance of a run (what the Wan Guidance Options node makes): CFG-Zero*, skip-layer
+    guidance, NAG; None: off."""
+
+    cfg_zero_star: CFGZeroStar | None = None
+    slg: SkipLayerGuidance | None = None
+    nag: NAGOptions | None = None
 
 
 class _NotBatchable(Exception):
@@ -56,59 +70,70 @@ def make_cfg_denoiser(
     dit_call: Callable[..., torch.Tensor],
     cond: Any,
     uncond: Any,
-    cfg: float,
+    cfg: Scale,
     batch: bool = True,
+    zero_star: CFGZeroStar | None = None,
+    slg: SkipLayerGuidance | None = None,
+    slg_call: Callable[..., torch.Tensor] | None = None,
+    shift: float = 1.0,
 ) -> Callable[..., torch.Tensor]:
     """Classifier-free guidance: ``v = v_uncond + cfg * (v_cond - v_uncond)``.
 
     ``dit_call(x, step, cond, *extra) -> v`` runs the model on x [B, ...] with one conditioning
-    (text embeddings, image latents, ... in whatever form it takes). With ``cfg == 1`` only the
-    conditional pass runs. With ``batch`` the two passes share one forward on a doubled batch
-    (faster, twice the activation memory); conditioning that cannot be concatenated (different
-    shapes) silently falls back to two forwards. ``uncond`` may be None only when ``cfg == 1``.
+    (text embeddings, image latents, ... in whatever form it takes). ``cfg``: a number, or
+    ``cfg(step) -> number`` for a scale per step. At a step whose scale is 1 only the conditional
+    pass runs. With ``batch`` the two passes share one forward on a doubled batch (faster, twice the
+    activation memory); conditioning that cannot be concatenated (different shapes) silently falls
+    back to two forwards. ``uncond`` may be None only where the scale is 1.
+
+    zero_star: CFG-Zero* (``cfg_zero``). slg: skip-layer guidance, its pass made by ``slg_call``
+    (a ``dit_call`` through ``slg.skip_forward``) on ``cond``, its window read with ``shift``.
     """
-    cfg = float(cfg)
-    if cfg != 1.0 and uncond is None:
-        raise WanInputError(f"cfg={cfg} needs a negative (unconditional) conditioning; got none")
-    if cfg == 1.0:
-        return lambda x, step, *extra: dit_call(x, step, cond, *extra)
+    if callable(cfg):
+        scale_at = cfg
+    else:
+        scale = float(cfg)
+        if scale != 1.0 and uncond is None:
+            raise WanInputError(f"cfg={scale} needs a negative (unconditional) conditioning; got none")
+        scale_at = lambda step: scale  # noqa: E731
+    if slg is not None and slg_call is None:
+        raise WanInputError("skip-layer guidance needs the model call with layers skipped (slg_call)")
 
     joined = None
-    if batch:
+    if batch and uncond is not None:
         try:
             joined = _concat(cond, uncond)
         except _NotBatchable:
             joined = None
 
     def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
-        if joined is not None:
+        if zero_star is not None and step.index < zero_star.zero_init_steps:
+            return torch.zeros_like(x, dtype=torch.float32)  # v = 0: x0 = x, the sample is kept
+        scale = float(scale_at(step))
+        v_uncond = None
+        if scale == 1.0:
+            v_cond = dit_call(x, step, cond, *extra)
+        elif uncond is None:
+            raise WanInputError(f"cfg={scale} at step {step.index + 1} needs a negative (unconditional) "
+                                "conditioning; got none")
+        elif joined is not None:
             v_cond, v_uncond = dit_call(torch.cat([x, x]), step, joined, *extra).chunk(2)
         else:
             v_cond = dit_call(x, step, cond, *extra)
             v_uncond = dit_call(x, step, uncond, *extra)
-        return v_uncond + cfg * (v_cond - v_uncond)
+        skip = slg is not None and slg_active(slg, step, shift)
+        if not skip and (zero_star is None or v_uncond is None):
+            return v_cond if v_uncond is None else v_uncond + scale * (v_cond - v_uncond)
+        xf, sigma = x.float(), step.sigma.to(x.device)
+        x0_cond = xf - sigma * v_cond
+        out = x0_cond
+        if v_uncond is not None:
+            x0_uncond = xf - sigma * v_uncond
+            out = x0_uncond + (x0_cond - x0_uncond) * scale
+            if zero_star is not None:
+                out = cfg_zero_star(xf, x0_cond, x0_uncond, out, scale)
+        if skip:
+            out = apply_slg(slg, out, x0_cond, xf - sigma * slg_call(x, step, cond, *extra))
+        return (xf - out) / sigma
 
     return denoise
-
-
-def uses_high_noise_expert(sigma: torch.Tensor | float, boundary: float) -> bool:
-    """True while ``t = sigma * 1000 >= boundary * 1000``, the official Wan2.2 rule (for an integer
-    threshold, comparing the truncated integer timestep as the official code does is the same)."""
-    return float(sigma) * NUM_TRAIN_TIMESTEPS >= boundary * NUM_TRAIN_TIMESTEPS
-
-
-def make_expert_switch(
-    high: Callable[..., torch.Tensor],
-    low: Callable[..., torch.Tensor],
-    boundary: float,
-) -> Callable[..., torch.Tensor]:
-    """A denoiser calling ``high`` at noise levels with ``t >= boundary * 1000``, ``low`` below."""
-    if not 0.0 <= boundary <= 1.0:
-        raise WanInputError(f"expert boundary must be a fraction of the schedule in [0, 1], got {boundary!r}")
-
-    def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
-        expert = high if uses_high_noise_expert(step.sigma, boundary) else low
-        return expert(x, step, *extra)
-
-    return denoise
-

@@ -222,9 +222,12 @@ class WanDiT(nn.Module):
         state.x0 = state.x
         state.vace_strength = strength
 
-    def run_block(self, i: int, state: DiTState) -> None:
-        """Run block ``i`` (and the VACE block that follows it, if any) on ``state.x`` in place."""
-        state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
+    def run_block(self, i: int, state: DiTState, skip: bool = False) -> None:
+        """Run block ``i`` (and the VACE block that follows it, if any) on ``state.x`` in place.
+        ``skip``: block ``i`` passes its input through, its VACE block still runs (skip-layer
+        guidance, as ComfyUI's block replacement does)."""
+        if not skip:
+            state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
         n = self._vace_after.get(i)
         if n is not None and state.vace is not None:
             block = self.vace_blocks[n]
