@@ -2,7 +2,11 @@
 
 Core ComfyUI 0.3.75 cannot make an AUDIO value without torchaudio, nor an empty IMAGE batch;
 two nodes make them so that the server tests can feed them to the pack's nodes. A third makes a
-loaded Wan DiT fail as CUDA does when memory runs out, which a CPU cannot do for real.
+loaded Wan DiT fail as CUDA does when memory runs out, which a CPU cannot do for real. A fourth
+loads a tiny UMT5 file as ComfyUI's CLIPLoader (type wan) would a real one: ComfyUI's CLIPLoader
+builds UMT5-XXL from a fixed config (24 layers, 64 heads, a 256k vocabulary: about 5.7B
+parameters, no test can write such a file), so this node builds ComfyUI's own Wan text encoder and
+tokenizer classes at the file's sizes instead.
 """
 
 import math
@@ -75,5 +79,63 @@ class WanTestFailingModel:
         return (model,)
 
 
+class WanTestTinyUMT5Loader:
+    """ComfyUI's CLIPLoader for type "wan" (comfy.sd.load_text_encoder_state_dicts: WanT5Tokenizer with
+    the file's ``spiece_model``, UMT5XXlModel's options) with the T5 config read from the file's
+    shapes rather than umt5_config_xxl.json: every module and every computation is ComfyUI's."""
+
+    CATEGORY = "WanTest"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        import folder_paths
+
+        return {"required": {"clip_name": (folder_paths.get_filename_list("text_encoders"),)}}
+
+    def load(self, clip_name):
+        import json
+        import os
+
+        import comfy.sd
+        import comfy.sd1_clip
+        import comfy.supported_models_base
+        import comfy.text_encoders.t5
+        import comfy.text_encoders.wan
+        import comfy.utils
+        import folder_paths
+
+        sd = comfy.utils.load_torch_file(folder_paths.get_full_path_or_raise("text_encoders", clip_name), safe_load=True)
+        wan_dir = os.path.dirname(comfy.text_encoders.wan.__file__)
+        with open(os.path.join(wan_dir, "umt5_config_xxl.json")) as f:
+            config = json.load(f)
+        q = sd["encoder.block.0.layer.0.SelfAttention.q.weight"]
+        buckets, heads = sd["encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"].shape
+        config.update(d_model=q.shape[1], num_heads=heads, d_kv=q.shape[0] // heads, vocab_size=sd["shared.weight"].shape[0],
+                      d_ff=sd["encoder.block.0.layer.1.DenseReluDense.wi_0.weight"].shape[0],
+                      num_layers=1 + max(int(k.split(".")[2]) for k in sd if k.startswith("encoder.block.")),
+                      relative_attention_num_buckets=buckets)
+
+        class TinyUMT5(comfy.sd1_clip.SDClipModel):  # comfy.text_encoders.wan.UMT5XXlModel but for the config
+            def __init__(self, device="cpu", layer="last", layer_idx=None, dtype=None, model_options={}):
+                super().__init__(device=device, layer=layer, layer_idx=layer_idx, textmodel_json_config=dict(config),
+                                 dtype=dtype, special_tokens={"end": 1, "pad": 0}, model_class=comfy.text_encoders.t5.T5,
+                                 enable_attention_masks=True, zero_out_masked=True, model_options=model_options)
+
+        class TinyWanTE(comfy.text_encoders.wan.WanT5Model):
+            def __init__(self, device="cpu", dtype=None, model_options={}):
+                comfy.sd1_clip.SD1ClipModel.__init__(self, device=device, dtype=dtype, model_options=model_options,
+                                                     name="umt5xxl", clip_model=TinyUMT5)
+
+        target = comfy.supported_models_base.ClipTarget(comfy.text_encoders.wan.WanT5Tokenizer, TinyWanTE)
+        clip = comfy.sd.CLIP(target, tokenizer_data={"spiece_model": sd.get("spiece_model")},
+                             parameters=comfy.utils.calculate_parameters(sd))
+        missing, _ = clip.load_sd(sd)
+        if missing:
+            raise ValueError(f"{clip_name}: the tiny UMT5 lacks {missing}")
+        return (clip,)
+
+
 NODE_CLASS_MAPPINGS = {"WanTestSineAudio": WanTestSineAudio, "WanTestEmptyBatch": WanTestEmptyBatch,
-                       "WanTestFailingModel": WanTestFailingModel}
+                       "WanTestFailingModel": WanTestFailingModel, "WanTestTinyUMT5Loader": WanTestTinyUMT5Loader}
