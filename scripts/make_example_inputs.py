@@ -1,5 +1,5 @@
 """Draws the example input images the bundled workflows load (``workflows/inputs/``): a bonfire on
-a beach at night (832x480) and a waving portrait (480x832). Deterministic, so re-running it gives the
+a beach at night (832x480), the same beach at dawn, and a waving portrait (480x832). Deterministic, so re-running it gives the
 same files; the pack copies them into ComfyUI's input folder where they are missing.
 
     python3 scripts/make_example_inputs.py
@@ -25,10 +25,12 @@ def _vertical_gradient(size, top, bottom) -> Image.Image:
     return img
 
 
-def bonfire(size=(832, 480)) -> Image.Image:
+def bonfire(size=(832, 480), dawn: bool = False) -> Image.Image:
+    """The fire at night; ``dawn``: the same beach at daybreak with the fire burnt low (the end frame
+    of the first-last-frame workflows)."""
     rng = random.Random(7)
     w, h = size
-    img = _vertical_gradient(size, (8, 12, 40), (40, 40, 90))
+    img = _vertical_gradient(size, *(((90, 120, 170), (240, 180, 140)) if dawn else ((8, 12, 40), (40, 40, 90))))
     draw = ImageDraw.Draw(img)
     for _ in range(160):  # stars
         x, y, r = rng.randrange(w), rng.randrange(int(h * 0.55)), rng.choice((1, 1, 1, 2))
@@ -45,6 +47,7 @@ def bonfire(size=(832, 480)) -> Image.Image:
     for dx in (-60, 60):  # logs
         draw.line([(cx - dx, base + 10), (cx + dx // 3, base - 30)], fill=(70, 40, 20), width=14)
     for color, scale in (((230, 80, 20), 1.0), ((250, 160, 30), 0.7), ((255, 230, 120), 0.4)):
+        scale *= 0.35 if dawn else 1.0
         pts = [(cx - 55 * scale, base)]
         for i in range(1, 8):
             x = cx - 55 * scale + 110 * scale * i / 8
@@ -79,8 +82,9 @@ def portrait(size=(480, 832)) -> Image.Image:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     bonfire().save(OUT / "bonfire.png", optimize=True)
+    bonfire(dawn=True).save(OUT / "bonfire_dawn.png", optimize=True)
     portrait().save(OUT / "portrait.png", optimize=True)
-    print(f"wrote {OUT / 'bonfire.png'} and {OUT / 'portrait.png'}")
+    print(f"wrote bonfire.png, bonfire_dawn.png and portrait.png in {OUT}")
 
 
 if __name__ == "__main__":

@@ -115,3 +115,12 @@ def test_no_module_over_400_lines(folder):
     long = [f"{p.relative_to(REPO)}: {n}" for p in sorted((REPO / folder).rglob("*.py"))
             if (n := len(p.read_text().splitlines())) > MAX_LINES]
     assert long == []
+
+
+def test_test_file_names_are_unique():
+    """Test folders have no __init__.py, so pytest imports each test file by its bare name: two files
+    of one name in different folders would collide."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}

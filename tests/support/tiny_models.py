@@ -254,6 +254,13 @@ NAMES = {
     "vae21": ("vae", "wan_2.1_vae.safetensors"),
     "vae22": ("vae", "wan2.2_vae.safetensors"),
     "lora": ("loras", "Wan21_CausVid_14B_T2V_lora_rank32.safetensors"),
+    "i2v22_high": ("diffusion_models", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"),
+    "i2v22_low": ("diffusion_models", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"),
+    "flf2v": ("diffusion_models", "wan2.1_flf2v_720p_14B_fp8_e4m3fn.safetensors"),
+    "lightning_i2v_high": ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors"),
+    "lightning_i2v_low": ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"),
+    "lightning_t2v_high": ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"),
+    "lightning_t2v_low": ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"),
 }
 
 
@@ -273,6 +280,13 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "vae21": lambda p: write_vae(p, "2.1"),
         "vae22": lambda p: write_vae(p, "2.2"),
         "lora": lambda p: write_lora(p, "vace_14b"),
+        "i2v22_high": lambda p: write_dit(p, "wan22_i2v_a14b", "fp8", seed=6),
+        "i2v22_low": lambda p: write_dit(p, "wan22_i2v_a14b", "fp8", seed=7),
+        "flf2v": lambda p: write_dit(p, "flf2v_14b", "fp8", seed=8),
+        "lightning_i2v_high": lambda p: write_lora(p, "wan22_i2v_a14b", seed=12),
+        "lightning_i2v_low": lambda p: write_lora(p, "wan22_i2v_a14b", seed=13),
+        "lightning_t2v_high": lambda p: write_lora(p, "wan22_t2v_a14b", seed=14),
+        "lightning_t2v_low": lambda p: write_lora(p, "wan22_t2v_a14b", seed=15),
     }
     out = {}
     for role, (folder, name) in NAMES.items():

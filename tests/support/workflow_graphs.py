@@ -31,6 +31,8 @@ def shrink(graph: dict, tag: str) -> dict:
                 inputs["num_frames"] = LONG_FRAMES if windows else FRAMES
         elif kind == "WanSampler":
             inputs["steps"] = STEPS
+        elif kind == "WanExpertOptions" and inputs["switch_step"] > 0:
+            inputs["switch_step"] = STEPS // 2  # the experts still split, inside the shorter run
         elif kind == "WanContextOptions":
             inputs.update(context_frames=5, context_overlap=1, context_stride=4)
         elif kind == "WanModelLoader":
