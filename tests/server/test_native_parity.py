@@ -3,10 +3,9 @@
 Two API graphs run on one real server, on the same tiny files (two I2V A14B experts, two Lightning
 LoRAs in lightx2v's layout, the UMT5 text encoder, the Wan 2.1 VAE) and the same input image:
 
-- ours: Wan LoRA Select -> Wan Model Loader (x2: high-noise expert with the high LoRA, low-noise
-  expert with the low LoRA), Wan Text Encoder Loader -> Wan Text Encode, Wan VAE Loader, LoadImage
-  -> Wan Image To Video Encode, Wan Expert Options (switch at step 2) -> Wan Sampler (4 steps,
-  cfg 1, shift 5, euler, simple, comfy noise);
+- ours: the bundled ``wan22_i2v_a14b_lightning`` workflow as shipped (Wan LoRA Select -> Wan Model
+  Loader x2, Wan Text Encode, Wan Image To Video Encode, Wan Expert Options switching at step 2,
+  Wan Sampler: 4 steps, cfg 1, shift 5, euler, simple, comfy noise), pointed at the tiny files;
 - ComfyUI's template recipe: UNETLoader -> LoraLoaderModelOnly -> ModelSamplingSD3 (shift 5) per
   expert, CLIPTextEncode x2, VAELoader, LoadImage -> WanImageToVideo, KSamplerAdvanced x2 (steps
   0-2 with noise added and the leftover noise returned, then 2-4 without noise).
@@ -31,6 +30,7 @@ from safetensors.torch import load_file
 
 import native_fixtures
 import tiny_models
+from workflow_graphs import load_api
 
 HIGH, LOW = "tiny_wan2.2_i2v_high_noise_14B.safetensors", "tiny_wan2.2_i2v_low_noise_14B.safetensors"
 LORA_HIGH, LORA_LOW = "tiny_lightning_i2v_HIGH.safetensors", "tiny_lightning_i2v_LOW.safetensors"
@@ -65,30 +65,27 @@ def native_files(comfy_server):
 
 
 def _ours(prefix: str) -> dict:
-    loader = {"base_precision": "fp32", "quantization": "disabled", "load_device": "main_device", "attention_mode": "sdpa"}
-    return {
-        "1": {"class_type": "WanLoraSelect", "inputs": {"lora": LORA_HIGH, "strength": STRENGTH_HIGH}},
-        "2": {"class_type": "WanLoraSelect", "inputs": {"lora": LORA_LOW, "strength": STRENGTH_LOW}},
-        "3": {"class_type": "WanModelLoader", "inputs": {"model": HIGH, **loader, "lora": ["1", 0]}},
-        "4": {"class_type": "WanModelLoader", "inputs": {"model": LOW, **loader, "lora": ["2", 0]}},
-        "5": {"class_type": "WanTextEncoderLoader", "inputs": {"text_encoder": TE, "precision": "fp32",
-                                                               "load_device": "main_device"}},
-        "6": {"class_type": "WanTextEncode", "inputs": {"text_encoder": ["5", 0], "positive_prompt": PROMPT,
-                                                        "negative_prompt": NEGATIVE}},
-        "7": {"class_type": "WanVAELoader", "inputs": {"vae": VAE, "precision": "fp32"}},
-        "8": {"class_type": "LoadImage", "inputs": {"image": IMAGE}},
-        "9": {"class_type": "WanImageToVideoEncode", "inputs": {"vae": ["7", 0], "width": W, "height": H,
-                                                                "num_frames": FRAMES, "start_image": ["8", 0],
-                                                                "noise_aug_strength": 0.0}},
-        "10": {"class_type": "WanExpertOptions", "inputs": {"switch_step": SPLIT, "boundary": 0.0, "cfg_low": -1.0,
-                                                            "shift_low": 0.0, "sampler_low": "same as sampler"}},
-        "11": {"class_type": "WanSampler", "inputs": {"model": ["3", 0], "model_low": ["4", 0], "text_embeds": ["6", 0],
-                                                      "image_embeds": ["9", 0], "steps": STEPS, "cfg": CFG,
-                                                      "shift": SHIFT, "seed": SEED, "sampler": "euler",
-                                                      "denoise_strength": 1.0, "scheduler": "simple",
-                                                      "noise": "comfy", "expert_options": ["10", 0]}},
-        "99": {"class_type": "SaveLatent", "inputs": {"samples": ["11", 0], "filename_prefix": prefix}},
-    }
+    """The bundled wan22_i2v_a14b_lightning graph as shipped, pointed at the tiny files (fp32, test
+    size, this test's prompt, seed and low-LoRA strength), its decode and video replaced by SaveLatent."""
+    g = load_api("wan22_i2v_a14b_lightning")
+    sampler, experts = g["6"]["inputs"], g["11"]["inputs"]
+    # the shipped recipe is the native one compared here
+    assert (sampler["steps"], sampler["cfg"], sampler["shift"], sampler["sampler"], sampler["scheduler"],
+            sampler["noise"], experts["switch_step"]) == (STEPS, CFG, SHIFT, "euler", "simple", "comfy", SPLIT)
+    assert g["1"]["inputs"]["lora"] == ["12", 0] and g["9"]["inputs"]["lora"] == ["13", 0]
+    for nid, model in (("1", HIGH), ("9", LOW)):
+        g[nid]["inputs"].update(model=model, base_precision="fp32")
+    g["12"]["inputs"].update(lora=LORA_HIGH, strength=STRENGTH_HIGH)
+    g["13"]["inputs"].update(lora=LORA_LOW, strength=STRENGTH_LOW)
+    g["2"]["inputs"].update(text_encoder=TE, precision="fp32", load_device="main_device")
+    g["3"]["inputs"].update(vae=VAE, precision="fp32")
+    g["4"]["inputs"].update(positive_prompt=PROMPT, negative_prompt=NEGATIVE)
+    g["10"]["inputs"]["image"] = IMAGE
+    g["5"]["inputs"].update(width=W, height=H, num_frames=FRAMES)
+    sampler["seed"] = SEED
+    del g["7"], g["8"]
+    g["99"] = {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": prefix}}
+    return g
 
 
 def _native(prefix: str) -> dict:
