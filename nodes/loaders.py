@@ -14,11 +14,11 @@ import os
 
 import torch
 
-from ..wan.job.load import load_clip_vision, load_dit, load_text_encoder, load_vae
+from ..wan.job.load import dit_shapes, load_clip_vision, load_dit, load_text_encoder, load_vae
 from ..wan.job.options import PRECISIONS, QUANTIZATIONS, LoadOptions
 from ..wan.job.options import precision as dtype_of
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
-from ..wan.weights.lora import check_loras
+from ..wan.weights.lora import check_loras, refuse_unmatched
 from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
@@ -109,6 +109,10 @@ class WanModelLoader:
         if swap:
             options = dataclasses.replace(options, device=main_device())
 
+        loras = tuple(lora or ())
+        if loras:  # a LoRA for another model fails here, from the file's header, before the model loads
+            refuse_unmatched(dit_shapes(path), loras)
+
         def load():
             make_room(os.path.getsize(path), options.build_device)
             dit = load_dit(path, options)
@@ -116,10 +120,7 @@ class WanModelLoader:
             return dit
 
         dit = MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
-        loras = tuple(lora or ())
-        if loras:
-            # a LoRA for another model fails here, before any sampling; the sampler names the
-            # expert each chain goes on
+        if loras:  # how each LoRA matches, logged; the sampler names the expert each chain goes on
             check_loras(dit, loras)
         return (WanModel(dit, model, loras, swap),)
 

@@ -60,6 +60,17 @@ def _progress(total: int, latent_channels: int):
     return callback
 
 
+LAZY = ("model", "text_embeds", "image_embeds", "model_low")  # evaluated only once the options check out
+
+
+def _sampling(steps, cfg, shift, seed, sampler, denoise, scheduler, sigmas, noise, expert_options, guidance_options):
+    from ..wan.job.options import SamplingOptions
+
+    return SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler, denoise=denoise,
+                           scheduler=scheduler, sigmas=sigmas, noise=None if noise == "default" else noise,
+                           **(expert_options or {}), **(guidance_options or {}))
+
+
 class WanSampler:
     CATEGORY = CATEGORY
     RETURN_TYPES = ("LATENT",)
@@ -71,9 +82,9 @@ class WanSampler:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": (WANMODEL,),
-                "text_embeds": (WANTEXTEMBEDS,),
-                "image_embeds": (WANIMAGEEMBEDS, {"tooltip": "Size, length and task conditioning."}),
+                "model": (WANMODEL, {"lazy": True}),
+                "text_embeds": (WANTEXTEMBEDS, {"lazy": True}),
+                "image_embeds": (WANIMAGEEMBEDS, {"tooltip": "Size, length and task conditioning.", "lazy": True}),
                 "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
                 "cfg": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.01,
                                   "tooltip": "Classifier-free guidance; 1 skips the negative prompt."}),
@@ -87,7 +98,7 @@ class WanSampler:
             "optional": {
                 "samples": ("LATENT", {"tooltip": "A latent to start from (video-to-video)."}),
                 "context_options": (WANCONTEXT,),
-                "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert."}),
+                "model_low": (WANMODEL, {"tooltip": "Wan2.2 A14B: the low-noise expert.", "lazy": True}),
                 "cache_args": ("WANCACHEARGS", {"tooltip": "From Wan Step Cache Args (skips steps)."}),
                 "feta_args": ("WANFETAARGS", {"tooltip": "From Wan Enhance-A-Video Args."}),
                 "scheduler": (list(SCHEDULERS), {"default": "default", "tooltip":
@@ -113,6 +124,19 @@ class WanSampler:
             return f"unknown scheduler {scheduler!r}; expected one of {', '.join(SCHEDULERS)}"
         return True
 
+    def check_lazy_status(self, steps, cfg, shift, seed, sampler, denoise_strength, scheduler="default", sigmas=None,
+                          noise="default", expert_options=None, guidance_options=None, **inputs):
+        """Run by ComfyUI before the models and embeddings (lazy inputs) are made: the sampling options,
+        linked values included, are checked here, so a bad switch step, cfg list, boundary or
+        scheduler fails before any model loads. Returns the lazy inputs still to evaluate; an input
+        that is not connected is absent from ``inputs``."""
+        from ..wan.job.sample import check_experts
+
+        sampling = _sampling(steps, cfg, shift, seed, sampler, denoise_strength, scheduler, sigmas, noise,
+                             expert_options, guidance_options)
+        check_experts(sampling, "model_low" in inputs)
+        return [name for name in LAZY if name in inputs and inputs[name] is None]
+
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
                scheduler="default", sigmas=None, noise="default", expert_options=None, guidance_options=None):
@@ -136,10 +160,8 @@ class WanSampler:
         elif denoise_strength < 1.0 and sigmas is None:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
-        sampling = SamplingOptions(steps=steps, cfg=cfg, shift=shift, seed=seed, sampler=sampler,
-                                   denoise=denoise_strength, scheduler=scheduler, sigmas=sigmas,
-                                   noise=None if noise == "default" else noise,
-                                   **(expert_options or {}), **(guidance_options or {}))
+        sampling = _sampling(steps, cfg, shift, seed, sampler, denoise_strength, scheduler, sigmas, noise,
+                             expert_options, guidance_options)
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

@@ -26,12 +26,20 @@ from ..runtime.compile import compile_blocks
 from ..runtime.fp8_matmul import enable_fp8_fast
 from ..weights.fp8 import quantize_fp8
 from ..weights.gguf_text import gguf_text_encoder_state_dict
-from ..weights.loader import load_state_dict, sniff
+from ..weights.loader import load_state_dict, read_header, sniff
+from ..weights.names import dit_to_official
 from .options import LoadOptions
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LoadOptions", "build_dit", "load_clip_vision", "load_dit", "load_text_encoder", "load_vae"]
+
+
+def dit_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """{official tensor name: shape} of a DiT file, read from its header alone: what a LoRA can be
+    matched against before the model is loaded."""
+    shapes, _ = read_header(path)
+    return dit_to_official(shapes)
 
 
 def load_dit(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> WanDiT:

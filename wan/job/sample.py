@@ -112,6 +112,14 @@ def make_dit_call(forward: Forward, num_frames: int):
     return call
 
 
+def check_experts(s: SamplingOptions, has_low: bool) -> None:
+    """The expert options against whether a low-noise expert is given; needs no model, so callers
+    (the sampler node) can run it before any model loads."""
+    if not has_low and (s.switch_step is not None or s.split_sampling):
+        raise WanInputError("switch_step, shift_low and sampler_low are options of the Wan2.2 A14B experts: "
+                            "give the low-noise expert (dit_low / model_low) too")
+
+
 def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
     if not isinstance(s, SamplingOptions):
         raise WanInputError(f"sampling must be a SamplingOptions, got {type(s).__name__}")
@@ -120,9 +128,7 @@ def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: Sampli
     if text.negative is None and s.needs_negative:
         raise WanInputError(f"cfg={s.cfg_per_step or s.cfg} (or NAG) needs a negative prompt embedding; encode one "
                             "(it may be empty) or set cfg=1")
-    if dit_low is None and (s.switch_step is not None or s.split_sampling):
-        raise WanInputError("switch_step, shift_low and sampler_low are options of the Wan2.2 A14B experts: "
-                            "give the low-noise expert (dit_low / model_low) too")
+    check_experts(s, dit_low is not None)
     slg = s.guidance.slg if s.guidance is not None else None
     for module in (dit, dit_low):
         blocks = getattr(module, "blocks", None)

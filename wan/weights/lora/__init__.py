@@ -5,8 +5,8 @@ for one run, restored exactly). The names below are the public API; ``apply`` bu
 never the other way round."""
 
 from .apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight
-from .check import HIGH_NOISE, LOW_NOISE, check_loras, no_match_message
+from .check import HIGH_NOISE, LOW_NOISE, check_loras, no_match_message, refuse_unmatched
 from .parse import Diff, Lora, LowRank, MatchReport, load_lora
 
 __all__ = ["Diff", "HIGH_NOISE", "LOW_NOISE", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport",
-           "apply_loras", "chain_add", "check_loras", "load_lora", "merge_weight", "no_match_message"]
+           "apply_loras", "chain_add", "check_loras", "load_lora", "merge_weight", "no_match_message", "refuse_unmatched"]

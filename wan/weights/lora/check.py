@@ -51,3 +51,13 @@ def check_loras(model, chain, expert: str | None = None,
             say(line)
         reports.append(report)
     return reports
+
+
+def refuse_unmatched(model, chain, expert: str | None = None) -> None:
+    """WanFileError naming the file of the first LoRA of ``chain`` that matches nothing of ``model``
+    ({name: shape} read from a file's header will do, so this runs before the model loads); logs
+    nothing (``check_loras`` reports the matches once the model is there)."""
+    for lora, _ in chain:
+        report = lora.match(model, expert)
+        if report.matched == 0:
+            raise WanFileError(lora.path, no_match_message(lora, report))
