@@ -24,6 +24,7 @@ import torch
 
 from ..errors import WanInputError
 from ..sampling.step import Step
+from .attention_wrap import AttentionWrap, wrapped_for_run
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,15 @@ def feta_score(q: torch.Tensor, k: torch.Tensor, frames: int, weight: float) -> 
     return (mean.mean() * (frames + weight)).clamp(min=1.0)
 
 
-class _Feta:
+class _Feta(AttentionWrap):
+    name = "Enhance-A-Video"
+
     def __init__(self, dit, args: FetaArgs):
+        super().__init__()
         self.dit, self.args = dit, args
         self.step: Step | None = None  # the step of the forward in progress (None: outside a run's chain)
         self.frames = 1
         self.pending: torch.Tensor | None = None
-        self._hooks, self._kernels = [], []
 
     @property
     def active(self) -> bool:
@@ -86,37 +89,19 @@ class _Feta:
 
         return enhanced
 
-    def _kernel(self, inner):
-        @torch.compiler.disable
+    def modules(self):
+        return [block.self_attn for block in self.dit.blocks]  # the main blocks only, as the reference does
+
+    def kernel_for(self, module, inner):
         def kernel(q, k, v):
             if self.active:
                 self.pending = feta_score(q, k, self.frames, self.args.weight)
             return inner(q, k, v)
-        kernel.feta = True
         return kernel
 
-    def install(self) -> None:
-        for block in self.dit.blocks:  # the main blocks only, as the reference does (not VACE's)
-            module = block.self_attn
-            if getattr(module.kernel, "feta", False):
-                raise WanInputError("Enhance-A-Video is already active on this model")
-            self._kernels.append((module, module.kernel))
-            module.kernel = self._kernel(module.kernel)
-            self._hooks.append(module.register_forward_hook(self._scale))
-
-    def _scale(self, module, args, output):
+    def after(self, module, args, output):
         score, self.pending = self.pending, None
         return output if score is None else output * score.to(output.dtype)
-
-    def remove(self) -> None:
-        for module, kernel in self._kernels:
-            module.kernel = kernel
-        for h in self._hooks:
-            h.remove()
-
-
-def _unchanged(forward):
-    return forward
 
 
 @contextlib.contextmanager
@@ -124,12 +109,5 @@ def use_feta(dit, args: FetaArgs | None):
     """Within the block, every main self-attention of ``dit`` is enhanced as ``args`` says, in the
     forwards that go through the function it yields: ``wrap(forward) -> forward`` for DiT forwards
     ``forward(step, x, t, context, **kw)``. ``args`` None or weight 0: nothing changes."""
-    if args is None or args.weight == 0:
-        yield _unchanged
-        return
-    feta = _Feta(dit, args)
-    try:
-        feta.install()
-        yield feta.wrap
-    finally:
-        feta.remove()
+    with wrapped_for_run(None if args is None or args.weight == 0 else _Feta(dit, args)) as wrap:
+        yield wrap

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WanInputError
+from ..runtime.attention_wrap import AttentionWrap, wrapped_for_run
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,14 @@ def nag_combine(z_pos: torch.Tensor, z_neg: torch.Tensor, args: NAGOptions) -> t
     return args.alpha * z + (1 - args.alpha) * z_pos
 
 
-class _NAG:
+class _NAG(AttentionWrap):
+    name = "NAG"
+
     def __init__(self, dit, args: NAGOptions, negative: torch.Tensor):
+        super().__init__()
         self.dit, self.args, self.negative = dit, args, negative
         self.context: torch.Tensor | None = None  # the embedded negative prompt of the forward in progress
         self.calls: dict[int, list] = {}  # per module: (q, out) of each kernel call of its forward
-        self._hooks, self._kernels = [], []
         self._kernels_of: dict[int, Callable] = {}  # the unwrapped kernel of each module
 
     def wrap(self, forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
@@ -77,17 +80,20 @@ class _NAG:
 
         return guided
 
-    def _kernel(self, module, inner):
-        @torch.compiler.disable
+    def modules(self):
+        return [block.cross_attn for block in (*self.dit.blocks, *getattr(self.dit, "vace_blocks", ()))]
+
+    def kernel_for(self, module, inner):
+        self._kernels_of[id(module)] = inner
+
         def kernel(q, k, v):
             out = inner(q, k, v)
             if self.context is not None:
                 self.calls.setdefault(id(module), []).append((q, out))
             return out
-        kernel.nag = True
         return kernel
 
-    def _guide(self, module, args, output):
+    def after(self, module, args, output):
         calls = self.calls.pop(id(module), None)
         if self.context is None or not calls:
             return output
@@ -101,40 +107,14 @@ class _NAG:
             z = z + z_img.flatten(2)
         return module.o(z)
 
-    def install(self) -> None:
-        for block in (*self.dit.blocks, *getattr(self.dit, "vace_blocks", ())):
-            module = block.cross_attn  # WanCrossAttention
-            if getattr(module.kernel, "nag", False):
-                raise WanInputError("NAG is already active on this model")
-            self._kernels.append((module, module.kernel))
-            self._kernels_of[id(module)] = module.kernel
-            module.kernel = self._kernel(module, module.kernel)
-            self._hooks.append(module.register_forward_hook(self._guide))
-
-    def remove(self) -> None:
-        for module, kernel in self._kernels:
-            module.kernel = kernel
-        for h in self._hooks:
-            h.remove()
-
-
-def _unchanged(forward):
-    return forward
-
 
 @contextlib.contextmanager
 def use_nag(dit, args: NAGOptions | None, negative: torch.Tensor | None):
     """Within the block, the text cross-attentions of ``dit`` are guided away from ``negative``
     (raw text embeddings [1, L, text_dim]) in the forwards that go through the function it yields:
     ``wrap(forward) -> forward``. ``args`` None or scale 0: nothing changes."""
-    if args is None or args.scale == 0:
-        yield _unchanged
-        return
-    if negative is None:
+    active = args is not None and args.scale != 0
+    if active and negative is None:
         raise WanInputError("NAG needs a negative prompt embedding; encode one")
-    nag = _NAG(dit, args, negative)
-    try:
-        nag.install()
-        yield nag.wrap
-    finally:
-        nag.remove()
+    with wrapped_for_run(_NAG(dit, args, negative) if active else None) as wrap:
+        yield wrap
