@@ -13,10 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cli_runs import generate_latent
 from refs import comfy, import_pack
 from tiny_models import write_dit, write_lora, write_umt5, write_vae
-from wan.cli import main
-from wan.job import pipelines
 
 PACK = "wan_pack_cli_lora_test"
 W, H, STEPS, CFG, SEED, STRENGTH = 32, 32, 3, 3.0, 7, 0.7
@@ -49,18 +48,12 @@ def folders(models, monkeypatch):
 
 def cli_run(models, out, monkeypatch, *extra) -> torch.Tensor:
     """The CLI's sampled latent (seen on its way to the VAE); the frame goes to ``out``."""
-    seen = []
-    decode = pipelines.decode_frames
-    monkeypatch.setattr(pipelines, "decode_frames", lambda vae, latent, tile=None: seen.append(latent) or
-                        decode(vae, latent, tile))
-    argv = ["generate", "--dit", str(models / "diffusion_models" / FILES["diffusion_models"]),
+    argv = ["--dit", str(models / "diffusion_models" / FILES["diffusion_models"]),
             "--text-encoder", str(models / "text_encoders" / FILES["text_encoders"]),
             "--vae", str(models / "vae" / FILES["vae"]), "--prompt", PROMPT, "--negative-prompt", NEGATIVE,
             "--width", str(W), "--height", str(H), "--frames", "1", "--steps", str(STEPS), "--cfg", str(CFG),
             "--seed", str(SEED), "--dtype", "bf16", "--device", "cpu", "--quiet", "--out", str(out), *extra]
-    assert main(argv) == 0
-    assert len(seen) == 1
-    return seen[0]
+    return generate_latent(argv, monkeypatch)
 
 
 def node_run() -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cli_runs import generate_latent
 from tiny_models import write_dit, write_umt5, write_vae
 from wan.cli import main
 from wan.job import pipelines
@@ -28,18 +29,12 @@ def models(tmp_path_factory):
 
 def cli_latent(models, out, monkeypatch, *extra) -> torch.Tensor:
     """The CLI's sampled latent (seen on its way to the VAE)."""
-    seen = []
-    decode = pipelines.decode_frames
-    monkeypatch.setattr(pipelines, "decode_frames", lambda vae, latent, tile=None: seen.append(latent) or
-                        decode(vae, latent, tile))
-    argv = ["generate", "--dit", str(models / "dit.safetensors"), "--text-encoder", str(models / "umt5.safetensors"),
+    argv = ["--dit", str(models / "dit.safetensors"), "--text-encoder", str(models / "umt5.safetensors"),
             "--vae", str(models / "vae.safetensors"), "--prompt", PROMPT, "--negative-prompt", NEGATIVE,
             "--width", str(W), "--height", str(H), "--frames", "1", "--cfg", str(CFG), "--shift", str(SHIFT),
             "--seed", str(SEED), "--sampler", "euler", "--dtype", "fp32", "--device", "cpu", "--quiet",
             "--out", str(out), *extra]
-    assert main(argv) == 0
-    assert len(seen) == 1
-    return seen[0]
+    return generate_latent(argv, monkeypatch)
 
 
 def test_cli_scheduler_and_timesteps_reach_the_library(models, tmp_path, monkeypatch):

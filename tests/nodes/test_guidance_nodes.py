@@ -6,13 +6,12 @@ before any model work."""
 
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
 
 from dit_fixtures import random_weights
-from refs import import_pack
+import refs
 from wan.errors import WanInputError
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
@@ -29,8 +28,7 @@ W, H, FRAMES, STEPS, SHIFT, SEED = 32, 32, 5, 4, 5.0, 3
 
 
 def pack_module(name: str):
-    import_pack(PACK)
-    return importlib.import_module(f"{PACK}.{name}")
+    return refs.pack_module(name, PACK)
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ share nothing but the DiT module, which each run must hand back unchanged."""
 
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
 
 from dit_fixtures import random_weights
-from refs import import_pack
+import refs
 from tiny_models import write_lora
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
@@ -33,8 +32,7 @@ FETA = dict(weight=4.0)
 
 
 def pack_module(name: str):
-    import_pack(PACK)
-    return importlib.import_module(f"{PACK}.{name}")
+    return refs.pack_module(name, PACK)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,13 @@ SIGMAS of ComfyUI's BasicScheduler with that scheduler; bad widget values fail v
 
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
 
 from comfy_model_sampling import basic_scheduler, split_sigmas
 from dit_fixtures import random_weights
-from refs import import_pack
+import refs
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, normalize_latent, t2v_conditioning
 from wan.job.options import SamplingOptions
@@ -27,8 +26,7 @@ STEPS, CFG, SHIFT, SEED = 4, 5.0, 5.0, 3
 
 
 def pack_module(name: str):
-    import_pack(PACK)
-    return importlib.import_module(f"{PACK}.{name}")
+    return refs.pack_module(name, PACK)
 
 
 @pytest.fixture(scope="module")

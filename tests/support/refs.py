@@ -98,3 +98,9 @@ def import_pack(name: str = "wan_pack_under_test"):
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def pack_module(module: str, name: str = "wan_pack_under_test"):
+    """A module of the pack imported in-process under ``name`` (``import_pack``), e.g.
+    ``pack_module("nodes.sampler", "wan_pack_x")``."""
+    return importlib.import_module(f"{import_pack(name).__name__}.{module}")
