@@ -143,7 +143,7 @@ class WanSampler:
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
-        from ..wan.job.options import RunOptions, SamplingOptions
+        from ..wan.job.options import RunOptions
         from ..wan.weights.lora import HIGH_NOISE, LOW_NOISE, check_loras
 
         channels = model.cfg.latent_channels

@@ -5,9 +5,8 @@ and the stream changes the picture."""
 import numpy as np
 import torch
 from PIL import Image
-from text_fixtures import spiece_bytes  # noqa: F401 (fixture)
 
-from test_cli_generate import H, W, _args, files  # noqa: F401 (fixture)
+from cli_runs import H, W, _args, files, spiece_bytes  # noqa: F401 (fixtures)
 from wan.cli import main
 from wan.job.pipelines import T2VPipeline
 

@@ -1,9 +1,5 @@
 """UMT5 tokenization against transformers' T5 tokenizer built from the same sentencepiece model."""
 
-import html
-import io
-import random
-import re
 import warnings
 
 import pytest
@@ -13,7 +9,7 @@ from safetensors.torch import load_file, save_file
 from wan.errors import WanFileError
 from wan.models.text.tokenizer import WanTokenizer, find_tokenizer
 
-from text_fixtures import LONG, PROMPTS, model_dir, official_clean, reference, spiece_bytes  # noqa: F401 (fixtures)
+from text_fixtures import PROMPTS, model_dir, official_clean, reference, spiece_bytes  # noqa: F401 (fixtures)
 
 
 def test_matches_transformers(spiece_bytes, reference):

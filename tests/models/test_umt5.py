@@ -1,7 +1,5 @@
 """UMT5 encoder parity against transformers' UMT5EncoderModel, same weights, both file layouts."""
 
-import re
-
 import pytest
 import torch
 from transformers import UMT5Config as HFConfig
@@ -10,7 +8,7 @@ from transformers import UMT5EncoderModel
 from wan.errors import WanFileError
 from wan.models.text.umt5 import UMT5_XXL, UMT5Encoder, load_umt5, umt5_config_from_state_dict
 
-from text_fixtures import ATOL, RTOL, WAN_NAMES, check, tiny_hf, to_wan_names  # noqa: F401
+from text_fixtures import check, tiny_hf, to_wan_names
 
 
 @pytest.fixture(scope="module")

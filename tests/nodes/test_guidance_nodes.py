@@ -10,14 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dit_fixtures import random_weights
+from dit_fixtures import our_model, random_weights
 import refs
 from wan.errors import WanInputError
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
 from wan.job.options import SamplingOptions
 from wan.job.sample import sample_video
-from wan.models.dit.model import WanDiT
 from wan.sampling.cfg_zero import CFGZeroStar
 from wan.sampling.guidance import GuidanceOptions
 from wan.sampling.nag import NAGOptions
@@ -37,9 +36,7 @@ def setup():
     cfg = dit_config("t2v_1_3b")
     experts = []
     for seed in (4, 5):
-        dit = WanDiT(cfg)
-        dit.load_state_dict(random_weights(cfg, seed=seed))
-        experts.append(dit.eval().requires_grad_(False))
+        experts.append(our_model(cfg, random_weights(cfg, seed=seed)))
     g = torch.Generator().manual_seed(9)
     text = PromptEmbeds(torch.randn(1, 512, cfg.text_dim, generator=g), torch.randn(1, 512, cfg.text_dim, generator=g))
     return experts, text

@@ -10,14 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dit_fixtures import random_weights
+from dit_fixtures import our_model, random_weights
 import refs
 from tiny_models import write_lora
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
 from wan.job.options import RunOptions, SamplingOptions
 from wan.job.sample import sample_video
-from wan.models.dit.model import WanDiT
 from wan.runtime.cache import CacheArgs
 from wan.runtime.feta import FetaArgs
 from wan.weights.lora import load_lora
@@ -39,9 +38,7 @@ def pack_module(name: str):
 def setup(tmp_path_factory):
     torch.set_num_threads(2)
     cfg = dit_config(VARIANT)
-    dit = WanDiT(cfg)
-    dit.load_state_dict(random_weights(cfg, seed=4))
-    dit.eval().requires_grad_(False)
+    dit = our_model(cfg, random_weights(cfg, seed=4))
     lora = write_lora(tmp_path_factory.mktemp("lora") / "lora.safetensors", VARIANT, seed=12)
     g = torch.Generator().manual_seed(9)
     text = PromptEmbeds(torch.randn(1, 512, cfg.text_dim, generator=g), torch.randn(1, 512, cfg.text_dim, generator=g))
@@ -49,7 +46,7 @@ def setup(tmp_path_factory):
 
 
 def node_run(dit, lora_path, text, cache=False, feta=False):
-    loaders, lora_node = pack_module("nodes.loaders"), pack_module("nodes.lora")
+    loaders = pack_module("nodes.loaders")
     perf, sampler = pack_module("nodes.perf_options"), pack_module("nodes.sampler")
     conditioning = pack_module("wan.job.conditioning")
     loras = ()

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 from comfy_model_sampling import basic_scheduler, split_sigmas
-from dit_fixtures import random_weights
+from dit_fixtures import our_model, random_weights
 import refs
 from wan.install.tiny import dit_config
 from wan.job.conditioning import PromptEmbeds, normalize_latent, t2v_conditioning
 from wan.job.options import SamplingOptions
 from wan.job.sample import sample_video
-from wan.models.dit.model import WanDiT
 from wan.sampling.noise import make_generator, randn_like_cpu
 
 PACK = "wan_pack_sampler_sigmas_test"
@@ -33,9 +32,7 @@ def pack_module(name: str):
 def setup():
     torch.set_num_threads(2)
     cfg = dit_config(VARIANT)
-    dit = WanDiT(cfg)
-    dit.load_state_dict(random_weights(cfg, seed=4))
-    dit.eval().requires_grad_(False)
+    dit = our_model(cfg, random_weights(cfg, seed=4))
     g = torch.Generator().manual_seed(9)
     text = PromptEmbeds(torch.randn(1, 512, cfg.text_dim, generator=g), torch.randn(1, 512, cfg.text_dim, generator=g))
     return dit, text

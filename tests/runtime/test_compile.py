@@ -6,10 +6,9 @@ Compiling leaves the blocks' ``forward`` alone, and block swap's hooks stay out 
 import pytest
 import torch
 
-from dit_fixtures import make_inputs, random_weights
+from dit_fixtures import make_inputs, our_model, random_weights
 from wan.models.dit.config import DIT_PRESETS
 from wan.errors import WanInputError
-from wan.models.dit.model import WanDiT
 from wan.runtime.blockswap import enable_block_swap
 from wan.runtime.compile import TorchCompileArgs, compile_blocks
 
@@ -17,9 +16,7 @@ CFG = DIT_PRESETS["t2v_1_3b"].tiny(num_layers=3)
 
 
 def _model(cfg=CFG):
-    m = WanDiT(cfg)
-    m.load_state_dict(random_weights(cfg))
-    return m.eval().requires_grad_(False)
+    return our_model(cfg, random_weights(cfg))
 
 
 def _run(model, inp, t=None, context=None):

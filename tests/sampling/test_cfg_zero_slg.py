@@ -5,15 +5,13 @@ layer. For skip-layer guidance the predictions come from a tiny Wan DiT: ours (W
 ComfyUI's WanModel with the same weights on theirs, its layers skipped through ComfyUI's own block
 replacement (``set_model_options_patch_replace``)."""
 
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from dit_fixtures import check, comfy_model, random_weights, tiny_config
+from dit_fixtures import check, comfy_model, our_model, random_weights, tiny_config
 from refs import comfy, comfy_extras
 from wan.job.sample import make_dit_call, plain_forward
-from wan.models.dit.model import WanDiT
 from wan.sampling.cfg_zero import CFGZeroStar
 from wan.sampling.guidance import make_cfg_denoiser
 from wan.sampling.slg import SkipLayerGuidance, skip_forward
@@ -100,9 +98,7 @@ LAYERS, SHIFT = (1,), 5.0
 def tiny():
     cfg = tiny_config("t2v_1_3b")
     sd = random_weights(cfg, seed=3)
-    ours = WanDiT(cfg)
-    ours.load_state_dict(sd)
-    ours.eval().requires_grad_(False)
+    ours = our_model(cfg, sd)
     g = torch.Generator().manual_seed(8)
     pos = {"context": torch.randn(1, 7, cfg.text_dim, generator=g)}
     neg = {"context": torch.randn(1, 7, cfg.text_dim, generator=g)}

@@ -18,12 +18,11 @@ import pytest
 import torch
 
 from comfy_model_sampling import basic_scheduler
-from dit_fixtures import comfy_model, random_weights, tiny_config
+from dit_fixtures import comfy_model, our_model, random_weights, tiny_config
 from refs import comfy
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
 from wan.job.options import SamplingOptions
 from wan.job.sample import sample_video
-from wan.models.dit.model import WanDiT
 from wan.sampling.noise import make_noise
 from wan.sampling.samplers import SAMPLERS, flow_to_x0
 from wan.sampling.schedules import get_sigmas, get_timesteps
@@ -165,9 +164,7 @@ W, H, FRAMES, SEED = 32, 32, 5, 77
 def tiny():
     cfg = tiny_config("t2v_1_3b")
     sd = random_weights(cfg, seed=4)
-    dit = WanDiT(cfg)
-    dit.load_state_dict(sd)
-    dit.eval().requires_grad_(False)
+    dit = our_model(cfg, sd)
     context = torch.randn(1, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(3))
     return dit, comfy_model(cfg, sd), context
 

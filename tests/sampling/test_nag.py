@@ -7,10 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dit_fixtures import check, make_inputs, random_weights, tiny_config
+from dit_fixtures import check, make_inputs, our_model, random_weights, tiny_config
 from wan.errors import WanInputError
 from wan.models.dit.layers import WanCrossAttention
-from wan.models.dit.model import WanDiT
 from wan.sampling.nag import NAGOptions, use_nag
 from wan.sampling.step import Step
 
@@ -43,9 +42,7 @@ def paper_forward(negative, args):
 @pytest.mark.parametrize("args", [NAGOptions(), NAGOptions(scale=4.0, tau=1.5, alpha=0.5), NAGOptions(scale=2.0, tau=100.0, alpha=1.0)])
 def test_nag_matches_the_paper_formula(monkeypatch, variant, args):
     cfg = tiny_config(variant)
-    dit = WanDiT(cfg)
-    dit.load_state_dict(random_weights(cfg, seed=6))
-    dit.eval().requires_grad_(False)
+    dit = our_model(cfg, random_weights(cfg, seed=6))
     inp = make_inputs(cfg, seed=4)
     negative = torch.randn(1, 5, cfg.text_dim, generator=torch.Generator().manual_seed(3))
     kw = dict(clip_fea=inp.clip_fea, y=inp.y)

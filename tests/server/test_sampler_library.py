@@ -8,6 +8,8 @@ float reductions split the same way."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file

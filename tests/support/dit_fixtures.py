@@ -56,6 +56,13 @@ def make_inputs(cfg: DiTConfig, frames=3, height=4, width=6, batch=1, seed=1, te
     return Inputs(x, t, context, padded, clip, y, vace)
 
 
+def our_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
+    """Our WanDiT holding ``sd``, in eval mode without gradients."""
+    model = WanDiT(cfg)
+    model.load_state_dict(sd, strict=True)
+    return model.eval().requires_grad_(False)
+
+
 def comfy_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
     """ComfyUI's own network for ``cfg`` with our weights (it uses the official names too)."""
     wan = comfy("comfy.ldm.wan.model")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 
-import torch
 
 from ..models.clip_vision import CLIPVisionH
 from ..models.clip_vision import load_clip_vision as _clip_from_state_dict
