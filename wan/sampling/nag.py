@@ -67,11 +67,15 @@ class _NAG(AttentionWrap):
     def wrap(self, forward: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         dit = self.dit
 
+        embedded = {}  # the negative prompt through the text embedding, once per run and device
+
         def guided(step, x, t, context, **kw):
-            neg = self.negative.to(device=x.device)
-            if neg.shape[1] < dit.cfg.text_len:
-                neg = F.pad(neg, (0, 0, 0, dit.cfg.text_len - neg.shape[1]))
-            self.context = dit.text_embedding(neg.to(dit.compute_dtype))
+            if x.device not in embedded:
+                neg = self.negative.to(device=x.device)
+                if neg.shape[1] < dit.cfg.text_len:
+                    neg = F.pad(neg, (0, 0, 0, dit.cfg.text_len - neg.shape[1]))
+                embedded[x.device] = dit.text_embedding(neg.to(dit.compute_dtype))
+            self.context = embedded[x.device]
             try:
                 return forward(step, x, t, context, **kw)
             finally:
