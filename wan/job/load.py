@@ -16,6 +16,8 @@ import os
 
 from ..models.clip_vision import CLIPVisionH
 from ..models.clip_vision import load_clip_vision as _clip_from_state_dict
+from ..models.dit.config import DiTConfig
+from ..models.dit.loading import checked_state_dict
 from ..models.dit.loading import load_dit as _dit_from_state_dict
 from ..models.dit.model import WanDiT
 from ..models.text.encoder import TextEncoder
@@ -31,7 +33,7 @@ from .options import LoadOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadOptions", "build_dit", "load_clip_vision", "load_dit", "load_text_encoder", "load_vae"]
+__all__ = ["LoadOptions", "build_dit", "dit_weights", "load_clip_vision", "load_dit", "load_text_encoder", "load_vae"]
 
 
 def dit_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
@@ -49,6 +51,17 @@ def load_dit(path: str | os.PathLike, options: LoadOptions = LoadOptions()) -> W
         log.info("Wan: %s is GGUF; quantization=%s keeps the file's own format", os.path.basename(path),
                  options.quantization)
     return build_dit(load_state_dict(path), options, path=path, keep_format=gguf)
+
+
+def dit_weights(path: str | os.PathLike, quantization: str = "disabled") -> tuple[DiTConfig, dict]:
+    """(config, {official name: tensor}) of a DiT file, checked as ``load_dit`` checks it, packed
+    tensors (GGUF, fp8) left packed: what another stack's model (ComfyUI's) is built from.
+    ``quantization`` other than "disabled" stores a safetensors file's block weights as fp8."""
+    path = os.fspath(path)
+    state_dict = load_state_dict(path)
+    if quantization != "disabled" and sniff(path) != "gguf":
+        state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")
+    return checked_state_dict(state_dict, path)
 
 
 def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str | os.PathLike | None = None,

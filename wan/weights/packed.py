@@ -42,6 +42,8 @@ class PackedTensor:
     def numel(self) -> int:
         return self.shape.numel()
 
+    nelement = numel
+
     def size(self, dim: int | None = None):
         return self.shape if dim is None else self.shape[dim]
 

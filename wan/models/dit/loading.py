@@ -11,6 +11,7 @@ import os
 import torch
 import torch.nn as nn
 
+from .config import DiTConfig
 from .model import WanDiT
 from .shapes import config_from_shapes
 from ..identify import identify
@@ -24,6 +25,22 @@ _STORAGE_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 def _is_packed(v) -> bool:
     return bool(getattr(v, "is_packed", False))
+
+
+def checked_state_dict(state_dict: dict, path: str | os.PathLike | None = None) -> tuple[DiTConfig, dict]:
+    """(config, a new dict of the same tensors under the official names) of a Wan DiT state dict in
+    any supported layout, after checking it is a DiT and that every name and shape fits its
+    config. Packed tensors stay packed. What a model of another stack (ComfyUI's) is built from."""
+    if state_dict:
+        who = identify(state_dict)
+        if who.role != "dit":
+            raise WanFileError(path, f"not a Wan diffusion model: it looks like {who.detail}")
+    cfg = config_from_shapes(state_dict, path)
+    sd = dit_to_official(state_dict)
+    with torch.device("meta"):
+        model = WanDiT(cfg)
+    check_tensors(model, sd, path, f"Wan DiT ({model.cfg.variant})")
+    return cfg, sd
 
 
 def load_dit(
@@ -42,15 +59,9 @@ def load_dit(
     """
     if dtype not in _STORAGE_DTYPES:
         raise ValueError(f"dtype {dtype} is not one of {_STORAGE_DTYPES}")
-    if state_dict:
-        who = identify(state_dict)
-        if who.role != "dit":
-            raise WanFileError(path, f"not a Wan diffusion model: it looks like {who.detail}")
-    cfg = config_from_shapes(state_dict, path)
-    sd = dit_to_official(state_dict)  # a new dict of the same tensor objects
+    cfg, sd = checked_state_dict(state_dict, path)
     with torch.device("meta"):
         model = WanDiT(cfg)
-    check_tensors(model, sd, path, f"Wan DiT ({model.cfg.variant})")
 
     if any(_is_packed(v) for v in sd.values()):
         attach_packed(model, sd)  # swaps Linears in place and removes the keys it consumed
