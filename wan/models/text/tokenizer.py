@@ -3,7 +3,9 @@
 The official code runs HF's AutoTokenizer on ``google/umt5-xxl`` after ``clean='whitespace'``
 (ftfy.fix_text, html unescape twice, whitespace collapsed). We keep the same steps minus ftfy, so
 no extra dependency decides the ids: ftfy only matters for mojibake, curly quotes and the like.
-Special-token strings typed in a prompt (``</s>``) stay plain text here, as in ComfyUI.
+Special-token strings typed in a prompt (``</s>``) stay plain text with a sentencepiece model (the
+embedded tensor, a ``spiece.model``), as in ComfyUI; from a ``tokenizer.json`` they become the special
+ids, as in the official code's AutoTokenizer over that file.
 
 Where the tokenizer comes from, in order (see :func:`find_tokenizer`): the ``spiece_model`` uint8
 tensor that ComfyUI's repackaged text-encoder files embed, a ``spiece.model`` or ``tokenizer.json``
