@@ -16,6 +16,13 @@ LOADER_FILE_INPUTS = {  # node type -> (input, catalogue role)
     "WanVAELoader": ("vae", "vae"),
     "WanCLIPVisionLoader": ("clip_vision", "clip_vision"),
     "WanLoraSelect": ("lora", "lora"),
+    # ComfyUI's own loaders and ours for native graphs
+    "WanDiffusionModelLoader": ("unet_name", "dit"),
+    "UNETLoader": ("unet_name", "dit"),
+    "CLIPLoader": ("clip_name", "text_encoder"),
+    "VAELoader": ("vae_name", "vae"),
+    "LoraLoader": ("lora_name", "lora"),
+    "LoraLoaderModelOnly": ("lora_name", "lora"),
 }
 NAMES = sorted(p.name[: -len(".api.json")] for p in WORKFLOWS.glob("*.api.json") if "video_combine_demo" not in p.name)
 

@@ -6,7 +6,8 @@ loaded Wan DiT fail as CUDA does when memory runs out, which a CPU cannot do for
 loads a tiny UMT5 file as ComfyUI's CLIPLoader (type wan) would a real one: ComfyUI's CLIPLoader
 builds UMT5-XXL from a fixed config (24 layers, 64 heads, a 256k vocabulary: about 5.7B
 parameters, no test can write such a file), so this node builds ComfyUI's own Wan text encoder and
-tokenizer classes at the file's sizes instead.
+tokenizer classes at the file's sizes instead. A fifth reports what ComfyUI's model management holds
+(and can ask it to free memory as a core loader does on a GPU) for the model-management tests.
 """
 
 import math
@@ -137,5 +138,49 @@ class WanTestTinyUMT5Loader:
         return (clip,)
 
 
+class WanTestLoadedModels:
+    """Output node: ComfyUI's ``current_loaded_models`` as JSON text (patcher and model class, bytes
+    loaded, how many Linear weights are held packed as uint8). With ``free_memory`` on it first calls
+    ``comfy.model_management.free_memory`` for more bytes than any device has, on ComfyUI's torch
+    device: the call a core loader's ``load_models_gpu`` makes on a GPU before a big load (on the CPU
+    ComfyUI skips it, so a real load cannot show eviction here)."""
+
+    CATEGORY = "WanTest"
+    RETURN_TYPES = ()
+    FUNCTION = "report"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        # "after" inputs order the report after the samplers of the same prompt, while their models
+        # are still referenced (ComfyUI drops the outputs of a previous prompt's nodes, and with them
+        # its models, when it runs another graph)
+        return {"required": {"free_memory": ("BOOLEAN", {"default": False})},
+                "optional": {f"after_{i}": ("LATENT",) for i in range(1, 5)}}
+
+    @classmethod
+    def IS_CHANGED(cls, **_):
+        return float("nan")  # report on every run
+
+    def report(self, free_memory, **_after):
+        import json
+
+        import comfy.model_management as mm
+
+        if free_memory:
+            mm.free_memory(1 << 60, mm.get_torch_device())
+        rows = []
+        for loaded in mm.current_loaded_models:
+            patcher = loaded.model
+            model = getattr(patcher, "model", None)
+            packed = 0 if model is None else sum(
+                1 for m in model.modules() if getattr(m, "packed", None) is not None
+                and getattr(m, "weight", None) is not None and m.weight.dtype == torch.uint8)
+            rows.append({"patcher": type(patcher).__name__, "model": type(model).__name__,
+                         "loaded_bytes": int(patcher.loaded_size()), "packed_linears": packed})
+        return {"ui": {"text": [json.dumps(rows)]}}
+
+
 NODE_CLASS_MAPPINGS = {"WanTestSineAudio": WanTestSineAudio, "WanTestEmptyBatch": WanTestEmptyBatch,
-                       "WanTestFailingModel": WanTestFailingModel, "WanTestTinyUMT5Loader": WanTestTinyUMT5Loader}
+                       "WanTestFailingModel": WanTestFailingModel, "WanTestTinyUMT5Loader": WanTestTinyUMT5Loader,
+                       "WanTestLoadedModels": WanTestLoadedModels}

@@ -44,3 +44,30 @@ def write_lightning_lora(path, seed: int, rank: int = 4, alpha: float = 8.0, var
         else:
             sd[name] = (torch.randn(zero.shape, generator=g) * 0.05).to(torch.bfloat16)
     return save_safetensors(sd, path)
+
+
+def dequantized_state(path) -> dict[str, torch.Tensor]:
+    """Every tensor of a DiT file as fp32, dequantized by the references: gguf-py for a GGUF (its own
+    dequantizers, not ours), a plain upcast for safetensors (bf16/fp16/fp8 e4m3fn to fp32 is exact)."""
+    path = Path(path)
+    if path.suffix == ".gguf":
+        import gguf
+
+        out = {}
+        for t in gguf.GGUFReader(str(path)).tensors:
+            shape = tuple(int(v) for v in reversed(t.shape))
+            values = gguf.quants.dequantize(t.data, t.tensor_type).copy()
+            out[t.name] = torch.from_numpy(values).float().reshape(shape)
+        return out
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(str(path)).items()}
+
+
+def write_dequantized_twin(src, dst) -> Path:
+    """The fp32 safetensors twin of ``src`` that ComfyUI's own UNETLoader reads: exactly the weights
+    a packed loader must compute with."""
+    dst = Path(dst)
+    if not dst.exists():
+        save_safetensors(dequantized_state(src), dst)
+    return dst
