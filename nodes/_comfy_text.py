@@ -11,7 +11,11 @@ CLIPLoader does for type "wan" (``comfy.sd.load_text_encoder_state_dicts``), exc
   the two agree), and
 - its operations are ``PackedOps`` (the ``custom_operations`` model option, which ComfyUI's
   SDClipModel hands to the T5 in 0.3.75 and 0.8.0 alike), and its patcher a ``PackedModelPatcher``,
-  so ComfyUI's LoraLoader patches packed weights inside their layer's forward.
+  so ComfyUI's LoraLoader patches packed weights inside their layer's forward;
+- ComfyUI builds the T5 on the meta device (its ``initial_device`` option) and the weights are
+  assigned, not copied in: CLIPLoader allocates every Linear in the compute dtype first (11 GB for
+  UMT5-XXL in fp16) and overwrites it, which would cost a GGUF or fp8 file more memory on load than
+  it saves. ComfyUI's model management then moves the model to its device at the first encode.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from ..wan.job.load import text_encoder_weights
+from ..wan.weights.packed import is_packed
 from ._comfy_packed import packed_ops, patcher_class
 
 
@@ -35,7 +40,7 @@ def load_text_encoder(path, dtype: torch.dtype | None = None, device: str = "def
     import comfy.text_encoders.wan
     import comfy.utils
 
-    options = {}
+    options = {"initial_device": torch.device("meta")}
     if device == "cpu":
         options["load_device"] = options["offload_device"] = torch.device("cpu")
     load_device = options.get("load_device", mm.text_encoder_device())
@@ -46,11 +51,23 @@ def load_text_encoder(path, dtype: torch.dtype | None = None, device: str = "def
     spiece = torch.frombuffer(bytearray(weights.spiece), dtype=torch.uint8)
     clip = comfy.sd.CLIP(target, tokenizer_data={"spiece_model": spiece},
                          parameters=comfy.utils.calculate_parameters(weights.state_dict), model_options=options)
-    missing, _ = clip.load_sd(weights.state_dict)
-    if missing:  # the checks in wan make this unreachable short of a ComfyUI that names things anew
-        raise RuntimeError(f"{path}: ComfyUI's UMT5 did not take {', '.join(missing[:5])}")
+    _assign_weights(clip, weights, path)
     _use_packed_patcher(clip)
     return clip
+
+
+def _assign_weights(clip, weights, path) -> None:
+    """What ``clip.load_sd`` does (the T5's ``load_state_dict``), assigning the tensors to the
+    meta-built model on ComfyUI's offload device, plain ones in the CLIP's dtype."""
+    device = clip.patcher.offload_device
+    state_dict = {k: (v.to(device) if is_packed(v) else v.to(device=device, dtype=weights.dtype))
+                  for k, v in weights.state_dict.items()}
+    t5 = clip.cond_stage_model.umt5xxl.transformer
+    t5.load_state_dict(state_dict, strict=False, assign=True)
+    left = [n for n, t in [*clip.cond_stage_model.named_parameters(), *clip.cond_stage_model.named_buffers()]
+            if t.is_meta]
+    if left:  # the checks in wan make this unreachable short of a ComfyUI that names things anew
+        raise RuntimeError(f"{path}: ComfyUI's UMT5 did not take {', '.join(left[:5])}")
 
 
 def _use_packed_patcher(clip) -> None:
