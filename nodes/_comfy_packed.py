@@ -67,7 +67,9 @@ def _build_ops():
                     error_msgs.append(f"{prefix}weight: packed shape {tuple(value.shape)} does not fit "
                                       f"Linear({self.in_features}, {self.out_features})")
                     return
-                self.weight = torch.nn.Parameter(value.data.to(self.weight.device), requires_grad=False)
+                # a layer built on the meta device (nothing allocated) takes the bytes where they are
+                device = value.data.device if self.weight.is_meta else self.weight.device
+                self.weight = torch.nn.Parameter(value.data.to(device), requires_grad=False)
                 self.packed = (value.qtype, value.shape, value.scale)
                 rest = {k: v for k, v in state_dict.items() if k != prefix + "weight"}
                 missing = []

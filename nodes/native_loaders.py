@@ -1,7 +1,8 @@
 """Loaders whose outputs are ComfyUI's own types, for native graphs (KSampler, ModelSamplingSD3,
-LoraLoader, WanImageToVideo, ...): a Wan diffusion model as MODEL from any file we read (GGUF of any
-type, fp8 plain or scaled, safetensors in every layout), weights kept packed. See ``_comfy_packed``
-for the seam and the README's Architecture section for why it is this one.
+LoraLoader, WanImageToVideo, CLIPTextEncode, ...): a Wan diffusion model as MODEL from any file we read
+(GGUF of any type, fp8 plain or scaled, safetensors in every layout), and a UMT5 text encoder as CLIP
+(safetensors, fp8 scaled, llama.cpp GGUF), weights kept packed. See ``_comfy_packed`` for the seam,
+``_comfy_text`` for the CLIP, and the README's Architecture section for why it is this one.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ import torch
 
 from ..wan.job.options import QUANTIZATIONS
 from ._comfy_packed import load_diffusion_model
+from ._comfy_text import load_text_encoder
 from ._common import CATEGORY, full_path, identity_of, list_files
-from .loaders import DIT_FOLDERS
+from .loaders import DIT_FOLDERS, TEXT_FOLDERS
 
 # "default" lets ComfyUI pick the compute dtype for the device, as its UNETLoader does
 COMPUTE_DTYPES = {"default": None, "bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -50,5 +52,32 @@ class WanDiffusionModelLoader:
         return (load_diffusion_model(path, None if name is None else getattr(torch, name), quantization),)
 
 
-NODE_CLASS_MAPPINGS = {"WanDiffusionModelLoader": WanDiffusionModelLoader}
-NODE_DISPLAY_NAME_MAPPINGS = {"WanDiffusionModelLoader": "Wan Diffusion Model Loader (MODEL)"}
+class WanUMT5Loader:
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("CLIP",)
+    RETURN_NAMES = ("clip",)
+    FUNCTION = "load"
+    DESCRIPTION = ("Loads a UMT5-XXL text encoder as ComfyUI's CLIP (type wan) for CLIPTextEncode, LoraLoader "
+                   "and every native node: safetensors (bf16/fp16/fp32), fp8 plain or scaled, or a GGUF "
+                   "text encoder. GGUF and fp8 weights stay packed and are expanded one layer at a time.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "clip_name": (list_files(*TEXT_FOLDERS), {"tooltip": "From models/text_encoders or models/clip: "
+                                                      "umt5_xxl_*.safetensors or umt5-xxl-encoder-*.gguf."}),
+            "device": (["default", "cpu"], {"default": "default",
+                       "tooltip": "cpu: encode prompts on the CPU, as CLIPLoader's device option."}),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, clip_name, **_):
+        return identity_of(clip_name, *TEXT_FOLDERS)
+
+    def load(self, clip_name, device="default"):
+        return (load_text_encoder(full_path(clip_name, *TEXT_FOLDERS), device=device),)
+
+
+NODE_CLASS_MAPPINGS = {"WanDiffusionModelLoader": WanDiffusionModelLoader, "WanUMT5Loader": WanUMT5Loader}
+NODE_DISPLAY_NAME_MAPPINGS = {"WanDiffusionModelLoader": "Wan Diffusion Model Loader (MODEL)",
+                              "WanUMT5Loader": "Wan UMT5 Loader (CLIP)"}

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from dataclasses import dataclass
 
+import torch
 
+from ..errors import WanFileError
 from ..models.clip_vision import CLIPVisionH
 from ..models.clip_vision import load_clip_vision as _clip_from_state_dict
 from ..models.dit.config import DiTConfig
 from ..models.dit.loading import checked_state_dict
 from ..models.dit.loading import load_dit as _dit_from_state_dict
 from ..models.dit.model import WanDiT
+from ..models.identify import identify_file
 from ..models.text.encoder import TextEncoder
+from ..models.text.tokenizer import find_spiece_model
+from ..models.text.umt5 import checked_umt5_state_dict, convert_wan_to_hf, hf_t5_config
 from ..models.vae.loading import load_vae as _vae_from_state_dict
 from ..runtime.blockswap import apply_block_swap
 from ..runtime.compile import compile_blocks
@@ -29,11 +36,18 @@ from ..weights.fp8 import quantize_fp8
 from ..weights.gguf_text import gguf_text_encoder_state_dict
 from ..weights.loader import load_state_dict, read_header, sniff
 from ..weights.names import dit_to_official
+from ..weights.packed import is_packed
 from .options import LoadOptions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LoadOptions", "build_dit", "dit_weights", "load_clip_vision", "load_dit", "load_text_encoder", "load_vae"]
+__all__ = ["LoadOptions", "TextEncoderWeights", "build_dit", "dit_weights", "load_clip_vision", "load_dit",
+           "load_text_encoder", "load_vae", "text_encoder_weights"]
+
+# dtypes a file's plain tensors may be held in as they are (an fp8 norm is upcast, not kept)
+PLAIN_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# the UMT5 weights another stack holds as Linear layers (official names): the only ones left packed
+_UMT5_LINEAR = re.compile(r"^blocks\.\d+\.(attn\.[qkvo]|ffn\.(gate\.0|fc1|fc2))\.weight$")
 
 
 def dit_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
@@ -97,6 +111,47 @@ def load_text_encoder(path: str | os.PathLike, options: LoadOptions = LoadOption
         # fp8 weights, scaled or not, stay tensors: the encoder upcasts them itself on load
         state_dict = load_state_dict(path, pack_fp8=False)
     return TextEncoder.from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.compute_device)
+
+
+@dataclass(frozen=True)
+class TextEncoderWeights:
+    """A UMT5 file read and checked for another stack's T5 (ComfyUI's): ``state_dict`` in HF names
+    with the Linear weights left packed where the file packs them, ``config`` the HF T5 entries its
+    shapes decide, ``spiece`` its serialized sentencepiece model, ``dtype`` the dtype to hold its
+    plain tensors in."""
+
+    config: dict
+    state_dict: dict
+    spiece: bytes
+    dtype: torch.dtype
+
+
+def text_encoder_weights(path: str | os.PathLike, dtype: torch.dtype | None = None,
+                         default_dtype: torch.dtype = torch.float16) -> TextEncoderWeights:
+    """The UMT5 of a safetensors (plain, fp8, scaled fp8) or llama.cpp GGUF file, checked as
+    ``load_text_encoder`` checks it; a file of another model fails here, naming it, from its header.
+
+    ``dtype`` None keeps a safetensors file's own dtype (its final norm's, as ComfyUI decides);
+    ``default_dtype`` serves where the file does not say (GGUF: llama.cpp writes every norm in F32
+    whatever the model's dtype). Packed tensors that no Linear takes (the token embedding) are
+    expanded to that dtype.
+    """
+    path = os.fspath(path)
+    who = identify_file(path)
+    if who.role != "text_encoder":
+        raise WanFileError(path, f"not a UMT5 text encoder: it looks like {who.detail}")
+    gguf = sniff(path) == "gguf"
+    if gguf:
+        state_dict, _ = gguf_text_encoder_state_dict(path, dtype=dtype or default_dtype, keep_packed=True)
+    else:
+        state_dict = load_state_dict(path, architectures=())  # fp8 stays packed, scales folded in
+    spiece = find_spiece_model(state_dict, path)
+    cfg, official = checked_umt5_state_dict(state_dict, path)
+    stored = None if gguf else official["norm.weight"].dtype
+    dtype = dtype or (stored if stored in PLAIN_DTYPES else default_dtype)
+    official = {k: (v.dequantize(dtype) if is_packed(v) and not _UMT5_LINEAR.match(k) else v)
+                for k, v in official.items()}
+    return TextEncoderWeights(hf_t5_config(cfg, path), convert_wan_to_hf(official), spiece, dtype)
 
 
 def load_vae(path: str | os.PathLike, options: LoadOptions = LoadOptions()):

@@ -195,6 +195,29 @@ def spiece_proto(
     return bytes(body)
 
 
+def find_spiece_model(state_dict, path) -> bytes:
+    """The serialized sentencepiece model of a text-encoder file, for a stack that takes only that
+    (ComfyUI's SPieceTokenizer): the embedded ``spiece_model`` tensor or a ``spiece.model`` beside
+    the file, checked to load. A ``tokenizer.json`` cannot serve: it is not a sentencepiece model."""
+    embedded = state_dict.get("spiece_model")
+    if embedded is not None:
+        proto, source = embedded.detach().cpu().to(torch.uint8).numpy().tobytes(), "its 'spiece_model' tensor"
+    else:
+        folder = Path(os.fspath(path)).parent
+        side = [folder / n for n in SIDE_FILES if n.endswith(".model")]
+        found = next((c for c in side if c.is_file()), None)
+        if found is None:
+            raise WanFileError(path, "no UMT5 tokenizer: the file embeds no 'spiece_model' and there is no "
+                               f"{' or '.join(str(c) for c in side)}; use a ComfyUI text-encoder file or a GGUF "
+                               "converted with its tokenizer")
+        proto, source = found.read_bytes(), str(found)
+    try:
+        _SentencePiece(proto)
+    except (RuntimeError, OSError, TypeError) as e:
+        raise WanFileError(path, f"{source} is not a valid sentencepiece model ({e})") from e
+    return proto
+
+
 def find_tokenizer(state_dict=None, path=None, allow_download: bool = False) -> WanTokenizer:
     """The UMT5 tokenizer for a text-encoder file: embedded tensor, side file, then (if allowed) hub."""
     looked = []

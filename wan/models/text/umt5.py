@@ -220,6 +220,37 @@ def convert_hf_to_wan(sd: dict) -> dict:
     return out
 
 
+_WAN_BLOCK = {v: k for k, v in _HF_BLOCK.items()}
+_WAN_TOP = {"token_embedding.weight": "shared.weight", "norm.weight": "encoder.final_layer_norm.weight"}
+_WAN_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def convert_wan_to_hf(sd: dict) -> dict:
+    """Official Wan names -> the HF/ComfyUI names (``shared``, ``encoder.block.N.layer...``), the
+    names ComfyUI's T5 holds; unknown keys kept."""
+    out = {}
+    for k, v in sd.items():
+        m = _WAN_BLOCK_RE.match(k)
+        if k in _WAN_TOP:
+            out[_WAN_TOP[k]] = v
+        elif m and m.group(2) in _WAN_BLOCK:
+            out[f"encoder.block.{m.group(1)}.{_WAN_BLOCK[m.group(2)]}"] = v
+        else:
+            out[k] = v
+    return out
+
+
+def hf_t5_config(cfg: UMT5Config, path=None) -> dict:
+    """The entries of an HF ``T5Config`` (ComfyUI's umt5_config_xxl.json) that a file's shapes
+    decide; the rest (gated tanh-GELU, "umt5" position tables per block) is UMT5 itself."""
+    if cfg.dim_attn % cfg.num_heads:
+        raise WanFileError(path, f"UMT5 attention width {cfg.dim_attn} is not a multiple of its "
+                           f"{cfg.num_heads} heads")
+    return {"d_ff": cfg.dim_ffn, "d_kv": cfg.head_dim, "d_model": cfg.dim, "num_heads": cfg.num_heads,
+            "num_layers": cfg.num_layers, "relative_attention_num_buckets": cfg.num_buckets,
+            "vocab_size": cfg.vocab}
+
+
 def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
     """Read the configuration from official-named tensor shapes (so tiny test models load too)."""
     need = ("token_embedding.weight", "blocks.0.attn.q.weight", "blocks.0.ffn.fc1.weight")
@@ -251,6 +282,19 @@ def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
     )
 
 
+def checked_umt5_state_dict(state_dict: dict, path=None) -> tuple[UMT5Config, dict]:
+    """(config, {official Wan name: tensor}) of a UMT5 encoder in any naming and wrapper, checked
+    against the model's names and shapes (on the meta device, nothing allocated). Scaled-fp8 markers
+    are dropped and plain fp8 scales folded; packed tensors stay packed."""
+    sd = fold_fp8_scales(strip_prefix(state_dict, UMT5), path)
+    sd = convert_hf_to_wan({k: v for k, v in sd.items() if not _IGNORED.match(k)})
+    cfg = umt5_config_from_state_dict(sd, path)
+    with torch.device("meta"):
+        model = UMT5Encoder(cfg)
+    check_tensors(model, sd, path, "UMT5 text encoder")
+    return cfg, sd
+
+
 def load_umt5(
     state_dict: dict, path=None, dtype: torch.dtype = torch.bfloat16, device="cpu"
 ) -> UMT5Encoder:
@@ -259,12 +303,9 @@ def load_umt5(
     Floating tensors are cast to ``dtype``; packed weights (``wan.weights.packed.PackedTensor``, from
     GGUF or fp8 files) become ``PackedLinear`` layers that expand them per forward.
     """
-    sd = fold_fp8_scales(strip_prefix(state_dict, UMT5), path)
-    sd = convert_hf_to_wan({k: v for k, v in sd.items() if not _IGNORED.match(k)})
-    cfg = umt5_config_from_state_dict(sd, path)
+    cfg, sd = checked_umt5_state_dict(state_dict, path)
     with torch.device("meta"):
         model = UMT5Encoder(cfg)
-    check_tensors(model, sd, path, "UMT5 text encoder")
     if any(getattr(v, "is_packed", False) for v in sd.values()):
         attach_packed(model, sd)  # GGUF / fp8 weights stay packed; their keys leave sd
     loaded = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in sd.items()}
