@@ -20,6 +20,7 @@ LOADER_FILE_INPUTS = {  # node type -> (input, catalogue role)
     "WanDiffusionModelLoader": ("unet_name", "dit"),
     "UNETLoader": ("unet_name", "dit"),
     "CLIPLoader": ("clip_name", "text_encoder"),
+    "WanUMT5Loader": ("clip_name", "text_encoder"),
     "VAELoader": ("vae_name", "vae"),
     "LoraLoader": ("lora_name", "lora"),
     "LoraLoaderModelOnly": ("lora_name", "lora"),

@@ -76,7 +76,8 @@ def core_unet(comfy_server, models):
 
 
 def _kinds(rows: list[dict]) -> dict[str, list[dict]]:
-    return {"packed": [r for r in rows if r["patcher"] == "PackedModelPatcher"],
+    return {"packed": [r for r in rows if r["patcher"] == "PackedModelPatcher" and r["model"] == "WAN21"],
+            "clip": [r for r in rows if r["patcher"] == "PackedModelPatcher" and r["model"] != "WAN21"],
             "stack": [r for r in rows if r["model"] == "_Held"],
             "core": [r for r in rows if r["patcher"] == "ModelPatcher" and r["model"] == "WAN21"]}
 
@@ -84,7 +85,7 @@ def _kinds(rows: list[dict]) -> dict[str, list[dict]]:
 def test_our_models_are_listed_and_post_free_unloads_them(comfy_server, models, core_unet):
     graph = _with_report(models, core_unet)
     kinds = _kinds(_loaded(comfy_server, graph))
-    assert kinds["packed"] and kinds["stack"] and kinds["core"], kinds
+    assert kinds["packed"] and kinds["clip"] and kinds["stack"] and kinds["core"], kinds
     # our MODEL is held packed: ComfyUI's own Wan model, every block Linear a uint8 weight
     assert all(r["model"] == "WAN21" and r["packed_linears"] > 0 for r in kinds["packed"]), kinds
     assert kinds["packed"][0]["loaded_bytes"] < kinds["core"][0]["loaded_bytes"]

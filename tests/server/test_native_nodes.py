@@ -3,8 +3,8 @@
 Each test builds one native graph twice and runs both on the session server: once on our loader
 (the tiny GGUF Q8_0, fp8 or fp16 file, weights kept packed) and once on ComfyUI's UNETLoader over an
 fp32 safetensors twin holding exactly the dequantized weights (gguf-py's dequantizers for the GGUF,
-an exact upcast otherwise). Every other node is ComfyUI's and the same on both sides; the UMT5 CLIP
-comes from native_graphs.CLIP_LOADER. Every SaveLatent must agree within 1e-3 of max|latent| and
+an exact upcast otherwise). The UMT5 CLIP is our "Wan UMT5 Loader (CLIP)" on our side and ComfyUI's
+own Wan text encoder on the other; every other node is ComfyUI's and the same on both sides. Every SaveLatent must agree within 1e-3 of max|latent| and
 every decoded frame within one 8-bit level, so a node that mishandled our MODEL (a LoRA patch lost
 on a packed weight, a sampling shift not applied, a context window reading the wrong model) shows.
 
@@ -22,7 +22,7 @@ import pytest
 
 import native_fixtures
 import tiny_models
-from native_graphs import (TOLERANCE, clip_loader, compare, comfy_unet, ours, outputs_of, relative_error,
+from native_graphs import (TOLERANCE, compare, comfy_unet, ours, outputs_of, relative_error,
                            save_image, save_latent)
 
 SIZE, FRAMES, LONG_FRAMES, STEPS, SEED = 32, 5, 13, 2, 7
@@ -64,7 +64,7 @@ def _t2v_graph(loader, files, tag: str) -> dict:
     the TI2V 5B through Wan22ImageToVideoLatent."""
     g = {
         "1": loader("t2v"),
-        "2": clip_loader(files["umt5"]),
+        "2": loader.clip(files["umt5"]),
         "3": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["2", 0], "lora_name": T2V_LORA,
                                                      "strength_model": 0.5, "strength_clip": 1.0}},
         "4": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["3", 0], "shift": 5.0}},
@@ -135,7 +135,7 @@ def _i2v_graph(loader, files, tag: str) -> dict:
                                                               "strength_model": 0.8}},
         "4": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["3", 0], "shift": 8.0}},
         "5": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["2", 0], "shift": 8.0}},
-        "6": clip_loader(files["umt5"]),
+        "6": loader.clip(files["umt5"]),
         "9": {"class_type": "VAELoader", "inputs": {"vae_name": files["vae21"]}},
         "10": {"class_type": "LoadImage", "inputs": {"image": "portrait.png"}},
         "11": {"class_type": "LoadImage", "inputs": {"image": "bonfire.png"}},
@@ -175,7 +175,7 @@ def test_i2v_a14b_experts_on_our_model_equal_comfyui(comfy_server, files):
 def _compile_graph(loader, files, tag: str) -> dict:
     g = {
         "1": loader("t2v"),
-        "2": clip_loader(files["umt5"]),
+        "2": loader.clip(files["umt5"]),
         "3": {"class_type": "ModelSamplingSD3", "inputs": {"model": ["1", 0], "shift": 5.0}},
         "4": {"class_type": "TorchCompileModel", "inputs": {"model": ["3", 0], "backend": "inductor"}},
         "8": {"class_type": "EmptyHunyuanLatentVideo", "inputs": {"width": SIZE, "height": SIZE, "length": FRAMES,

@@ -1,11 +1,11 @@
 """The two bundled native workflows on our MODEL loader equal the same graphs on ComfyUI's UNETLoader.
 
 Each bundled graph (native_bonfire_vace, native_wan22_i2v_a14b) is shrunk to test size on the
-catalogue's tiny files (workflow_graphs.shrink; its CLIPLoader becomes native_graphs.CLIP_LOADER),
+catalogue's tiny files (workflow_graphs.shrink),
 its decode and video replaced by SaveLatent, and run twice: as shipped (Wan Diffusion Model Loader
 (MODEL) on the tiny VACE GGUF Q8_0, or the fp8 I2V A14B experts) and with each of our loaders
 replaced by ComfyUI's UNETLoader over an fp32 twin holding exactly the dequantized weights (gguf-py
-for the GGUF). The bar is the node-level tests': 1e-3 of max|latent|. The bonfire graph is the
+for the GGUF) and our "Wan UMT5 Loader (CLIP)" by ComfyUI's own Wan text encoder. The bar is the node-level tests': 1e-3 of max|latent|. The bonfire graph is the
 "GGUF Q8_0 file and its dequantized twin agree" check, through LoraLoader (CausVid at 0.5),
 ModelSamplingSD3, WanVaceToVideo with the reference image, KSampler and TrimVideoLatent.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 import native_fixtures
-from native_graphs import TOLERANCE, compare, outputs_of, relative_error, save_latent
+from native_graphs import TOLERANCE, compare, outputs_of, reference_clip_loader, relative_error, save_latent
 from workflow_graphs import FRAMES, SIZE, load_api, shrink
 
 CASES = {  # workflow -> (node id of the last sampler or trim, the decode and video nodes it drops)
@@ -46,6 +46,8 @@ def _graphs(name: str, twins: dict) -> tuple[dict, dict]:
     ref["99"] = save_latent([last, 0], f"{name}_comfy")
     swapped = 0
     for node in ref.values():
+        if node["class_type"] == "WanUMT5Loader":
+            node.update(reference_clip_loader(node["inputs"]["clip_name"]))
         if node["class_type"] == "WanDiffusionModelLoader":
             node.update(class_type="UNETLoader",
                         inputs={"unet_name": twins[node["inputs"]["unet_name"]], "weight_dtype": "default"})

@@ -2,13 +2,14 @@
 server tests (no tests here).
 
 A graph builder takes a ``loader(role) -> node`` so one builder makes both sides: ``ours`` loads the
-file with "Wan Diffusion Model Loader (MODEL)", ``comfy_unet`` loads its dequantized fp32 twin with
-ComfyUI's UNETLoader. Every other node (CLIP included) is the same on both sides.
+file with "Wan Diffusion Model Loader (MODEL)" and UMT5 with "Wan UMT5 Loader (CLIP)";
+``comfy_unet`` loads the DiT's dequantized fp32 twin with ComfyUI's UNETLoader and UMT5 with
+ComfyUI's own Wan text encoder (``REFERENCE_CLIP_LOADER``). Every other node is the same on both
+sides; ``loader.clip(name)`` is the side's CLIP loader.
 
-``CLIP_LOADER`` is the one node every graph here loads UMT5 with. ComfyUI's CLIPLoader builds
-UMT5-XXL from a fixed config, so no tiny file loads through it; until our "Wan UMT5 Loader (CLIP)"
-lands it is the test-only WanTestTinyUMT5Loader (ComfyUI's own Wan text encoder at the file's sizes).
-Switch the constant (and ``CLIP_LOADER_INPUTS``) to move every native graph onto the real loader.
+ComfyUI's CLIPLoader builds UMT5-XXL from a fixed config, so no tiny file loads through it: the
+reference side's WanTestTinyUMT5Loader (tests/server/wan_test_helpers.py) is ComfyUI's CLIPLoader
+path ("wan": its T5 and tokenizer classes) with the config read from the file.
 """
 
 from __future__ import annotations
@@ -20,27 +21,35 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-CLIP_LOADER = "WanTestTinyUMT5Loader"
-CLIP_LOADER_INPUTS: dict = {}  # inputs besides clip_name (the real loader may take a device/dtype)
+REFERENCE_CLIP_LOADER = "WanTestTinyUMT5Loader"
 TOLERANCE = 1e-3  # of max|latent|: the issue's bar for a native graph on our loader vs ComfyUI's
 
 
 def clip_loader(name: str) -> dict:
-    return {"class_type": CLIP_LOADER, "inputs": {"clip_name": name, **CLIP_LOADER_INPUTS}}
+    """Our "Wan UMT5 Loader (CLIP)" on ``name``."""
+    return {"class_type": "WanUMT5Loader", "inputs": {"clip_name": name, "device": "default"}}
+
+
+def reference_clip_loader(name: str) -> dict:
+    """ComfyUI's own Wan text encoder on ``name`` (sized from the file)."""
+    return {"class_type": REFERENCE_CLIP_LOADER, "inputs": {"clip_name": name}}
 
 
 def ours(files: dict):
-    """role -> our MODEL loader on ``files[role]`` (its packed/fp8/fp16 file)."""
+    """role -> our MODEL loader on ``files[role]`` (its packed/fp8/fp16 file); .clip: our CLIP loader."""
     def loader(role: str) -> dict:
         return {"class_type": "WanDiffusionModelLoader",
                 "inputs": {"unet_name": Path(files[role]).name, "compute_dtype": "default", "quantization": "disabled"}}
+    loader.clip = clip_loader
     return loader
 
 
 def comfy_unet(twins: dict):
-    """role -> ComfyUI's UNETLoader on the fp32 twin ``twins[role]`` (the dequantized weights)."""
+    """role -> ComfyUI's UNETLoader on the fp32 twin ``twins[role]`` (the dequantized weights);
+    .clip: ComfyUI's own Wan text encoder."""
     def loader(role: str) -> dict:
         return {"class_type": "UNETLoader", "inputs": {"unet_name": Path(twins[role]).name, "weight_dtype": "default"}}
+    loader.clip = reference_clip_loader
     return loader
 
 

@@ -2,8 +2,7 @@
 
 ``shrink`` keeps a graph as shipped except for sizes (32x32, 5 frames; 13 with context windows),
 2 steps and fp32 weights (bf16 convolutions are slow on a CPU), with output names unique to a tag.
-The native graphs shrink the same way (their KSamplerAdvanced split moves inside the 2 steps), and
-their CLIPLoader becomes native_graphs.CLIP_LOADER: ComfyUI's CLIPLoader cannot read a tiny UMT5.
+The native graphs shrink the same way (their KSamplerAdvanced split moves inside the 2 steps).
 """
 
 from __future__ import annotations
@@ -11,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-
-from native_graphs import clip_loader
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE, FRAMES, STEPS = 32, 5, 2
@@ -46,9 +43,6 @@ def shrink(graph: dict, tag: str) -> dict:
                 inputs["start_at_step"] = STEPS // 2
             if inputs["end_at_step"] < 10000:
                 inputs["end_at_step"] = STEPS // 2
-        elif kind == "CLIPLoader":
-            node.clear()
-            node.update(clip_loader(inputs["clip_name"]))
         elif kind == "WanExpertOptions" and inputs["switch_step"] > 0:
             inputs["switch_step"] = STEPS // 2  # the experts still split, inside the shorter run
         elif kind == "WanContextOptions":
