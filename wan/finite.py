@@ -47,10 +47,19 @@ def nonfinite(t: torch.Tensor) -> str | None:
     return None
 
 
+def number_problem(what: str, value) -> str | None:
+    """The message for a NaN or infinite real ``value`` of input ``what`` (the nodes' VALIDATE_INPUTS
+    return it as it is), else None."""
+    if isinstance(value, Real) and not isinstance(value, (bool, int)) and not math.isfinite(float(value)):
+        return f"{what} is {float(value)}: give a finite number"
+    return None
+
+
 def check_number(what: str, value) -> None:
     """WanInputError naming ``what`` when ``value`` is a NaN or infinite real number."""
-    if isinstance(value, Real) and not isinstance(value, (bool, int)) and not math.isfinite(float(value)):
-        raise WanInputError(f"{what} is {float(value)}: give a finite number")
+    problem = number_problem(what, value)
+    if problem is not None:
+        raise WanInputError(problem)
 
 
 def check_fields(options, label: str = "") -> None:
