@@ -51,14 +51,14 @@ def test_option_numbers(make, message):
 
 @pytest.mark.parametrize("sampler", sorted(SAMPLERS))
 def test_nan_model_call_stops_at_its_step(sampler):
-    """A denoiser that goes NaN at its third call: every sampler stops there, naming step 3 of 6,
+    """A denoiser that goes NaN at the third step: every sampler stops there, naming step 3 of 6,
     instead of running the remaining steps."""
     calls = []
 
     def denoise(x, step):
         calls.append(step.index)
         v = torch.full_like(x, 0.1)
-        return v * math.nan if len(calls) == 3 else v
+        return v * math.nan if step.index == 2 else v
 
     sigmas = get_sigmas(6, 5.0, schedule="simple")
     timesteps = sigmas[:-1] * 1000
@@ -66,4 +66,4 @@ def test_nan_model_call_stops_at_its_step(sampler):
     model = flow_to_x0(finite_checked(denoise, "low-noise expert"))
     with pytest.raises(NonFiniteStep, match=r"step 3 of 6 produced NaN values \(low-noise expert\)"):
         SAMPLERS[sampler](model, x, sigmas, timesteps, seed=1, generator=torch.Generator().manual_seed(1))
-    assert len(calls) == 3
+    assert max(calls) == 2 and calls.count(2) == 1
