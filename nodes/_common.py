@@ -45,6 +45,8 @@ from typing import Any, Callable, Hashable
 
 import torch
 
+from ..wan.finite import number_problem
+
 log = logging.getLogger(__name__)
 
 CATEGORY = "Wan"
@@ -65,7 +67,10 @@ _EXTRA_EXTENSIONS = {"diffusion_models": {GGUF}, "text_encoders": {GGUF}}
 
 # ---- input checks (ComfyUI skips its own min/max check for inputs a VALIDATE_INPUTS names) ---------
 def out_of_range(name: str, value, low, high) -> str | None:
-    """The message for a ``value`` outside [low, high], or None (also when the input is not given)."""
+    """The message for a ``value`` outside [low, high] or not finite, or None (also when the input is not
+    given)."""
+    if number_problem(name, value) is not None:
+        return number_problem(name, value)
     if value is not None and not low <= value <= high:
         return f"{name} must be between {low} and {high}, got {value}"
     return None

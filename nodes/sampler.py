@@ -130,8 +130,11 @@ class WanSampler:
         linked values included, are checked here, so a bad switch step, cfg list, boundary or
         scheduler fails before any model loads. Returns the lazy inputs still to evaluate; an input
         that is not connected is absent from ``inputs``."""
+        from ..wan.finite import check_tensor
         from ..wan.job.sample import check_experts
 
+        if isinstance(inputs.get("samples"), dict):  # before any model loads
+            check_tensor("the start latent (samples)", inputs["samples"].get("samples"))
         sampling = _sampling(steps, cfg, shift, seed, sampler, denoise_strength, scheduler, sigmas, noise,
                              expert_options, guidance_options)
         check_experts(sampling, "model_low" in inputs)

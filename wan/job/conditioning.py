@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WanInputError
+from ..finite import check_tensor
 from ..models.vae.wan21 import WAN21_MEAN, WAN21_STD
 from ..models.vae.wan22 import WAN22_MEAN, WAN22_STD
 
@@ -139,6 +140,7 @@ def as_images(images, name: str = "image") -> torch.Tensor:
         images = images[None]
     if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.shape[0] < 1:
         raise WanInputError(f"{name} must be [frames, H, W, 3] (channels last, 0..1), got shape {tuple(images.shape)}")
+    check_tensor(name, images)
     return images[..., :3].float()
 
 
@@ -222,7 +224,7 @@ def i2v_conditioning(
     """
     _check_vae(vae, 16, "image-to-video")
     w, h, f = check_size(width, height, num_frames, 16)
-    start = fit_images(as_images(image, "image")[:f], w, h) if image is not None else None
+    start = fit_images(as_images(image, "start_image")[:f], w, h) if image is not None else None
     end = fit_images(as_images(end_image, "end_image")[-f:], w, h) if end_image is not None else None
     if start is None and end is None:
         raise WanInputError("image-to-video needs a start image, an end image or both")
@@ -259,7 +261,7 @@ def i2v_conditioning(
     if clip_vision is not None:  # the images as given: CLIP crops and resizes them itself
         tokens = []
         if image is not None:
-            tokens.append(clip_vision.encode(as_images(image, "image")[:1]).float())
+            tokens.append(clip_vision.encode(as_images(image, "start_image")[:1]).float())
         if end_image is not None:
             tokens.append(clip_vision.encode(as_images(end_image, "end_image")[-1:]).float())
         clip_fea = torch.cat(tokens, dim=1)
@@ -293,6 +295,7 @@ def vace_conditioning(
     if mask is None:
         m = torch.ones(f, h, w, 1)
     else:
+        check_tensor("VACE mask", mask)
         m = mask.float()
         if m.ndim == 4 and m.shape[-1] == 1:
             m = m[..., 0]
@@ -331,7 +334,7 @@ def ti2v_conditioning(vae, width: int, height: int, num_frames: int, image: torc
     cond = VideoConditioning(w, h, f, 48)
     if image is None:
         return cond
-    start = fit_images(as_images(image, "image")[:f], w, h)
+    start = fit_images(as_images(image, "start_image")[:f], w, h)
     latent = normalize_latent(vae_encode(vae, start))
     shape = cond.latent_shape()
     fixed = torch.zeros(shape, device=latent.device)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
@@ -22,6 +23,7 @@ from ..sampling.guidance import GuidanceOptions
 from ..sampling.noise import check_stream
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps, steps_to_run
+from ..weights.lora import Lora, check_strength
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 QUANTIZATIONS = ("disabled", "fp8_e4m3fn", "fp8_e4m3fn_fast")
@@ -109,6 +111,7 @@ class SamplingOptions:
     guidance: GuidanceOptions | None = None  # CFG-Zero*, skip-layer guidance, NAG
 
     def __post_init__(self):
+        check_fields(self)  # NaN/Inf first: denoise NaN would fail deep in the step count
         if self.sampler not in SAMPLERS:
             raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
         if self.noise is not None:
@@ -176,3 +179,8 @@ class RunOptions:
     context: ContextOptions | None = None
     loras_low: tuple = ()
     offload_device: str | torch.device = "cpu"
+
+    def __post_init__(self):
+        for item in tuple(self.loras) + tuple(self.loras_low):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Lora):
+                check_strength(*item)

@@ -29,9 +29,11 @@ import torch
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
+from ..finite import check_tensor, nonfinite
 from ..runtime.cache import StepCache
 from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
+from ..sampling.loop import NonFiniteStep, finite_checked
 from ..sampling.experts import BOUNDARY_I2V, BOUNDARY_T2V, make_expert_switch, offset_steps, switch_index
 from ..sampling.guidance import GuidanceOptions, make_cfg_denoiser
 from ..sampling.nag import use_nag
@@ -141,6 +143,7 @@ def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: Sampli
     if latents is not None and tuple(latents.shape) != shape:
         raise WanInputError(f"latents of shape {tuple(latents.shape)} do not match the conditioning's {shape} "
                             f"({image.width}x{image.height}, {image.num_frames} frames)")
+    check_tensor("the start latent (samples)", latents)
 
 
 def _experts(dit, dit_low, run: RunOptions) -> list[tuple[torch.nn.Module, tuple]]:
@@ -182,7 +185,11 @@ def _run_experts(s: SamplingOptions, guide: GuidanceOptions, forwards, skips, di
     frames = shape[2]
 
     def chain(module, low: bool, shift: float):
-        return _guided(s, guide, forwards[id(module)], skips.get(id(module)), pos, neg, frames, low, shift)
+        # checked per expert, inside the switch, windows and renumbering: the error names the expert
+        # and the step of the whole run
+        expert = None if dit_low is None else ("low-noise expert" if low else "high-noise expert")
+        return finite_checked(_guided(s, guide, forwards[id(module)], skips.get(id(module)), pos, neg, frames, low,
+                                      shift), expert)
 
     def windows(model):
         return model if run.context is None else make_context_denoiser(model, run.context, frames)
@@ -301,4 +308,7 @@ def sample_video(
                          dict(generator=generator, **reseed))
     for cache in caches:
         log.info("Wan: %s", cache.stats)
+    bad = nonfinite(x)
+    if bad is not None:  # every model call was finite: the sampler's own arithmetic broke
+        raise NonFiniteStep(f"the sampler {s.sampler} produced {bad} values in its last step: stopped")
     return finish(x.float())

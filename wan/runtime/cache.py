@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from ..models.dit.layers import modulate
 from ..sampling.step import Step
 
@@ -59,6 +60,7 @@ class CacheArgs:
     offload_residuals: bool = False
 
     def __post_init__(self):
+        check_fields(self, "cache")
         if self.threshold < 0:
             raise WanInputError(f"cache threshold must be >= 0, got {self.threshold}")
         if self.input not in INPUTS:

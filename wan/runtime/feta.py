@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from ..sampling.step import Step
 from .attention_wrap import AttentionWrap, wrapped_for_run
 
@@ -40,6 +41,7 @@ class FetaArgs:
     end_percent: float = 1.0
 
     def __post_init__(self):
+        check_fields(self, "Enhance-A-Video")
         if self.weight < 0:
             raise WanInputError(f"Enhance-A-Video weight must be >= 0, got {self.weight}")
         if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:

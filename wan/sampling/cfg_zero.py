@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class CFGZeroStar:
     zero_init_steps: int = 0
 
     def __post_init__(self):
+        check_fields(self, "CFG-Zero*")
         if isinstance(self.zero_init_steps, bool) or not isinstance(self.zero_init_steps, int) \
                 or self.zero_init_steps < 0:
             raise WanInputError(f"CFG-Zero* zero_init_steps must be an integer >= 0, got {self.zero_init_steps!r}")

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from .step import Step
 
 SCHEDULES = ("uniform_standard", "uniform_looped", "static_standard", "batched")
@@ -43,6 +44,7 @@ class ContextOptions:
     closed_loop: bool = False
 
     def __post_init__(self):
+        check_fields(self, "context")
         if self.context_length < 1:
             raise WanInputError(f"context_length must be >= 1 latent frame, got {self.context_length}")
         if not 0 <= self.context_overlap < self.context_length:

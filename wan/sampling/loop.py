@@ -1,5 +1,6 @@
 """The plumbing every sampler's loop shares (``samplers.py`` and ``k_samplers.py``): the Steps of a
-run, the cancel poll and the sigma tensor the scalar arithmetic runs on."""
+run, the cancel poll, the sigma tensor the scalar arithmetic runs on, and the check that stops a
+run whose model call went non-finite."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import WanError, WanInputError
+from ..finite import nonfinite
 from .step import Step
 
 X0Model = Callable[[torch.Tensor, Step], torch.Tensor]
@@ -21,6 +23,27 @@ def poll(cancel: Callable[[], bool] | None, step: Step) -> None:
     """Raise ``Cancelled`` when ``cancel()`` says so; called before each model call."""
     if cancel is not None and cancel():
         raise Cancelled(f"sampling cancelled before step {step.index + 1} of {step.total}")
+
+
+class NonFiniteStep(WanError):
+    """A model call of the run returned NaN or Inf: every later step would stay broken, so the run
+    stops instead of writing a black video."""
+
+
+def finite_checked(denoise: Callable[..., torch.Tensor], expert: str | None = None) -> Callable[..., torch.Tensor]:
+    """``denoise`` whose output is checked at every call (one aminmax of a latent): NaN or Inf raises
+    ``NonFiniteStep`` naming the step and ``expert`` (the model that made it, when there are two)."""
+
+    def checked(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
+        out = denoise(x, step, *extra)
+        bad = nonfinite(out)
+        if bad is not None:
+            who = f" ({expert})" if expert else ""
+            raise NonFiniteStep(f"step {step.index + 1} of {step.total} produced {bad} values{who}: stopped; "
+                                "check the LoRAs and their strengths, cfg and the model files")
+        return out
+
+    return checked
 
 
 def make_steps(sigmas: torch.Tensor, timesteps) -> list[Step]:

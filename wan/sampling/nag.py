@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from ..runtime.attention_wrap import AttentionWrap, wrapped_for_run
 
 
@@ -37,6 +38,7 @@ class NAGOptions:
     alpha: float = 0.25
 
     def __post_init__(self):
+        check_fields(self, "NAG")
         if self.scale < 0:
             raise WanInputError(f"NAG scale must be >= 0, got {self.scale}")
         if not self.tau > 0:

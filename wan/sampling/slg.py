@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import WanInputError
+from ..finite import check_fields
 from .schedules import shift_sigma
 from .step import Step
 
@@ -33,6 +34,7 @@ class SkipLayerGuidance:
     rescaling_scale: float = 0.0
 
     def __post_init__(self):
+        check_fields(self, "skip-layer guidance")
         object.__setattr__(self, "layers", tuple(self.layers))
         if not self.layers or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in self.layers):
             raise WanInputError(f"skip-layer guidance layers must be block indices >= 0, got {self.layers!r}")

@@ -230,6 +230,28 @@ DEQUANTIZERS: dict[str, Dequantizer] = {
 }
 
 
+# The fp16 fields of each block, (first byte, count): ``d`` and, where the type has one, ``dmin``/``m``
+# (adjacent in every layout above). Every other field is an integer, so a block dequantizes to
+# non-finite values exactly when one of these is NaN/Inf: a file's quantized weights are checked by
+# reading these bytes alone.
+F16_FIELDS: dict[str, tuple[int, int]] = {
+    "Q8_0": (0, 1), "Q5_1": (0, 2), "Q5_0": (0, 1), "Q4_1": (0, 2), "Q4_0": (0, 1),
+    "Q6_K": (QK_K // 2 + QK_K // 4 + QK_K // 16, 1), "Q5_K": (0, 2), "Q4_K": (0, 2),
+    "Q3_K": (QK_K // 8 + QK_K // 4 + 12, 1), "Q2_K": (QK_K // 16 + QK_K // 4, 2),
+    "IQ4_NL": (0, 1), "IQ4_XS": (0, 1),
+}
+
+
+def block_scales(data: torch.Tensor, qtype: str) -> torch.Tensor:
+    """The fp16 scale fields (``F16_FIELDS``) of packed ``data`` as an [n_blocks, count] fp16 view,
+    or, for the plain types, all of ``data`` as its floats; no copy."""
+    if qtype in ("F32", "F16", "BF16"):
+        return data.view({"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[qtype])
+    start, count = F16_FIELDS[qtype]
+    blocks = data.reshape(-1, quant_sizes(qtype)[1])
+    return blocks[:, start:start + 2 * count].view(torch.float16)
+
+
 def packed_nbytes(qtype: str, shape) -> int:
     """Bytes that ``shape`` elements take in ``qtype`` (the row length must fill whole blocks)."""
     block, size = quant_sizes(qtype)

@@ -15,6 +15,7 @@ import struct
 import torch
 
 from ..errors import WanFileError
+from .finite import check_finite_weights
 from .gguf import read_gguf
 
 # llama.cpp -> HF T5 names, applied as substring replacements in this order (as ComfyUI-GGUF does)
@@ -54,6 +55,7 @@ def gguf_text_encoder_state_dict(path: str | os.PathLike, dtype: torch.dtype = t
     """
     path = os.fspath(path)
     state, meta = read_gguf(path, architectures=T5_ARCHITECTURES)
+    check_finite_weights(state, path)
     out: dict = {}
     for name, value in state.items():
         key = hf_name(name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import WanFileError
+from .finite import check_finite_weights
 from .fp8 import has_fp8, pack_fp8_state_dict
 from .gguf import GGUF_MAGIC, read_gguf, read_gguf_header
 from .safetensors import read_safetensors, read_safetensors_header
@@ -44,14 +45,16 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
 
     GGUF quantized tensors come back packed (``is_packed``); so do fp8 safetensors weights when
     ``pack_fp8`` (scaled fp8 markers and scales folded in). ``architectures`` limits which GGUF
-    architectures are accepted.
+    architectures are accepted. A tensor holding NaN or Inf is refused (``finite``).
     """
     path = os.fspath(path)
     kind = sniff(path)
     if kind == "gguf":
         state, _ = read_gguf(path, architectures=architectures)
+        check_finite_weights(state, path)
         return state
     state = read_safetensors(path)
+    check_finite_weights(state, path)
     if pack_fp8 and has_fp8(state):
         state = pack_fp8_state_dict(state, path)
     return state

@@ -6,7 +6,7 @@ never the other way round."""
 
 from .apply import LoraChain, LoraHandle, apply_loras, chain_add, merge_weight
 from .check import HIGH_NOISE, LOW_NOISE, check_loras, no_match_message, refuse_unmatched
-from .parse import Diff, Lora, LowRank, MatchReport, load_lora
+from .parse import MAX_DELTA, Diff, Lora, LowRank, MatchReport, check_strength, load_lora
 
 __all__ = ["Diff", "HIGH_NOISE", "LOW_NOISE", "Lora", "LoraChain", "LoraHandle", "LowRank", "MatchReport",
-           "apply_loras", "chain_add", "check_loras", "load_lora", "merge_weight", "no_match_message", "refuse_unmatched"]
+           "apply_loras", "chain_add", "check_loras", "check_strength", "MAX_DELTA", "load_lora", "merge_weight", "no_match_message", "refuse_unmatched"]

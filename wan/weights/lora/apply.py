@@ -32,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...errors import WanFileError, WanInputError
-from .parse import Lora, LowRank, MatchReport, Patch, _is_packed, _tensors
+from ...finite import nonfinite
+from .parse import Lora, LowRank, MatchReport, Patch, _is_packed, _tensors, check_strength
 from .check import no_match_message
 from .formats import build_index
 
@@ -44,7 +45,7 @@ MERGE_MODES = ("auto", "copy", "inplace")
 
 def chain_add(chain: LoraChain | None, lora: Lora, strength: float | None = None) -> tuple:
     """A new chain with ``lora`` appended (upstream chains are never mutated)."""
-    return tuple(chain or ()) + ((lora, lora.strength if strength is None else float(strength)),)
+    return tuple(chain or ()) + ((lora, lora.strength if strength is None else check_strength(lora, strength)),)
 
 
 def _normalise(loras) -> list[tuple[Lora, float]]:
@@ -55,7 +56,7 @@ def _normalise(loras) -> list[tuple[Lora, float]]:
         if isinstance(item, Lora):
             out.append((item, item.strength))
         elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], Lora):
-            out.append((item[0], float(item[1])))
+            out.append((item[0], check_strength(item[0], item[1])))
         else:
             raise WanInputError(f"expected a Lora or (Lora, strength), got {type(item).__name__}")
     return out
@@ -192,6 +193,7 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
     tensors = _tensors(model)
     index = build_index({k: tuple(t.shape) for k, (_, _, t) in tensors.items()})
     per_target: dict[str, list[tuple[Patch, float]]] = {}
+    sources: dict[str, list[str]] = {}  # target -> the LoRA files patching it, for errors
     reports = []
     for lora, strength in chain:
         patches, report = lora.resolve(index)
@@ -206,6 +208,7 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
             continue  # checked, but nothing to apply
         for target, plist in patches.items():
             per_target.setdefault(target, []).extend((p, strength) for p in plist)
+            sources.setdefault(target, []).append(lora.name)
 
     handle = LoraHandle(model, reports)
     runtime: dict[nn.Module, list] = {}
@@ -220,6 +223,10 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
                 handle.runtime.append(target)
                 continue
             merged = merge_weight(t, plist)
+            bad = nonfinite(merged)
+            if bad is not None:
+                raise WanInputError(f"LoRA {' + '.join(sources[target])} makes {target} {bad} in "
+                                    f"{str(merged.dtype).replace('torch.', '')}: lower the strength")
             if merge == "inplace" or (merge == "auto" and t.device.type not in ("cpu", "meta")):
                 handle._write(t, merged)
             else:

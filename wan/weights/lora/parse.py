@@ -10,6 +10,7 @@ Applying them lives in ``lora_apply`` and is re-exported here.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections import Counter
@@ -19,11 +20,18 @@ from typing import Mapping, Union
 import torch
 import torch.nn as nn
 
-from ...errors import WanFileError
+from ...errors import WanFileError, WanInputError
+from ...finite import check_number
 from ...models.identify import identify
 from .fit import Placement, notes
 from .formats import NameIndex, build_index, guess_foreign, resolve_site, split_key
+from ..finite import check_finite_weights
 from ..safetensors import read_safetensors
+
+# The largest change a LoRA may make to one weight value, strength included. Wan's weights are of
+# order 1; a change past fp16's range (the narrowest dtype a Wan model computes in) comes from no
+# training run: it is a broken alpha or strength, and would turn every frame black.
+MAX_DELTA = 65504.0
 
 # ----------------------------------------------------------------------------------------------
 # Patches
@@ -55,6 +63,11 @@ class LowRank:
         return (self.up.dim() >= 2 and self.up.shape[1] == self.rank and len(shape) >= 2
                 and shape[0] == out and _numel(shape) == out * inner)
 
+    @property
+    def reach(self) -> float:
+        """An upper bound of |scale * up @ down| over its elements (rank * max|up| * max|down|)."""
+        return abs(self.scale) * self.rank * _amax(self.up) * _amax(self.down)
+
     def delta(self, shape, device, strength: float) -> torch.Tensor:
         """strength * scale * up @ down in fp32, shaped like the weight."""
         up = self.up.to(device=device, dtype=torch.float32).flatten(1)
@@ -75,8 +88,17 @@ class Diff:
     def fits(self, shape: tuple[int, ...]) -> bool:
         return tuple(self.diff.shape) == tuple(shape)
 
+    @property
+    def reach(self) -> float:
+        """The largest |change| it makes to a value."""
+        return _amax(self.diff)
+
     def delta(self, shape, device, strength: float) -> torch.Tensor:
         return strength * self.diff.to(device=device, dtype=torch.float32)
+
+
+def _amax(t: torch.Tensor) -> float:
+    return float(t.detach().abs().amax()) if t.numel() else 0.0
 
 
 Patch = Union[LowRank, Diff]
@@ -191,6 +213,11 @@ class Lora:
     def __repr__(self) -> str:
         return f"Lora({self.name!r}, {len(self.entries)} patches, strength={self.strength})"
 
+    @functools.cached_property
+    def reach(self) -> float:
+        """The largest change to one weight value any of its patches makes at strength 1 (a bound)."""
+        return max((e.patch.reach for e in self.entries), default=0.0)
+
     def resolve(self, index: NameIndex, expert: str | None = None) -> tuple[dict[str, list[Patch]], MatchReport]:
         """Map onto one model: ({official parameter: [patches]}, report)."""
         out: dict[str, list[Patch]] = {}
@@ -239,6 +266,7 @@ def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
     """Parse a LoRA safetensors file (any supported dialect). Raises WanFileError for non-LoRAs."""
     path = os.fspath(path)
     sd = _read(path)
+    check_finite_weights(sd, path)
     groups: dict[str, dict[str, torch.Tensor]] = {}
     unsupported: Counter = Counter()
     unknown: list[str] = []
@@ -264,7 +292,13 @@ def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
                 alpha = float(g["alpha"].float().reshape(-1)[0])
                 if not math.isfinite(alpha):
                     raise WanFileError(path, f"LoRA alpha of {raw!r} is {alpha}, not a finite number")
-            entries.append(Entry(raw, "weight", LowRank(g["up"], g["down"], alpha)))
+            patch = LowRank(g["up"], g["down"], alpha)
+            if not patch.reach <= MAX_DELTA:
+                scale = "no alpha" if alpha is None else f"alpha {alpha:g}"
+                raise WanFileError(path, f"LoRA pair {raw!r}: {scale} at rank {patch.rank} makes changes of "
+                                   f"up to {patch.reach:.3g} to a weight (at most {MAX_DELTA:g} is plausible): "
+                                   "a broken alpha")
+            entries.append(Entry(raw, "weight", patch))
         elif "up" in g or "down" in g:
             unknown.append(raw + (".up" if "up" in g else ".down") + " (its pair is missing)")
         if "diff" in g:
@@ -279,7 +313,24 @@ def load_lora(path: str | os.PathLike, strength: float = 1.0) -> Lora:
                                + ", ".join(sorted(unsupported)) + "); plain LoRA and diff patches are supported")
         raise WanFileError(path, "is not a LoRA: no lora_A/lora_B, lora_down/lora_up or diff tensors; "
                            f"it looks like {_what_it_is(sd)}")
-    return Lora(path, entries, float(strength), dict(unsupported), unknown)
+    for e in entries:
+        if isinstance(e.patch, Diff) and not e.patch.reach <= MAX_DELTA:
+            raise WanFileError(path, f"LoRA diff {e.raw!r} changes a weight by up to {e.patch.reach:.3g} (at most "
+                               f"{MAX_DELTA:g} is plausible): a broken file")
+    lora = Lora(path, entries, 1.0, dict(unsupported), unknown)
+    lora.strength = check_strength(lora, strength)
+    return lora
+
+
+def check_strength(lora: Lora, strength) -> float:
+    """``strength`` as a float, or WanInputError naming the LoRA when it is not finite or scales its
+    changes past ``MAX_DELTA``."""
+    check_number(f"strength of LoRA {lora.name}", strength)
+    strength = float(strength)
+    if abs(strength) * lora.reach > MAX_DELTA:
+        raise WanInputError(f"strength {strength:g} of LoRA {lora.name} makes changes of up to "
+                            f"{abs(strength) * lora.reach:.3g} to a weight (at most {MAX_DELTA:g} is plausible)")
+    return strength
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,4 +366,4 @@ def _shapes(params) -> dict[str, tuple[int, ...] | None]:
     return {k: None for k in params}
 
 
-__all__ = ["Diff", "Lora", "LowRank", "MatchReport", "load_lora"]
+__all__ = ["MAX_DELTA", "Diff", "Lora", "LowRank", "MatchReport", "check_strength", "load_lora"]
