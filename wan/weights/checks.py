@@ -11,11 +11,61 @@ from ..errors import WanFileError
 
 _BLOCK = re.compile(r"^((?:\w+\.)*?\w*blocks\.\d+)\.")
 _LISTED = 6  # names quoted per problem; the rest are counted
+# No released model has a width, vocabulary or kernel dimension near 2^20; a larger one read from a
+# header is a hostile claim that would make even a meta-device model overflow its size arithmetic.
+MAX_MODEL_DIM = 1 << 20
 
 
 def shape_of(value) -> tuple[int, ...]:
     """The logical shape of a tensor, a packed tensor or a shape read from a header."""
     return tuple(value) if isinstance(value, (tuple, list)) else tuple(value.shape)
+
+
+def model_dims(value, name: str, path, ndim: int | None = None) -> tuple[int, ...]:
+    """The shape of tensor ``name`` after checking it can size a model: ``ndim`` dimensions (when
+    given), each 1..MAX_MODEL_DIM. A zero or huge dimension is refused before anything is built."""
+    shape = shape_of(value)
+    if ndim is not None and len(shape) != ndim:
+        raise WanFileError(path, f"{name} has shape {shape}, expected {ndim} dimensions")
+    if not shape or not all(1 <= d <= MAX_MODEL_DIM for d in shape):
+        raise WanFileError(path, f"{name} has shape {shape}: every dimension of a model's tensor must be "
+                           f"1..{MAX_MODEL_DIM}")
+    return shape
+
+
+def block_count(keys, prefix: str, path, what: str, first_only=()) -> int:
+    """How many blocks ``prefix``0., ``prefix``1., ... the names hold, checked against the names
+    themselves: the numbers must run 0..n-1 and every block must hold each tensor block 0 holds
+    (except the ``first_only`` suffixes), so a count is backed by a complete set of tensors and
+    a lone far index (blocks.99999.*) is refused before a model of that size is built."""
+    rx = re.compile(re.escape(prefix) + r"(\d+)\.(.+)$")
+    blocks: dict[int, set[str]] = {}
+    for k in keys:
+        if m := rx.match(k):
+            blocks.setdefault(int(m.group(1)), set()).add(m.group(2))
+    if not blocks:
+        return 0
+    n = max(blocks) + 1
+    if len(blocks) != n:
+        absent = n - len(blocks)
+        runs, start = [], None
+        for i in range(n + 1):  # runs of absent numbers, said as first..last
+            if i < n and i not in blocks:
+                start = i if start is None else start
+            elif start is not None:
+                runs.append(f"{prefix}{start}" + (f"..{i - 1}" if i - 1 > start else ""))
+                start = None
+        shown = ", ".join(runs[:_LISTED]) + (f" and {len(runs) - _LISTED} more runs" if len(runs) > _LISTED else "")
+        raise WanFileError(path, f"{what}: the highest block is {prefix}{n - 1} but {absent} of the "
+                           f"blocks below it are missing ({shown}): a partial file, or a stray tensor")
+    need = blocks[0] - set(first_only)
+    for i in range(1, n):
+        if lacking := sorted(need - blocks[i]):
+            listed = ", ".join(f"{prefix}{i}.{s}" for s in lacking[:_LISTED])
+            more = f" and {len(lacking) - _LISTED} more" if len(lacking) > _LISTED else ""
+            raise WanFileError(path, f"{what}: block {i} of {n} is incomplete, missing {listed}{more} "
+                               "(a partial file, or a stray tensor)")
+    return n
 
 
 def _listing(names: list[str], model_names=()) -> str:

@@ -67,8 +67,9 @@ def _parse_header(path: str) -> tuple[dict, dict, int, int]:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and Python's own refusal of integers of over 4300
         # digits; RecursionError deep nesting. Neither message is quoted: it would quote the file.
-        raise WanFileError(path, f"header is not valid JSON ({exc.__class__.__name__}): not a "
-                           "safetensors file, or corrupt") from None
+        why = "an integer of over 4300 digits" if "digits" in str(exc) else exc.__class__.__name__
+        raise WanFileError(path, f"header is not valid JSON ({why}): not a safetensors file, or "
+                           "corrupt") from None
     if not isinstance(header, dict):
         raise WanFileError(path, "header is not a JSON object: corrupt safetensors file")
     data_start = 8 + n
