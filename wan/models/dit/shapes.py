@@ -26,16 +26,17 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
     name is the matching preset's; Wan2.1 T2V 14B and each Wan2.2 T2V A14B expert have identical
     tensors, so both come back as "t2v_14b". Shapes without a preset give a config named
     "custom_<model_type>". The caller has made sure the tensors are a Wan DiT's (``identify``);
-    missing or inconsistent ones raise WanFileError. The block count is backed by the tensors:
-    numbers 0..n-1, each block complete (``block_count``), and every dimension read here is
-    checked (``model_dims``), so nothing a header merely claims sizes the model.
+    missing or inconsistent ones raise WanFileError. The block count must be backed by the
+    tensors (``block_count``) and every dimension read here is bounded (``model_dims``), so no
+    model is built for what a header merely claims; a few missing tensors are left for the
+    loader's check to name.
     """
     if not state_dict:
         raise WanFileError(path, "holds no tensors: an empty file")
     sd = dit_to_official(state_dict)
     num_layers = block_count(sd, "blocks.", path, "Wan DiT")
     missing = [k for k in _REQUIRED if k not in sd]
-    ffn = "blocks.0.ffn.0.weight"
+    ffn = "blocks.0.ffn.0.weight"  # a file without block 0 is refused: nothing to size the blocks by
     if ffn not in sd:
         missing.append(ffn)
     if missing:
@@ -64,8 +65,7 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
         if "img_emb.emb_pos" in sd:
             fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos", 3)[1])
     if "vace_patch_embedding.weight" in sd:
-        # block 0 alone holds before_proj (the projection of the VACE context into the first block)
-        n = block_count(sd, "vace_blocks.", path, "Wan DiT VACE", first_only=("before_proj.weight", "before_proj.bias"))
+        n = block_count(sd, "vace_blocks.", path, "Wan DiT VACE")
         if not 0 < n <= num_layers:
             raise WanFileError(path, f"VACE patch embedding without usable VACE blocks ({n} for {num_layers} blocks)")
         fields.update(vace_in_dim=shape("vace_patch_embedding.weight", 5)[1],

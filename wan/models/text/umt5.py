@@ -238,7 +238,7 @@ def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
             "this is a T5 v1.1 encoder (one shared position table, e.g. Flux/SD3 t5xxl), "
             "not the UMT5-XXL encoder that Wan uses (umt5_xxl_*.safetensors)",
         )
-    # the count is backed by complete blocks, the sizes by bounded dimensions: a stray
+    # the count is backed by the blocks present, the sizes by bounded dimensions: a stray
     # blocks.99999.* or a zero-width table is refused before the (meta) model is built
     layers = block_count(sd, "blocks.", path, "UMT5 text encoder")
     vocab, dim = model_dims(sd["token_embedding.weight"], "token_embedding.weight", path, 2)
