@@ -58,8 +58,9 @@ class WanTextEncode:
         }}
 
     def encode(self, text_encoder, positive_prompt, negative_prompt):
-        from ..wan.job.conditioning import encode_prompts
+        from ..wan.job.conditioning import encode_prompts, prompt_list
 
+        prompt_list(negative_prompt, "negative_prompt")  # the node always has one (None means none in the API)
         with on_device(text_encoder.model, main_device()):
             embeds = encode_prompts(text_encoder, positive_prompt, negative_prompt)
         return (embeds._replace(positive=embeds.positive.cpu(), negative=embeds.negative.cpu()),)

@@ -7,6 +7,7 @@ import os
 
 from ..wan import video
 from ..wan.errors import WanInputError
+from ..wan.video_checks import FPS_RANGE, fps_problem, prefix_problem
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class WanVideoCombine:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "The frames, in order."}),
-                "frame_rate": ("FLOAT", {"default": 16.0, "min": 0.01, "max": 240.0, "step": 1.0,
+                "frame_rate": ("FLOAT", {"default": 16.0, "min": FPS_RANGE[0], "max": FPS_RANGE[1], "step": 1.0,
                                          "tooltip": "Frames per second (Wan 2.1: 16, Wan 2.2 TI2V-5B: 24)."}),
                 "loop_count": ("INT", {"default": 0, "min": 0, "max": 100,
                                        "tooltip": "gif/webp: times to repeat; 0 loops forever."}),
@@ -49,8 +50,8 @@ class WanVideoCombine:
     @classmethod
     def VALIDATE_INPUTS(cls, frame_rate=None, filename_prefix=None):
         # Widget values only: a linked input arrives as None and is checked when the node runs.
-        if frame_rate is not None and not frame_rate > 0:
-            return f"frame_rate must be > 0, got {frame_rate}"
+        if frame_rate is not None and (problem := fps_problem(frame_rate)):
+            return problem
         if filename_prefix is not None:
             problem = prefix_problem(filename_prefix)
             if problem:
@@ -66,8 +67,8 @@ class WanVideoCombine:
         import folder_paths
         from comfy.cli_args import args
 
-        problem = prefix_problem(filename_prefix)
-        if problem:
+        problem = prefix_problem(filename_prefix) or fps_problem(frame_rate)
+        if problem:  # a linked value skips VALIDATE_INPUTS: the same checks, before any work
             raise WanInputError(problem)
         if images.shape[0] == 0:
             raise WanInputError("images is an empty batch: there are no frames to write")
@@ -103,24 +104,6 @@ class WanVideoCombine:
         )
         ui = {"images": [{"filename": file, "subfolder": subfolder, "type": kind}], "animated": (True,)}
         return {"ui": ui, "result": (str(path),)}
-
-
-def prefix_problem(prefix: str) -> str | None:
-    """Why ``prefix`` cannot name a file inside the output folder, or None if it can."""
-    if not prefix or not prefix.strip():
-        return "filename_prefix is empty"
-    if os.path.isabs(prefix) or prefix.startswith(("/", "\\")) or os.path.splitdrive(prefix)[0]:
-        return f"filename_prefix must be relative to the output folder, got the absolute path {prefix!r}"
-    if any(ord(ch) < 32 for ch in prefix):
-        return f"filename_prefix {prefix!r} contains control characters (NUL, newline, ...)"
-    parts = os.path.normpath(prefix.replace("\\", "/")).split(os.sep)
-    if parts and parts[0] == "..":
-        return f"filename_prefix {prefix!r} points outside the output folder ('..' is not allowed)"
-    # File systems cap one name at 255 bytes; the last part also gets a "_00001_.webm"-style suffix.
-    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
-    if longest > 255 - len("_00001_.webm") - 1:
-        return f"filename_prefix has a folder or file name of {longest} bytes; the limit is 242"
-    return None
 
 
 NODE_CLASS_MAPPINGS = {"WanVideoCombine": WanVideoCombine}

@@ -223,9 +223,9 @@ def test_metadata_in_gif_comment(tmp_path):
     [
         (torch.zeros(0, 24, 32, 3), {}, "empty"),
         ([], {}, "empty"),
-        (_flat_frames(2), {"fps": 0}, "frame rate must be > 0"),
-        (_flat_frames(2), {"fps": -1}, "frame rate must be > 0"),
-        (_flat_frames(2), {"fps": float("nan")}, "frame rate"),
+        (_flat_frames(2), {"fps": 0}, "frame_rate must be from 0.01 to 240"),
+        (_flat_frames(2), {"fps": -1}, "frame_rate must be from 0.01 to 240"),
+        (_flat_frames(2), {"fps": float("nan")}, "frame_rate must be"),
         (_flat_frames(2), {"format": "video/avi"}, "unknown video format 'video/avi'"),
         (torch.zeros(2, 24, 32), {}, r"\[N, H, W, C\]"),
         (torch.zeros(2, 24, 32, 1), {}, r"frame 0 must be \[H, W, 3\]"),

@@ -25,3 +25,10 @@ class WanFileError(WanError, ValueError):
 
 class WanInputError(WanError, ValueError):
     """A parameter outside what the operation accepts."""
+
+
+def brief(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message names what a file claims (a tensor name,
+    a shape) without copying a hostile header's megabytes into the UI."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import secrets
 import struct
@@ -33,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .errors import WanInputError
+from .video_checks import NAME_MAX_BYTES, fps_problem, short
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,10 @@ def write_video(
     path = Path(path)
     if not path.parent.is_dir():
         raise WanInputError(f"output folder does not exist: {path.parent}")
+    name_bytes = len(path.stem.encode("utf-8", "surrogatepass")) + len("..12345678.part")
+    if name_bytes > NAME_MAX_BYTES:  # the temporary name below must fit the file system too
+        raise WanInputError(f"file name {short(path.name)} is too long: {name_bytes} bytes while it is "
+                            f"written; the limit is {NAME_MAX_BYTES}")
     # Not mkstemp: its 0600 mode would survive the rename; O_EXCL still guards against clashes.
     tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
@@ -159,13 +163,9 @@ def _format(format: str) -> VideoFormat:
 
 
 def _check_fps(fps) -> float:
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        raise WanInputError(f"frame rate must be a number > 0, got {fps!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise WanInputError(f"frame rate must be > 0, got {fps!r}")
-    return value
+    if problem := fps_problem(fps):
+        raise WanInputError(problem)
+    return float(fps)
 
 
 def _check_crf(fmt: VideoFormat, format: str, crf) -> int | None:

@@ -175,17 +175,25 @@ def _check_vae(vae, channels: int, task: str) -> None:
 
 
 # -- prompts -------------------------------------------------------------------------------------
+def prompt_list(value, name: str) -> list[str]:
+    """``value`` (a prompt or a list of prompts) as a list, or WanInputError naming input ``name``."""
+    prompts = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise WanInputError(f"{name} must be text (or a non-empty list of texts), got {type(value).__name__}")
+    return prompts
+
+
 def encode_prompts(text_encoder, positive: str | Sequence[str], negative: str | Sequence[str] | None = "") -> PromptEmbeds:
     """UMT5 embeddings of the prompts, float32 [B, 512, dim]; ``negative=None`` gives no negative
     (for cfg = 1)."""
-    pos = [positive] if isinstance(positive, str) else list(positive)
+    pos = prompt_list(positive, "positive_prompt")
     neg = None
     if negative is not None:
-        neg = [negative] if isinstance(negative, str) else list(negative)
+        neg = prompt_list(negative, "negative_prompt")
         if len(neg) == 1 and len(pos) > 1:
             neg = neg * len(pos)
         if len(neg) != len(pos):
-            raise WanInputError(f"{len(pos)} prompts but {len(neg)} negative prompts")
+            raise WanInputError(f"{len(pos)} positive_prompt texts but {len(neg)} negative_prompt texts")
     if neg is not None and len(pos) == 1:
         emb, _ = text_encoder.encode(pos + neg)
         return PromptEmbeds(emb[:1], emb[1:])

@@ -9,7 +9,6 @@ optional short-side resize + centre crop, quantisation to 8-bit levels, CLIP mea
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 
 from .identify import identify
 from ..errors import WanFileError, WanInputError
-from ..weights.checks import check_tensors
+from ..weights.checks import block_count, check_tensors, model_dims
 from ..weights.names import CLIP_VISION, strip_prefix
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -167,9 +166,6 @@ class CLIPVisionH(nn.Module):
         return self(self.preprocess(images.to(device), crop=crop)).float()
 
 
-_LAYER_RE = re.compile(r"^vision_model\.encoder\.layers\.(\d+)\.")
-
-
 def clip_vision_config_from_state_dict(sd: dict, path=None, heads: int | None = None) -> CLIPVisionConfig:
     """Shapes -> config. Head count is not in the shapes: 16 for every released CLIP vision width."""
     key = "vision_model.embeddings.patch_embedding.weight"
@@ -178,12 +174,15 @@ def clip_vision_config_from_state_dict(sd: dict, path=None, heads: int | None = 
         hint = "; use ComfyUI's clip_vision_h.safetensors" if who.role == "clip_vision" else ""
         raise WanFileError(path, "not a CLIP vision encoder in the HF/ComfyUI layout: it looks like "
                            f"{who.detail}{hint}")
-    hidden, _, patch, _ = sd[key].shape
-    tokens = sd["vision_model.embeddings.position_embedding.weight"].shape[0]
+    hidden, _, patch, _ = model_dims(sd[key], key, path, 4)
+    tokens = model_dims(sd["vision_model.embeddings.position_embedding.weight"],
+                        "vision_model.embeddings.position_embedding.weight", path, 2)[0]
     grid = math.isqrt(tokens - 1)
     if grid * grid != tokens - 1:
         raise WanFileError(path, f"position embedding of {tokens} tokens is not 1 + a square grid")
-    layers = 1 + max(int(m.group(1)) for k in sd if (m := _LAYER_RE.match(k)))
+    layers = block_count(sd, "vision_model.encoder.layers.", path, "CLIP vision encoder")
+    if not layers:
+        raise WanFileError(path, "CLIP vision encoder without layers (vision_model.encoder.layers.0.* missing)")
     if heads is None:
         if hidden % 16:
             raise WanFileError(path, f"width {hidden} is not a released CLIP size; pass the head count")
@@ -195,7 +194,8 @@ def clip_vision_config_from_state_dict(sd: dict, path=None, heads: int | None = 
         hidden=int(hidden),
         layers=layers,
         heads=heads,
-        intermediate=int(sd["vision_model.encoder.layers.0.mlp.fc1.weight"].shape[0]),
+        intermediate=model_dims(sd["vision_model.encoder.layers.0.mlp.fc1.weight"],
+                                "vision_model.encoder.layers.0.mlp.fc1.weight", path, 2)[0],
         patch=int(patch),
         image_size=int(grid * patch),
         projection=int(proj.shape[0]) if proj is not None else int(hidden),

@@ -11,11 +11,50 @@ from ..errors import WanFileError
 
 _BLOCK = re.compile(r"^((?:\w+\.)*?\w*blocks\.\d+)\.")
 _LISTED = 6  # names quoted per problem; the rest are counted
+# No released model has a width, vocabulary or kernel dimension near 2^20; a larger one read from a
+# header is a hostile claim that would make even a meta-device model overflow its size arithmetic.
+MAX_MODEL_DIM = 1 << 20
 
 
 def shape_of(value) -> tuple[int, ...]:
     """The logical shape of a tensor, a packed tensor or a shape read from a header."""
     return tuple(value) if isinstance(value, (tuple, list)) else tuple(value.shape)
+
+
+def model_dims(value, name: str, path, ndim: int | None = None) -> tuple[int, ...]:
+    """The shape of tensor ``name`` after checking it can size a model: ``ndim`` dimensions (when
+    given), each 1..MAX_MODEL_DIM. A zero or huge dimension is refused before anything is built."""
+    shape = shape_of(value)
+    if ndim is not None and len(shape) != ndim:
+        raise WanFileError(path, f"{name} has shape {shape}, expected {ndim} dimensions")
+    if not shape or not all(1 <= d <= MAX_MODEL_DIM for d in shape):
+        raise WanFileError(path, f"{name} has shape {shape}: every dimension of a model's tensor must be "
+                           f"1..{MAX_MODEL_DIM}")
+    return shape
+
+
+def block_count(keys, prefix: str, path, what: str) -> int:
+    """How many blocks ``prefix``0., ``prefix``1., ... the names claim (the highest number + 1),
+    refused unless the names back the claim: the blocks present must hold at least half the
+    tensors that many blocks need (counted as the fullest block holds them). A model is only
+    built for a count the file backs; a lone far index (blocks.99999.*) is refused at once, while
+    a partial file with a few blocks or tensors missing is left to ``check_tensors``, which names
+    each one."""
+    rx = re.compile(re.escape(prefix) + r"(\d+)\.(.+)$")
+    blocks: dict[int, set[str]] = {}
+    for k in keys:
+        if m := rx.match(k):
+            blocks.setdefault(int(m.group(1)), set()).add(m.group(2))
+    if not blocks:
+        return 0
+    n = max(blocks) + 1
+    per_block = max(len(v) for v in blocks.values())
+    present = sum(len(v) for v in blocks.values())
+    if 2 * present < n * per_block:
+        raise WanFileError(path, f"{what}: the highest block number, {prefix}{n - 1}, claims {n} blocks, "
+                           f"but the file holds tensors of {len(blocks)} blocks ({present} of the "
+                           f"{n * per_block} that {n} blocks need): a stray tensor, or a partial file")
+    return n
 
 
 def _listing(names: list[str], model_names=()) -> str:

@@ -1,10 +1,12 @@
-"""Validated GGUF reading: our own bounded header walk first, then gguf-py's memory-mapped reader.
+"""Validated GGUF reading: our own bounded header walk, then views of a private memory map.
 
-gguf-py trusts the counts and lengths it reads (a hostile tensor count or string length makes it
-allocate or loop without bound), so before it sees a file we walk the whole header ourselves with
-every count and length checked against the bytes that remain, and check every tensor's type,
-shape, offset and size against the data section. Any problem becomes a ``WanFileError`` naming
-the file and the problem.
+gguf-py's reader trusts the counts and lengths it reads (a hostile tensor count or string length
+makes it allocate or loop without bound, and it turns every array item into its own numpy view), so
+it never reads a file here: we walk the whole header ourselves with every count and length checked
+against the bytes that remain, and check every tensor's type, shape, offset and size against the
+data section. Metadata arrays are bounded: a tokenizer's arrays by a vocabulary size no real
+tokenizer reaches, any other long array is stepped over without being read (none that we use is
+long). Any problem becomes a ``WanFileError`` naming the file and the problem, never quoting it.
 
 Wan files follow ComfyUI-GGUF's conventions: architecture "wan", the original tensor names,
 small and sensitive tensors stored F32/F16/BF16 (returned as plain tensors), quantized 2-D
@@ -21,10 +23,9 @@ import warnings
 
 import numpy as np
 import torch
-from gguf import GGUFReader
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from ..errors import WanFileError
+from ..errors import WanFileError, brief
 from .dequant import DEQUANTIZERS
 from .packed import PackedTensor
 
@@ -32,6 +33,12 @@ GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 MAX_DIMS = 5  # ggml stops at 4, but Wan GGUFs store patch_embedding as a 5-D tensor
 MAX_ARRAY_NESTING = 3
+# tokenizer.ggml.* arrays are read whole: UMT5 has 256,384 pieces, the largest released vocabularies
+# about 262k; a longer one is no real tokenizer's. Other arrays longer than MAX_KEPT_ARRAY are
+# skipped (recorded as a SkippedArray): nothing this pack reads keeps more than a shape in one.
+MAX_VOCABULARY = 1 << 20
+MAX_KEPT_ARRAY = 1 << 16
+TOKENIZER_PREFIX = "tokenizer."
 ORIG_SHAPE_PREFIX = "comfy.gguf.orig_shape."
 PLAIN_TYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 INT_TYPES = {24: ("I8", torch.int8, 1), 25: ("I16", torch.int16, 2), 26: ("I32", torch.int32, 4),
@@ -47,6 +54,10 @@ _MIN_SIZE = {**{k: v[1] for k, v in _SCALARS.items()}, 8: 8, 9: 12}
 
 ARCH_DESCRIPTIONS = {"wan": "Wan diffusion model", "t5": "T5/UMT5 text encoder",
                      "t5encoder": "T5/UMT5 text encoder"}
+
+
+class SkippedArray(tuple):
+    """What stands for a metadata array too long to be kept: (item type id, length)."""
 
 
 class _Cursor:
@@ -90,11 +101,18 @@ class _Cursor:
                                "left: corrupt or hostile file")
         return n
 
-    def value(self, vtype: int, what: str, depth: int = 0):
+    def skip_string(self, what: str) -> None:
+        n = self.u64(f"length of {what}")
+        self.need(n, f"{what} ({n} bytes)")
+        self.pos += n
+
+    def value(self, vtype: int, what: str, depth: int = 0, limit: int = MAX_KEPT_ARRAY, keep: bool = True):
+        """One value; arrays longer than ``limit`` come back as a SkippedArray, stepped over unread.
+        With ``keep`` False the value is only stepped over (its bytes still checked)."""
         if vtype in _SCALARS:
             return self.scalar(*_SCALARS[vtype], what)
         if vtype == 8:
-            return self.string(what)
+            return self.string(what) if keep else self.skip_string(what)
         if vtype != 9:
             raise WanFileError(self.path, f"{what}: unknown value type {vtype}")
         if depth >= MAX_ARRAY_NESTING:
@@ -103,12 +121,16 @@ class _Cursor:
         if itype not in _MIN_SIZE:
             raise WanFileError(self.path, f"{what}: unknown array item type {itype}")
         n = self.count(f"{what} array length", _MIN_SIZE[itype])
+        keep = keep and n <= limit
         if itype in _NUMPY:
             size = n * _MIN_SIZE[itype]
-            arr = np.frombuffer(self.buf, dtype=_NUMPY[itype], count=n, offset=self.pos)
+            arr = np.frombuffer(self.buf, dtype=_NUMPY[itype], count=n, offset=self.pos) if keep else None
             self.pos += size
+            if arr is None:
+                return SkippedArray((itype, n))
             return arr.astype(bool).tolist() if itype == 7 else arr.tolist()
-        return [self.value(itype, f"{what}[{i}]", depth + 1) for i in range(n)]
+        items = [self.value(itype, f"{what}[{i}]", depth + 1, limit, keep) for i in range(n)]
+        return items if keep else SkippedArray((itype, n))
 
 
 def _parse(path: str) -> tuple[dict, list, dict, int, int]:
@@ -127,7 +149,7 @@ def _parse(path: str) -> tuple[dict, list, dict, int, int]:
         # numpy views of the map must be gone before it closes: _Cursor only copies values out
         cur = _Cursor(path, buf, size)
         if bytes(buf[:4]) != GGUF_MAGIC:
-            raise WanFileError(path, f"not a GGUF file (starts with {bytes(buf[:4])!r}, expected b'GGUF')")
+            raise WanFileError(path, "not a GGUF file (no GGUF magic at its start)")
         cur.pos = 4
         version = cur.u32("version")
         if version & 0xFFFF == 0 and version:
@@ -140,24 +162,33 @@ def _parse(path: str) -> tuple[dict, list, dict, int, int]:
         metadata: dict = {}
         for i in range(n_kv):
             key = cur.string(f"metadata key #{i}")
-            vtype = cur.u32(f"type of metadata {key!r}")
+            vtype = cur.u32(f"type of metadata {brief(key)}")
             if key in metadata:
-                raise WanFileError(path, f"metadata key {key!r} appears twice")
-            metadata[key] = cur.value(vtype, f"metadata {key!r}")
+                raise WanFileError(path, f"metadata key {brief(key)} appears twice")
+            what = f"metadata {brief(key)}"
+            if key.startswith(TOKENIZER_PREFIX):
+                value = cur.value(vtype, what, limit=MAX_VOCABULARY)
+                if isinstance(value, SkippedArray):
+                    raise WanFileError(path, f"{what} holds {value[1]} items; no tokenizer has more "
+                                       f"than {MAX_VOCABULARY}: corrupt or hostile file")
+            else:
+                value = cur.value(vtype, what)
+            metadata[key] = value
         infos = []
         for i in range(n_tensors):
             name = cur.string(f"name of tensor #{i}")
-            n_dims = cur.u32(f"dimension count of {name!r}")
+            quoted = brief(name)
+            n_dims = cur.u32(f"dimension count of {quoted}")
             if not 1 <= n_dims <= MAX_DIMS:
-                raise WanFileError(path, f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
-            dims = [cur.u64(f"dimension of {name!r}") for _ in range(n_dims)]
-            ttype = cur.u32(f"type of {name!r}")
-            offset = cur.u64(f"offset of {name!r}")
+                raise WanFileError(path, f"tensor {quoted} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+            dims = [cur.u64(f"dimension of {quoted}") for _ in range(n_dims)]
+            ttype = cur.u32(f"type of {quoted}")
+            offset = cur.u64(f"offset of {quoted}")
             infos.append((name, dims, ttype, offset))
         header_end = cur.pos
     alignment = metadata.get("general.alignment", 32)
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-        raise WanFileError(path, f"general.alignment {alignment!r} is not a power of two")
+        raise WanFileError(path, f"general.alignment {brief(alignment)} is not a power of two")
     data_start = -(-header_end // alignment) * alignment
     if data_start > size:
         raise WanFileError(path, f"truncated: tensor data would start at byte {data_start} "
@@ -182,53 +213,55 @@ def _check_tensors(path: str, infos: list, metadata: dict, alignment: int, data_
     out, seen = [], set()
     for name, dims, ttype, offset in infos:
         if name in seen:
-            raise WanFileError(path, f"tensor {name!r} appears twice")
+            raise WanFileError(path, f"tensor {brief(name)} appears twice")
         seen.add(name)
         sizes = _sizes(ttype)
         if sizes is None:
-            raise WanFileError(path, f"tensor {name!r} has unknown type id {ttype}")
+            raise WanFileError(path, f"tensor {brief(name)} has unknown type id {ttype}")
         tname, block, tsize = sizes
         if any(d < 1 or d > 2**40 for d in dims):
-            raise WanFileError(path, f"tensor {name!r} has bad dimensions {dims}")
+            raise WanFileError(path, f"tensor {brief(name)} has bad dimensions {dims}")
         numel = 1
         for d in dims:
             numel *= d
         if dims[0] % block:
-            raise WanFileError(path, f"tensor {name!r}: row length {dims[0]} is not a multiple of "
+            raise WanFileError(path, f"tensor {brief(name)}: row length {dims[0]} is not a multiple of "
                                f"the {tname} block size {block}")
         nbytes = numel // block * tsize
         if offset % alignment:
-            raise WanFileError(path, f"tensor {name!r}: offset {offset} is not aligned to {alignment}")
+            raise WanFileError(path, f"tensor {brief(name)}: offset {offset} is not aligned to {alignment}")
         if offset + nbytes > data_len:
-            raise WanFileError(path, f"tensor {name!r}: bytes {offset}..{offset + nbytes} ({tname} "
+            raise WanFileError(path, f"tensor {brief(name)}: bytes {offset}..{offset + nbytes} ({tname} "
                                f"{list(reversed(dims))}) lie past the end of the data section "
                                f"({data_len} bytes): truncated or corrupt file")
         shape = tuple(reversed(dims))
         orig = metadata.get(ORIG_SHAPE_PREFIX + name)
         if orig is not None:
-            if not (isinstance(orig, list) and orig and all(type(v) is int and v >= 1 for v in orig)):
-                raise WanFileError(path, f"{ORIG_SHAPE_PREFIX}{name} is not a list of positive ints: {orig!r}")
+            if not (isinstance(orig, list) and 0 < len(orig) <= MAX_DIMS and all(type(v) is int and v >= 1 for v in orig)):
+                raise WanFileError(path, f"{ORIG_SHAPE_PREFIX}{brief(name)} is not a list of 1 to {MAX_DIMS} positive ints: {brief(orig)}")
             if int(np.prod(orig, dtype=object)) != numel:
-                raise WanFileError(path, f"{ORIG_SHAPE_PREFIX}{name} = {orig} does not match the "
+                raise WanFileError(path, f"{ORIG_SHAPE_PREFIX}{brief(name)} = {brief(orig)} does not match the "
                                    f"tensor's {numel} elements")
             shape = tuple(orig)
         out.append((name, tname, ttype, offset, nbytes, shape))
     spans = sorted((o, o + n, k) for k, _, _, o, n, _ in out if n)
     for (b0, e0, k0), (b1, _, k1) in zip(spans, spans[1:]):
         if b1 < e0:
-            raise WanFileError(path, f"tensors {k0!r} and {k1!r} overlap in the file (data bytes "
+            raise WanFileError(path, f"tensors {brief(k0)} and {brief(k1)} overlap in the file (data bytes "
                                f"{b1}..{e0}): corrupt file")
     return out
 
 
 def _check_architecture(path: str, metadata: dict, names, architectures) -> str:
     arch = metadata.get("general.architecture")
+    if arch is not None and not isinstance(arch, str):
+        raise WanFileError(path, "general.architecture is not a string: corrupt GGUF file")
     if arch is None and "wan" in architectures and _looks_like_wan(names):
         arch = "wan"  # files written by tools that set no architecture (ComfyUI-GGUF accepts them)
     if arch not in architectures:
         kind = ARCH_DESCRIPTIONS.get(arch, "a model this pack does not run") if arch else "unknown"
         wanted = " or ".join(f"{a!r} ({ARCH_DESCRIPTIONS.get(a, a)})" for a in architectures)
-        raise WanFileError(path, f"GGUF architecture is {arch!r} ({kind}); expected {wanted}")
+        raise WanFileError(path, f"GGUF architecture is {brief(arch)} ({kind}); expected {wanted}")
     if arch == "wan" and not any(n.endswith("patch_embedding.weight") for n in names):
         raise WanFileError(path, "the 5-D tensor patch_embedding.weight is missing. This looks like "
                            "an old split conversion (5-D tensors kept in a separate file), which is "
@@ -259,20 +292,13 @@ def read_gguf(path: str | os.PathLike, architectures=("wan",)) -> tuple[dict, di
     _check_architecture(path, metadata, [t[0] for t in tensors], tuple(architectures))
     for name, tname, *_ in tensors:
         if tname not in DEQUANTIZERS and tname not in {v[0] for v in INT_TYPES.values()}:
-            raise WanFileError(path, f"tensor {name!r} uses quant type {tname}, which this pack cannot "
+            raise WanFileError(path, f"tensor {brief(name)} uses quant type {tname}, which this pack cannot "
                                f"dequantize (supported: {', '.join(DEQUANTIZERS)})")
-    try:
-        # copy-on-write map: tensors are writable for torch, the file is never changed
-        reader = GGUFReader(path, mode="c")
-    except Exception as exc:  # our walk passed, so this is gguf-py disagreeing with the file
-        raise WanFileError(path, f"gguf reader failed: {exc.__class__.__name__}: {exc}") from None
-    by_name = {t.name: t for t in reader.tensors}
+    # copy-on-write map: tensors are writable for torch, the file is never changed
+    mapped = np.memmap(path, dtype=np.uint8, mode="c")
     state: dict = {}
     for name, tname, ttype, offset, nbytes, shape in tensors:
-        rt = by_name.get(name)
-        if rt is None or int(rt.data_offset) != data_start + offset:
-            raise WanFileError(path, f"gguf reader disagrees about tensor {name!r}")
-        raw = np.asarray(rt.data).reshape(-1).view(np.uint8)
+        raw = mapped[data_start + offset:data_start + offset + nbytes]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             data = torch.from_numpy(raw)

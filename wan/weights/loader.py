@@ -37,7 +37,7 @@ def sniff(path: str) -> str:
                            "Convert it to safetensors first")
     if head.lstrip()[:1] in (b"<", b"{"):
         raise WanFileError(path, "is a text/HTML file, not weights (a failed download?)")
-    raise WanFileError(path, f"neither GGUF nor safetensors (starts with {head[:8]!r})")
+    raise WanFileError(path, "neither GGUF nor safetensors: its first bytes are neither format's header")
 
 
 def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: bool = True) -> dict:

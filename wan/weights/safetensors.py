@@ -17,7 +17,7 @@ import struct
 
 import torch
 
-from ..errors import WanFileError
+from ..errors import WanFileError, brief
 
 # safetensors dtype name -> (torch dtype, bytes per element)
 DTYPES: dict[str, tuple[torch.dtype, int]] = {
@@ -64,9 +64,12 @@ def _parse_header(path: str) -> tuple[dict, dict, int, int]:
         raw = f.read(n)
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise WanFileError(path, f"header is not valid JSON ({exc.__class__.__name__}): not a "
-                           "safetensors file, or corrupt") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError covers JSONDecodeError and Python's own refusal of integers of over 4300
+        # digits; RecursionError deep nesting. Neither message is quoted: it would quote the file.
+        why = "an integer of over 4300 digits" if "digits" in str(exc) else exc.__class__.__name__
+        raise WanFileError(path, f"header is not valid JSON ({why}): not a safetensors file, or "
+                           "corrupt") from None
     if not isinstance(header, dict):
         raise WanFileError(path, "header is not a JSON object: corrupt safetensors file")
     data_start = 8 + n
@@ -76,32 +79,34 @@ def _parse_header(path: str) -> tuple[dict, dict, int, int]:
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise WanFileError(path, "__metadata__ must map strings to strings")
     entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
-    for name, info in header.items():
+    for key, info in header.items():
+        name = brief(key)
         if not isinstance(info, dict):
-            raise WanFileError(path, f"tensor {name!r}: entry is not an object")
+            raise WanFileError(path, f"tensor {name}: entry is not an object")
         dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in DTYPES:
-            raise WanFileError(path, f"tensor {name!r}: unknown dtype {dtype!r} "
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise WanFileError(path, f"tensor {name}: unknown dtype {brief(dtype)} "
                                f"(known: {', '.join(DTYPES)})")
         if not isinstance(shape, list) or not all(
                 type(d) is int and 0 <= d < 2**48 for d in shape) or len(shape) > 8:
-            raise WanFileError(path, f"tensor {name!r}: bad shape {shape!r}")
+            raise WanFileError(path, f"tensor {name}: bad shape {brief(shape)} (want at most 8 integers "
+                               "0..2^48)")
         if not (isinstance(offsets, list) and len(offsets) == 2
                 and all(type(o) is int for o in offsets)):
-            raise WanFileError(path, f"tensor {name!r}: bad data_offsets {offsets!r}")
+            raise WanFileError(path, f"tensor {name}: bad data_offsets {brief(offsets)} (two integers)")
         begin, end = offsets
         if not 0 <= begin <= end <= data_len:
-            raise WanFileError(path, f"tensor {name!r}: data_offsets {offsets} lie outside the "
+            raise WanFileError(path, f"tensor {name}: data_offsets {brief(offsets)} lie outside the "
                                f"data section ({data_len} bytes): truncated or corrupt file")
         expected = math.prod(shape) * DTYPES[dtype][1]
         if end - begin != expected:
-            raise WanFileError(path, f"tensor {name!r}: {end - begin} bytes stored but shape "
+            raise WanFileError(path, f"tensor {name}: {end - begin} bytes stored but shape "
                                f"{shape} x {dtype} needs {expected}")
-        entries[name] = (dtype, tuple(shape), begin, end)
+        entries[key] = (dtype, tuple(shape), begin, end)
     spans = sorted((b, e, k) for k, (_, _, b, e) in entries.items() if e > b)
     for (b0, e0, k0), (b1, _, k1) in zip(spans, spans[1:]):
         if b1 < e0:
-            raise WanFileError(path, f"tensors {k0!r} and {k1!r} overlap in the file "
+            raise WanFileError(path, f"tensors {brief(k0)} and {brief(k1)} overlap in the file "
                                f"(bytes {b1}..{e0}): corrupt file")
     return entries, metadata, data_start, size
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import re
 
 from .config import DIT_PRESETS, DiTConfig, same_network
 from ...errors import WanFileError
-from ...weights.checks import shape_of
+from ...weights.checks import block_count, model_dims
 from ...weights.names import dit_to_official
 
 _REQUIRED = (
@@ -20,10 +19,6 @@ _REQUIRED = (
 )
 
 
-def _block_ids(keys, prefix: str) -> set[int]:
-    return {int(m.group(1)) for k in keys if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-
-
 def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
     """The configuration of a Wan DiT state dict (any supported layout and wrapper).
 
@@ -31,15 +26,17 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
     name is the matching preset's; Wan2.1 T2V 14B and each Wan2.2 T2V A14B expert have identical
     tensors, so both come back as "t2v_14b". Shapes without a preset give a config named
     "custom_<model_type>". The caller has made sure the tensors are a Wan DiT's (``identify``);
-    missing or inconsistent ones raise WanFileError. Blocks are counted up to the highest one
-    present, so a block missing in the middle is left for the loader's check to name.
+    missing or inconsistent ones raise WanFileError. The block count must be backed by the
+    tensors (``block_count``) and every dimension read here is bounded (``model_dims``), so no
+    model is built for what a header merely claims; a few missing tensors are left for the
+    loader's check to name.
     """
     if not state_dict:
         raise WanFileError(path, "holds no tensors: an empty file")
     sd = dit_to_official(state_dict)
-    blocks = _block_ids(sd, "blocks.")
+    num_layers = block_count(sd, "blocks.", path, "Wan DiT")
     missing = [k for k in _REQUIRED if k not in sd]
-    ffn = f"blocks.{min(blocks)}.ffn.0.weight" if blocks else "blocks.0.ffn.0.weight"
+    ffn = "blocks.0.ffn.0.weight"  # a file without block 0 is refused: nothing to size the blocks by
     if ffn not in sd:
         missing.append(ffn)
     if missing:
@@ -48,34 +45,30 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
             hint = " (some older GGUF conversions keep the 5-D patch_embedding in a separate file)"
         raise WanFileError(path, f"incomplete Wan DiT: missing {', '.join(missing)}{hint}")
 
-    def shape(name):
-        return shape_of(sd[name])
+    def shape(name, ndim=None):
+        return model_dims(sd[name], name, path, ndim)
 
-    pe = shape("patch_embedding.weight")
-    if len(pe) != 5:
-        raise WanFileError(path, f"patch_embedding.weight has shape {pe}, expected a 5-D Conv3d weight")
+    pe = shape("patch_embedding.weight", 5)
     dim, in_dim, patch = pe[0], pe[1], pe[2:]
-    head = shape("head.head.weight")
+    head = shape("head.head.weight", 2)
     if head[0] % math.prod(patch):
         raise WanFileError(path, f"head.head.weight has shape {head}, not a multiple of the patch {patch}")
     out_dim = head[0] // math.prod(patch)
-    num_layers = max(blocks) + 1
     fields = dict(
-        in_dim=in_dim, out_dim=out_dim, dim=dim, ffn_dim=shape(ffn)[0],
+        in_dim=in_dim, out_dim=out_dim, dim=dim, ffn_dim=shape(ffn, 2)[0],
         # Every released Wan DiT uses 128-channel heads (ComfyUI assumes the same).
-        num_heads=max(1, dim // 128), num_layers=num_layers, freq_dim=shape("time_embedding.0.weight")[1],
-        text_dim=shape("text_embedding.0.weight")[1], patch_size=tuple(patch),
+        num_heads=max(1, dim // 128), num_layers=num_layers, freq_dim=shape("time_embedding.0.weight", 2)[1],
+        text_dim=shape("text_embedding.0.weight", 2)[1], patch_size=tuple(patch),
     )
     if "img_emb.proj.1.weight" in sd:
-        fields.update(has_image_emb=True, img_dim=shape("img_emb.proj.1.weight")[1])
+        fields.update(has_image_emb=True, img_dim=shape("img_emb.proj.1.weight", 2)[1])
         if "img_emb.emb_pos" in sd:
-            fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos")[1])
+            fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos", 3)[1])
     if "vace_patch_embedding.weight" in sd:
-        vace = _block_ids(sd, "vace_blocks.")
-        n = max(vace) + 1 if vace else 0
+        n = block_count(sd, "vace_blocks.", path, "Wan DiT VACE")
         if not 0 < n <= num_layers:
             raise WanFileError(path, f"VACE patch embedding without usable VACE blocks ({n} for {num_layers} blocks)")
-        fields.update(vace_in_dim=shape("vace_patch_embedding.weight")[1],
+        fields.update(vace_in_dim=shape("vace_patch_embedding.weight", 5)[1],
                       vace_layers=tuple(range(0, num_layers, num_layers // n))[:n])
         model_type = "vace"
     elif fields.get("has_flf_pos_emb"):

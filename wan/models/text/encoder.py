@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import WanFileError
 from .tokenizer import MAX_LEN, WanTokenizer, find_tokenizer
 from .umt5 import UMT5Encoder, load_umt5
 
@@ -29,6 +30,11 @@ class TextEncoder:
         ``spiece_model`` tensor, files beside ``path``, or (only if allowed) a download."""
         tokenizer = find_tokenizer(state_dict, path, allow_download)
         model = load_umt5(state_dict, path=path, dtype=dtype, device=device)
+        rows = model.token_embedding.num_embeddings
+        if tokenizer.vocab_size > rows:  # a piece past the table would fail inside encode, per prompt
+            raise WanFileError(path, f"the tokenizer ({tokenizer.source}) has {tokenizer.vocab_size} pieces "
+                               f"but the token embedding has only {rows} rows: the tokenizer is another "
+                               "model's, or the file is damaged")
         return cls(model, tokenizer)
 
     @property

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import WanFileError
+from ...errors import WanFileError, WanInputError
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,12 @@ def clean(text: str) -> str:
     """Official Wan 'whitespace' cleaning without ftfy: html unescape twice, collapse whitespace."""
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _without_lone_surrogates(text: str) -> str:
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class _SentencePiece:
@@ -125,8 +131,13 @@ class WanTokenizer:
     clean = staticmethod(clean)
 
     def encode(self, text: str, max_len: int = MAX_LEN) -> list[int]:
-        """Token ids of one prompt: cleaned, EOS appended, at most ``max_len`` long (EOS kept)."""
-        ids = self._backend.encode(clean(text))
+        """Token ids of one prompt: cleaned, EOS appended, at most ``max_len`` long (EOS kept).
+
+        A lone surrogate (JSON allows "\\ud800"; no UTF-8 text holds one) becomes U+FFFD, the
+        replacement character, as any UTF-8 decoder would make it; a split pair is joined first."""
+        if not isinstance(text, str):
+            raise WanInputError(f"prompt must be text, got {type(text).__name__}")
+        ids = self._backend.encode(clean(_without_lone_surrogates(text)))
         if len(ids) + 1 > max_len:
             warnings.warn(
                 f"prompt is {len(ids) + 1} tokens long; only the first {max_len} are used "

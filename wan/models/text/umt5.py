@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..identify import identify
 from ...errors import WanFileError
-from ...weights.checks import check_tensors
+from ...weights.checks import block_count, check_tensors, model_dims
 from ...weights.fp8 import fold_fp8_scales
 from ...weights.names import UMT5, strip_prefix
 from ...weights.packed import attach_packed
@@ -260,25 +260,28 @@ def umt5_config_from_state_dict(sd: dict, path=None) -> UMT5Config:
         if who.role == "text_encoder":
             raise WanFileError(path, f"incomplete UMT5 text encoder: {', '.join(missing)} missing")
         raise WanFileError(path, f"not a UMT5 text encoder: it looks like {who.detail}")
-    layers = 1 + max(int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k)))
     rel = sd.get("blocks.0.pos_embedding.embedding.weight")
     if rel is None:
         raise WanFileError(path, "UMT5 text encoder without a relative position table in block 0")
-    if "blocks.1.pos_embedding.embedding.weight" not in sd and layers > 1:
+    if "blocks.1.pos_embedding.embedding.weight" not in sd and "blocks.1.attn.q.weight" in sd:
         raise WanFileError(
             path,
             "this is a T5 v1.1 encoder (one shared position table, e.g. Flux/SD3 t5xxl), "
             "not the UMT5-XXL encoder that Wan uses (umt5_xxl_*.safetensors)",
         )
-    vocab, dim = sd["token_embedding.weight"].shape
+    # the count is backed by the blocks present, the sizes by bounded dimensions: a stray
+    # blocks.99999.* or a zero-width table is refused before the (meta) model is built
+    layers = block_count(sd, "blocks.", path, "UMT5 text encoder")
+    vocab, dim = model_dims(sd["token_embedding.weight"], "token_embedding.weight", path, 2)
+    buckets, heads = model_dims(rel, "blocks.0.pos_embedding.embedding.weight", path, 2)
     return UMT5Config(
-        vocab=int(vocab),
-        dim=int(dim),
-        dim_attn=int(sd["blocks.0.attn.q.weight"].shape[0]),
-        dim_ffn=int(sd["blocks.0.ffn.fc1.weight"].shape[0]),
-        num_heads=int(rel.shape[1]),
+        vocab=vocab,
+        dim=dim,
+        dim_attn=model_dims(sd["blocks.0.attn.q.weight"], "blocks.0.attn.q.weight", path, 2)[0],
+        dim_ffn=model_dims(sd["blocks.0.ffn.fc1.weight"], "blocks.0.ffn.fc1.weight", path, 2)[0],
+        num_heads=heads,
         num_layers=layers,
-        num_buckets=int(rel.shape[0]),
+        num_buckets=buckets,
     )
 
 

@@ -18,7 +18,7 @@ from .wan21 import WanVAE
 from .wan22 import WanVAE22
 from ..identify import identify
 from ...errors import WanFileError
-from ...weights.checks import check_tensors
+from ...weights.checks import check_tensors, model_dims
 from ...weights.names import VAE, find_prefix, strip_prefix
 
 _LATENT_CHANNELS = {WanVAE: 16, WanVAE22: 48}
@@ -102,11 +102,13 @@ def vae_spec(state_dict: dict, path: str | os.PathLike | None = None):
         if needed not in sd:
             raise WanFileError(path, f"Wan {version} VAE weights are incomplete: {prefix}{needed} is missing "
                                "(a partial file?)")
-    z_dim = sd["conv2.weight"].shape[0]
+    # sizes read from the header are bounded before the (meta) model is built from them
+    z_dim = model_dims(sd["conv2.weight"], prefix + "conv2.weight", path)[0]
     if z_dim != _LATENT_CHANNELS[cls]:
         raise WanFileError(path, f"Wan {version} VAE must have {_LATENT_CHANNELS[cls]} latent channels, "
                            f"conv2.weight has shape {tuple(sd['conv2.weight'].shape)}")
-    dim, dec_dim = sd["encoder.conv1.weight"].shape[0], sd["decoder.head.0.gamma"].shape[0]
+    dim = model_dims(sd["encoder.conv1.weight"], prefix + "encoder.conv1.weight", path)[0]
+    dec_dim = model_dims(sd["decoder.head.0.gamma"], prefix + "decoder.head.0.gamma", path)[0]
     if cls is WanVAE22:
         nrb = _count(sd, r"encoder\.downsamples\.0\.downsamples\.(\d+)\.residual\.")
     else:
