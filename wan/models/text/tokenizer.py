@@ -19,12 +19,12 @@ import logging
 import os
 import re
 import struct
-import warnings
 from pathlib import Path
 
 import torch
 
 from ...errors import WanFileError
+from ...notices import notify
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +128,8 @@ class WanTokenizer:
         """Token ids of one prompt: cleaned, EOS appended, at most ``max_len`` long (EOS kept)."""
         ids = self._backend.encode(clean(text))
         if len(ids) + 1 > max_len:
-            warnings.warn(
-                f"prompt is {len(ids) + 1} tokens long; only the first {max_len} are used "
-                f"(it starts {text[:40]!r})",
-                stacklevel=3,
-            )
+            notify(f"prompt is {len(ids) + 1} tokens long; only the first {max_len} are used "
+                   f"(it starts {text[:40]!r})", stacklevel=3)
             ids = ids[: max_len - 1]
         return ids + [self.eos_id]
 
