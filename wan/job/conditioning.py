@@ -96,13 +96,14 @@ def check_size(width: int, height: int, num_frames: int, multiple: int = 16) -> 
     for name, v in (("width", width), ("height", height), ("num_frames", num_frames)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise WanInputError(f"{name} must be an integer, got {v!r}")
-        limits = FRAMES_RANGE if name == "num_frames" else SIZE_RANGE
-        refuse(range_problem(name, v, *limits, integer=True))  # before anything sized by it
     for name, v in (("width", width), ("height", height)):
         if v < multiple:
             raise WanInputError(f"{name} must be at least {multiple} pixels (a multiple of {multiple}), got {v}")
     if num_frames < 1:
         raise WanInputError(f"num_frames must be 1 + 4k (1, 5, 9, ..., 81), got {num_frames}")
+    for name, v, limits in (("width", width, SIZE_RANGE), ("height", height, SIZE_RANGE),
+                            ("num_frames", num_frames, FRAMES_RANGE)):
+        refuse(range_problem(name, v, *limits, integer=True))  # before anything is sized by it
     w, h = width // multiple * multiple, height // multiple * multiple
     if (w, h) != (width, height):
         notify(f"{width}x{height} is not a multiple of {multiple}; using {w}x{h}")
