@@ -45,7 +45,8 @@ from typing import Any, Callable, Hashable
 
 import torch
 
-from ..wan.finite import number_problem
+from ..wan.errors import WanInputError
+
 
 log = logging.getLogger(__name__)
 
@@ -65,25 +66,28 @@ GGUF = ".gguf"
 _EXTRA_EXTENSIONS = {"diffusion_models": {GGUF}, "text_encoders": {GGUF}}
 
 
-# ---- input checks (ComfyUI skips its own min/max check for inputs a VALIDATE_INPUTS names) ---------
-def out_of_range(name: str, value, low, high) -> str | None:
-    """The message for a ``value`` outside [low, high] or not finite, or None (also when the input is not
-    given)."""
-    if number_problem(name, value) is not None:
-        return number_problem(name, value)
-    if value is not None and not low <= value <= high:
-        return f"{name} must be between {low} and {high}, got {value}"
-    return None
+# ---- one validation per node: widget values and linked values (issue 23) --------------------------
+# ComfyUI calls VALIDATE_INPUTS with widget values only (a linked input arrives as None) and skips
+# its own min/max check for every input the function names; a linked value reaches only the node's
+# function. So each node has ONE rule, ``rule(**values) -> message | None`` built from the rules in
+# wan/ (wan.values, wan.video, wan.sampling.context; None values are not judged): VALIDATE_INPUTS
+# answers with ``validate(rule, ...)`` and the node's function starts with ``check_received(rule,
+# ...)``, so a linked value meets the same words before any model work. A rule returns one message
+# (the first problem), never a list. ComfyUI itself (execution.validate_inputs, 0.3.75 and 0.8.0)
+# files a VALIDATE_INPUTS answer once under each input the function names, so a node names only
+# the inputs its rule reads.
+
+def validate(rule: Callable[..., str | None], **values) -> bool | str:
+    """VALIDATE_INPUTS's answer for widget ``values``: True, or the rule's one message."""
+    return rule(**values) or True
 
 
-def check_window(size_name: str, size, size_range: tuple, overlap_name: str, overlap, overlap_range: tuple):
-    """VALIDATE_INPUTS of a window and its overlap: both in range, the overlap smaller than the window."""
-    err = out_of_range(size_name, size, *size_range) or out_of_range(overlap_name, overlap, *overlap_range)
-    if err:
-        return err
-    if size is not None and overlap is not None and overlap >= size:
-        return f"{overlap_name} ({overlap}) must be smaller than {size_name} ({size})"
-    return True
+def check_received(rule: Callable[..., str | None], **values) -> None:
+    """At the top of a node's function: ``rule`` on the values the node received (linked ones
+    included); WanInputError with the message VALIDATE_INPUTS gives for the same widget value."""
+    problem = rule(**values)
+    if problem:
+        raise WanInputError(problem)
 
 
 # ---- model folders -------------------------------------------------------------------------------

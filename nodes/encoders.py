@@ -9,35 +9,30 @@ from __future__ import annotations
 
 from ._common import (
     CATEGORY, WANCLIPEMBEDS, WANCLIPVISION, WANIMAGEEMBEDS, WANTEXTEMBEDS, WANTEXTENCODER, WANVAE,
-    main_device, on_device, out_of_range,
+    check_received, main_device, on_device, validate,
 )
+from ._notices import showing_notices
 
-MAX_SIZE = 8192
-MAX_FRAMES = 1025
+from ..wan.values import FRAMES_RANGE, SIZE_RANGE, first_problem, frames_problem, size_problem
+
+MAX_SIZE = SIZE_RANGE[1]
+MAX_FRAMES = FRAMES_RANGE[1]
 
 
 def _size_inputs(width=832, height=480, frames=81) -> dict:
     return {
-        "width": ("INT", {"default": width, "min": 16, "max": MAX_SIZE, "step": 16,
+        "width": ("INT", {"default": width, "min": SIZE_RANGE[0], "max": MAX_SIZE, "step": 16,
                           "tooltip": "Pixels; a multiple of 16 (32 for Wan2.2 TI2V-5B)."}),
-        "height": ("INT", {"default": height, "min": 16, "max": MAX_SIZE, "step": 16}),
-        "num_frames": ("INT", {"default": frames, "min": 1, "max": MAX_FRAMES, "step": 4,
+        "height": ("INT", {"default": height, "min": SIZE_RANGE[0], "max": MAX_SIZE, "step": 16}),
+        "num_frames": ("INT", {"default": frames, "min": FRAMES_RANGE[0], "max": MAX_FRAMES, "step": 4,
                                "tooltip": "1 + 4k frames (1 makes an image)."}),
     }
 
 
-def _validate_size(width=None, height=None, num_frames=None):
-    err = (out_of_range("width", width, 16, MAX_SIZE) or out_of_range("height", height, 16, MAX_SIZE)
-           or out_of_range("num_frames", num_frames, 1, MAX_FRAMES))
-    if err:
-        return err
-    if width is not None and width % 16:
-        return f"width must be a multiple of 16, got {width}"
-    if height is not None and height % 16:
-        return f"height must be a multiple of 16, got {height}"
-    if num_frames is not None and num_frames % 4 != 1:
-        return f"num_frames must be 1 + 4k (1, 5, 9, ..., 81), got {num_frames}"
-    return True
+def size_rule(width=None, height=None, num_frames=None) -> str | None:
+    """The one rule of the size inputs (VALIDATE_INPUTS and the node's run, see _common)."""
+    return first_problem(size_problem("width", width), size_problem("height", height),
+                         frames_problem("num_frames", num_frames))
 
 
 class WanTextEncode:
@@ -57,6 +52,7 @@ class WanTextEncode:
                                            "tooltip": "What to steer away from (used when cfg > 1)."}),
         }}
 
+    @showing_notices  # a prompt cut to 512 tokens
     def encode(self, text_encoder, positive_prompt, negative_prompt):
         from ..wan.job.conditioning import encode_prompts, prompt_list
 
@@ -110,11 +106,12 @@ class WanEmptyEmbeds:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return _validate_size(width, height, num_frames)
+        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     def make(self, width, height, num_frames):
         from ..wan.job.conditioning import t2v_conditioning
 
+        check_received(size_rule, width=width, height=height, num_frames=num_frames)
         # 16 latent channels (Wan2.1 VAE); the sampler switches to 48 for a Wan2.2 TI2V-5B model.
         return (t2v_conditioning(width, height, num_frames, 16),)
 
@@ -145,13 +142,15 @@ class WanImageToVideoEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return _validate_size(width, height, num_frames)
+        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
+    @showing_notices  # a TI2V size rounded to 32
     def encode(self, vae, width, height, num_frames, start_image, noise_aug_strength, end_image=None,
                clip_embeds=None):
         from ..wan.job.conditioning import i2v_conditioning, ti2v_conditioning
         from ..wan.errors import WanInputError
 
+        check_received(size_rule, width=width, height=height, num_frames=num_frames)
         with on_device(vae, main_device()):
             if vae.z_dim == 48:
                 if end_image is not None or clip_embeds is not None:
@@ -190,12 +189,13 @@ class WanVACEEncode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return _validate_size(width, height, num_frames)
+        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     def encode(self, vae, width, height, num_frames, strength, reference_image=None, control_images=None,
                control_masks=None):
         from ..wan.job.conditioning import vace_conditioning
 
+        check_received(size_rule, width=width, height=height, num_frames=num_frames)
         with on_device(vae, main_device()):
             cond = vace_conditioning(vae, width, height, num_frames, strength, reference_image=reference_image,
                                      control_video=control_images, mask=control_masks)

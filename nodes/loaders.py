@@ -23,6 +23,7 @@ from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
+from ._notices import showing_notices
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class WanModelLoader:
     def IS_CHANGED(cls, model, **_):
         return identity_of(model, *DIT_FOLDERS)
 
+    @showing_notices  # a LoRA that partly matches the model
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
              block_swap_args=None, compile_args=None):
         path = full_path(model, *DIT_FOLDERS)

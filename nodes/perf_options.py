@@ -6,12 +6,22 @@ take them as optional inputs and hand them to ``wan.job.load`` (LoadOptions) and
 
 from __future__ import annotations
 
+import os
+
 from ._common import CATEGORY
 
 from ..wan.runtime.cache import INPUTS as CACHE_INPUTS
 from ..wan.runtime.compile import BACKENDS as COMPILE_BACKENDS, MODES as COMPILE_MODES
 
 WANBLOCKSWAPARGS = "WANBLOCKSWAPARGS"
+
+
+def compile_cache_dir() -> str:
+    """torch.compile's caches under ComfyUI's user folder (kept across restarts, unlike its temp
+    folder, which ComfyUI empties at start), never inductor's bare /tmp default."""
+    import folder_paths
+
+    return os.path.join(folder_paths.get_user_directory(), "wan-nodes-cache")
 WANCOMPILEARGS = "WANCOMPILEARGS"
 WANCACHEARGS = "WANCACHEARGS"
 WANFETAARGS = "WANFETAARGS"
@@ -73,7 +83,8 @@ class WanTorchCompileArgs:
         from ..wan.runtime.compile import TorchCompileArgs
 
         dyn = {"auto": None, "true": True, "false": False}[dynamic]
-        return (TorchCompileArgs(backend, mode, fullgraph, dyn, compile_vace, cache_size_limit),)
+        return (TorchCompileArgs(backend, mode, fullgraph, dyn, compile_vace, cache_size_limit,
+                                 cache_dir=compile_cache_dir()),)
 
 
 class WanCacheArgs:

@@ -14,11 +14,13 @@ import logging
 
 import torch
 
+from ._notices import showing_notices
 from ._common import CATEGORY, WANCONTEXT, WANIMAGEEMBEDS, WANMODEL, WANTEXTEMBEDS, cancel_check, main_device, offload_device, on_device
 
 from ..wan.sampling.noise import NOISE_STREAMS
 from ..wan.sampling.samplers import SAMPLERS  # the library's lists, so both stay in step
 from ..wan.sampling.schedules import SCHEDULERS
+from ..wan.values import SEED_RANGE, STEPS_RANGE
 
 OOM_ADVICE = (
     "Wan Sampler ran out of memory. To fit: connect Wan Block Swap Options to the model loader "
@@ -28,7 +30,7 @@ OOM_ADVICE = (
 
 log = logging.getLogger(__name__)
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MAX_SEED = SEED_RANGE[1]
 
 
 def _progress(total: int, latent_channels: int):
@@ -85,12 +87,12 @@ class WanSampler:
                 "model": (WANMODEL, {"lazy": True}),
                 "text_embeds": (WANTEXTEMBEDS, {"lazy": True}),
                 "image_embeds": (WANIMAGEEMBEDS, {"tooltip": "Size, length and task conditioning.", "lazy": True}),
-                "steps": ("INT", {"default": 30, "min": 1, "max": 1000}),
+                "steps": ("INT", {"default": 30, "min": STEPS_RANGE[0], "max": STEPS_RANGE[1]}),
                 "cfg": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 30.0, "step": 0.01,
                                   "tooltip": "Classifier-free guidance; 1 skips the negative prompt."}),
                 "shift": ("FLOAT", {"default": 5.0, "min": 0.0, "max": 1000.0, "step": 0.01,
                                     "tooltip": "Sigma shift (5 for T2V, 3 for 480p I2V)."}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED}),
+                "seed": ("INT", {"default": 0, "min": SEED_RANGE[0], "max": MAX_SEED}),
                 "sampler": (list(SAMPLERS), {"default": "unipc"}),
                 "denoise_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01,
                                                "tooltip": "Below 1 with samples: video-to-video."}),
@@ -140,6 +142,7 @@ class WanSampler:
         check_experts(sampling, "model_low" in inputs)
         return [name for name in LAZY if name in inputs and inputs[name] is None]
 
+    @showing_notices  # a LoRA that partly matches an expert, a size rounded for TI2V-5B
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
                scheduler="default", sigmas=None, noise="default", expert_options=None, guidance_options=None):
@@ -149,6 +152,11 @@ class WanSampler:
         from ..wan.job.options import RunOptions
         from ..wan.weights.lora import HIGH_NOISE, LOW_NOISE, check_loras
 
+        # The node's one check of what it received (steps, seed, schedule ... linked values too, see
+        # _common): check_lazy_status ran it before the models were made; run it again for callers
+        # that call this function directly, still before any model work.
+        sampling = _sampling(steps, cfg, shift, seed, sampler, denoise_strength, scheduler, sigmas, noise,
+                             expert_options, guidance_options)
         channels = model.cfg.latent_channels
         cond = image_embeds
         plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
@@ -163,8 +171,6 @@ class WanSampler:
         elif denoise_strength < 1.0 and sigmas is None:
             log.warning("Wan Sampler: denoise_strength %.2f without samples starts from pure noise", denoise_strength)
 
-        sampling = _sampling(steps, cfg, shift, seed, sampler, denoise_strength, scheduler, sigmas, noise,
-                             expert_options, guidance_options)
         same_expert = model_low is not None and model_low.dit is model.dit
         if same_expert and tuple(model_low.loras) != tuple(model.loras):
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")

@@ -6,9 +6,16 @@ decode with ComfyUI's VAE Decode and a Wan VAE.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANVAE, check_window, main_device, on_device
+from ._common import CATEGORY, WANVAE, check_received, main_device, on_device, validate
+
+from ..wan.values import window_problem
 
 TILE_SIZE, TILE_OVERLAP = (64, 4096), (0, 2048)  # pixels
+
+
+def tile_rule(tile_size=None, tile_overlap=None) -> str | None:
+    """The one rule of the tile inputs (VALIDATE_INPUTS and the node's run, see _common)."""
+    return window_problem("tile_size", tile_size, TILE_SIZE, "tile_overlap", tile_overlap, TILE_OVERLAP)
 
 
 class WanVAEDecode:
@@ -32,7 +39,7 @@ class WanVAEDecode:
 
     @classmethod
     def VALIDATE_INPUTS(cls, tile_size=None, tile_overlap=None):
-        return check_window("tile_size", tile_size, TILE_SIZE, "tile_overlap", tile_overlap, TILE_OVERLAP)
+        return validate(tile_rule, tile_size=tile_size, tile_overlap=tile_overlap)
 
     def decode(self, vae, samples, enable_vae_tiling, tile_size, tile_overlap):
         import torch
@@ -40,6 +47,7 @@ class WanVAEDecode:
         from ..wan.errors import WanInputError
         from ..wan.job.pipelines import decode_frames
 
+        check_received(tile_rule, tile_size=tile_size, tile_overlap=tile_overlap)
         latent = samples["samples"]
         if latent.ndim != 5:
             raise WanInputError(f"expected a Wan video latent [B, C, T, h, w], got shape {tuple(latent.shape)} "

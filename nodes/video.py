@@ -7,7 +7,9 @@ import os
 
 from ..wan import video
 from ..wan.errors import WanInputError
+from ..wan.values import first_problem, range_problem
 from ..wan.video_checks import FPS_RANGE, fps_problem, prefix_problem
+from ._common import check_received, validate
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ class WanVideoCombine:
                 "images": ("IMAGE", {"tooltip": "The frames, in order."}),
                 "frame_rate": ("FLOAT", {"default": 16.0, "min": FPS_RANGE[0], "max": FPS_RANGE[1], "step": 1.0,
                                          "tooltip": "Frames per second (Wan 2.1: 16, Wan 2.2 TI2V-5B: 24)."}),
-                "loop_count": ("INT", {"default": 0, "min": 0, "max": 100,
+                "loop_count": ("INT", {"default": 0, "min": LOOPS[0], "max": LOOPS[1],
                                        "tooltip": "gif/webp: times to repeat; 0 loops forever."}),
                 "filename_prefix": ("STRING", {"default": "Wan",
                                                "tooltip": "File name prefix, may hold subfolders of the output folder."}),
@@ -39,7 +41,7 @@ class WanVideoCombine:
                                             "tooltip": "Off: write to ComfyUI's temp folder (a preview)."}),
             },
             "optional": {
-                "crf": ("INT", {"default": -1, "min": -1, "max": 63,
+                "crf": ("INT", {"default": -1, "min": CRF[0], "max": CRF[1],
                                 "tooltip": "Video formats: quality, lower is better; -1 is the format's default "
                                            "(h264 19, h265 22, webm 32). h264/h265 accept 0..51."}),
                 "audio": ("AUDIO", {"tooltip": "Muxed into mp4 (aac) or webm (opus); gif/webp ignore it."}),
@@ -48,15 +50,10 @@ class WanVideoCombine:
         }
 
     @classmethod
-    def VALIDATE_INPUTS(cls, frame_rate=None, filename_prefix=None):
-        # Widget values only: a linked input arrives as None and is checked when the node runs.
-        if frame_rate is not None and (problem := fps_problem(frame_rate)):
-            return problem
-        if filename_prefix is not None:
-            problem = prefix_problem(filename_prefix)
-            if problem:
-                return problem
-        return True
+    def VALIDATE_INPUTS(cls, frame_rate=None, filename_prefix=None, format=None, crf=None):
+        # Widget values here, before the graph runs (crf 52 for h264 no longer waits for the sampler);
+        # a linked value is checked by the same rule when the node runs (see _common).
+        return validate(video_rule, frame_rate=frame_rate, filename_prefix=filename_prefix, format=format, crf=crf)
 
     def combine(self, images, frame_rate, loop_count, filename_prefix, format, pingpong, save_output,
                 crf=-1, audio=None, prompt=None, extra_pnginfo=None):
@@ -67,9 +64,8 @@ class WanVideoCombine:
         import folder_paths
         from comfy.cli_args import args
 
-        problem = prefix_problem(filename_prefix) or fps_problem(frame_rate)
-        if problem:  # a linked value skips VALIDATE_INPUTS: the same checks, before any work
-            raise WanInputError(problem)
+        check_received(video_rule, frame_rate=frame_rate, filename_prefix=filename_prefix, format=format, crf=crf,
+                       loop_count=loop_count)
         if images.shape[0] == 0:
             raise WanInputError("images is an empty batch: there are no frames to write")
         if audio is not None and video.FORMATS[format].audio_codec is None:
@@ -104,6 +100,21 @@ class WanVideoCombine:
         )
         ui = {"images": [{"filename": file, "subfolder": subfolder, "type": kind}], "animated": (True,)}
         return {"ui": ui, "result": (str(path),)}
+
+
+LOOPS, CRF = (0, 100), (-1, 63)  # widget ranges; crf -1: the format's default
+
+
+def video_rule(frame_rate=None, filename_prefix=None, format=None, crf=None, loop_count=None) -> str | None:
+    """The one rule of Video Combine's values (VALIDATE_INPUTS and the node's run, see _common):
+    the frame rate, the prefix, and the crf for the chosen format's codec (wan.video)."""
+    problem = first_problem(fps_problem(frame_rate) if frame_rate is not None else None,
+                            prefix_problem(filename_prefix) if filename_prefix is not None else None,
+                            range_problem("crf", crf, *CRF, integer=True),
+                            range_problem("loop_count", loop_count, *LOOPS, integer=True))
+    if problem is None and format is not None:
+        problem = video.crf_problem(format, None if crf is None or crf < 0 else crf)
+    return problem
 
 
 NODE_CLASS_MAPPINGS = {"WanVideoCombine": WanVideoCombine}

@@ -171,10 +171,23 @@ def _check_fps(fps) -> float:
 def _check_crf(fmt: VideoFormat, format: str, crf) -> int | None:
     if fmt.crf_range is None or crf is None:
         return fmt.default_crf
+    if problem := crf_problem(format, crf):
+        raise WanInputError(problem)
+    return crf
+
+
+def crf_problem(format: str, crf) -> str | None:
+    """Why ``crf`` cannot be the quality of ``format``'s codec (h264/h265 0..51, webm 0..63), or
+    None; crf None (the codec's default) and the formats without a crf (gif, webp) take any."""
+    fmt = FORMATS.get(format) if isinstance(format, str) else None
+    if fmt is None:
+        return f"unknown video format {format!r}; expected one of {sorted(FORMATS)}"
+    if fmt.crf_range is None or crf is None:
+        return None
     low, high = fmt.crf_range
     if not isinstance(crf, int) or isinstance(crf, bool) or not low <= crf <= high:
-        raise WanInputError(f"crf for {format} must be an integer in {low}..{high}, got {crf!r}")
-    return crf
+        return f"crf for {format} must be an integer in {low}..{high}, got {crf!r}"
+    return None
 
 
 def _sequence(frames):

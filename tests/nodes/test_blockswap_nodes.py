@@ -2,6 +2,8 @@
 (imported as ComfyUI imports the pack: refs.import_pack)."""
 
 import importlib
+import os
+import sys
 from dataclasses import asdict
 
 import pytest
@@ -30,7 +32,10 @@ def _same(made, expected):
 def test_nodes_build_options(perf):
     _same(perf.WanBlockSwapArgs().make(**_defaults(perf.WanBlockSwapArgs))[0], BlockSwapArgs(20, False, True))
     c = perf.WanTorchCompileArgs().make(**{**_defaults(perf.WanTorchCompileArgs), "dynamic": "false"})[0]
-    _same(c, TorchCompileArgs("inductor", "default", False, False, True, 64))
+    # compile caches under ComfyUI's user folder, never inductor's /tmp default
+    user = sys.modules["folder_paths"].get_user_directory()
+    _same(c, TorchCompileArgs("inductor", "default", False, False, True, 64,
+                              cache_dir=os.path.join(user, "wan-nodes-cache")))
     _same(perf.WanCacheArgs().make(**_defaults(perf.WanCacheArgs))[0], CacheArgs())
     _same(perf.WanEnhanceVideoArgs().make(**_defaults(perf.WanEnhanceVideoArgs))[0], FetaArgs())
     assert "inductor" in perf.WanTorchCompileArgs.VALIDATE_INPUTS(backend="eager", mode="max-autotune")

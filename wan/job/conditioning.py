@@ -36,6 +36,8 @@ from ..errors import WanInputError
 from ..finite import check_tensor
 from ..models.vae.wan21 import WAN21_MEAN, WAN21_STD
 from ..models.vae.wan22 import WAN22_MEAN, WAN22_STD
+from ..notices import notify
+from ..values import FRAMES_RANGE, SIZE_RANGE, range_problem, refuse
 
 _LATENT_STATS = {16: (WAN21_MEAN, WAN21_STD), 48: (WAN22_MEAN, WAN22_STD)}
 # pixels per latent pixel for each latent width (Wan2.1 VAE 8x, Wan2.2 VAE 16x)
@@ -99,12 +101,15 @@ def check_size(width: int, height: int, num_frames: int, multiple: int = 16) -> 
             raise WanInputError(f"{name} must be at least {multiple} pixels (a multiple of {multiple}), got {v}")
     if num_frames < 1:
         raise WanInputError(f"num_frames must be 1 + 4k (1, 5, 9, ..., 81), got {num_frames}")
+    for name, v, limits in (("width", width, SIZE_RANGE), ("height", height, SIZE_RANGE),
+                            ("num_frames", num_frames, FRAMES_RANGE)):
+        refuse(range_problem(name, v, *limits, integer=True))  # before anything is sized by it
     w, h = width // multiple * multiple, height // multiple * multiple
     if (w, h) != (width, height):
-        warnings.warn(f"{width}x{height} is not a multiple of {multiple}; using {w}x{h}", stacklevel=2)
+        notify(f"{width}x{height} is not a multiple of {multiple}; using {w}x{h}")
     f = num_frames // TEMPORAL * TEMPORAL + 1 if num_frames % TEMPORAL != 1 else num_frames
     if f != num_frames:
-        warnings.warn(f"num_frames must be 1 + 4k; using {f} instead of {num_frames}", stacklevel=2)
+        notify(f"num_frames must be 1 + 4k; using {f} instead of {num_frames}")
     return w, h, f
 
 

@@ -23,6 +23,7 @@ from ..sampling.guidance import GuidanceOptions
 from ..sampling.noise import check_stream
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import check_scheduler, check_sigmas, sigmas_from_timesteps, steps_to_run
+from ..values import first_problem, refuse, seed_problem, steps_problem
 from ..weights.lora import Lora, check_strength
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -112,6 +113,8 @@ class SamplingOptions:
 
     def __post_init__(self):
         check_fields(self)  # NaN/Inf first: denoise NaN would fail deep in the step count
+        # then the counts, before anything is sized by them (1e9 steps: a schedule of 7.45 GiB)
+        refuse(first_problem(steps_problem(self.steps), seed_problem(self.seed)))
         if self.sampler not in SAMPLERS:
             raise WanInputError(f"unknown sampler {self.sampler!r}; expected one of {', '.join(SAMPLERS)}")
         if self.noise is not None:

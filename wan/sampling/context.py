@@ -25,11 +25,13 @@ import torch
 
 from ..errors import WanInputError
 from ..finite import check_fields
+from ..values import refuse, window_problem
 from .step import Step
 
 SCHEDULES = ("uniform_standard", "uniform_looped", "static_standard", "batched")
 FUSE_METHODS = ("pyramid", "flat", "overlap-linear")
 FRAME_DIM = 2
+CONTEXT_FRAMES_RANGE, CONTEXT_OVERLAP_RANGE = (1, 1001), (0, 1000)  # pixel frames, as the node takes them
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,32 @@ class ContextOptions:
 
     @classmethod
     def from_pixel_frames(cls, context_frames: int = 81, context_overlap: int = 30, **kwargs) -> "ContextOptions":
-        """Options from pixel-frame counts, converted as ComfyUI's WAN context-window node does."""
-        length = max((context_frames - 1) // 4 + 1, 1)
-        overlap = max((context_overlap - 1) // 4 + 1, 0)
+        """Options from pixel-frame counts, converted as ComfyUI's WAN context-window node does;
+        refused in the units given (``pixel_window_problem``)."""
+        refuse(pixel_window_problem(context_frames, context_overlap))
+        length, overlap = latent_window(context_frames, context_overlap)
         return cls(context_length=length, context_overlap=overlap, **kwargs)
+
+
+def latent_window(context_frames: int, context_overlap: int) -> tuple[int, int]:
+    """(length, overlap) in latent frames of a window given in pixel frames (ComfyUI's conversion)."""
+    return max((context_frames - 1) // 4 + 1, 1), max((context_overlap - 1) // 4 + 1, 0)
+
+
+def pixel_window_problem(context_frames, context_overlap) -> str | None:
+    """Why a window of ``context_frames`` pixel frames overlapping by ``context_overlap`` cannot be
+    used, in those units (the latent conversion can make a smaller overlap as long as the window:
+    4 frames overlapping by 3 are both 1 latent frame), or None; None values are not judged."""
+    problem = window_problem("context_frames", context_frames, CONTEXT_FRAMES_RANGE,
+                             "context_overlap", context_overlap, CONTEXT_OVERLAP_RANGE)
+    if problem or context_frames is None or context_overlap is None:
+        return problem
+    length, overlap = latent_window(context_frames, context_overlap)
+    if overlap >= length:
+        return (f"context_overlap ({context_overlap}) covers {overlap} latent frame(s), as many as context_frames "
+                f"({context_frames}) does (4 pixel frames make a latent frame after the first): give context_frames "
+                f"of at least {4 * overlap + 1} or a smaller context_overlap")
+    return None
 
 
 def ordered_halving(step: int) -> float:

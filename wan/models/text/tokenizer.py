@@ -19,12 +19,12 @@ import logging
 import os
 import re
 import struct
-import warnings
 from pathlib import Path
 
 import torch
 
 from ...errors import WanFileError, WanInputError
+from ...notices import notify
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +139,8 @@ class WanTokenizer:
             raise WanInputError(f"prompt must be text, got {type(text).__name__}")
         ids = self._backend.encode(clean(_without_lone_surrogates(text)))
         if len(ids) + 1 > max_len:
-            warnings.warn(
-                f"prompt is {len(ids) + 1} tokens long; only the first {max_len} are used "
-                f"(it starts {text[:40]!r})",
-                stacklevel=3,
-            )
+            notify(f"prompt is {len(ids) + 1} tokens long; only the first {max_len} are used "
+                   f"(it starts {text[:40]!r})", stacklevel=3)
             ids = ids[: max_len - 1]
         return ids + [self.eos_id]
 

@@ -22,8 +22,6 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
 import weakref
 from typing import Iterable, Sequence, Union
 
@@ -33,11 +31,11 @@ import torch.nn.functional as F
 
 from ...errors import WanFileError, WanInputError
 from ...finite import nonfinite
+from ...notices import notify
 from .parse import Lora, LowRank, MatchReport, Patch, _is_packed, _tensors, check_strength
 from .check import no_match_message
 from .formats import build_index
 
-log = logging.getLogger(__name__)
 
 LoraChain = Sequence[Union[Lora, tuple[Lora, float]]]
 MERGE_MODES = ("auto", "copy", "inplace")
@@ -202,8 +200,7 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
             raise WanFileError(lora.path, no_match_message(lora, report))
         if not report.complete and warn:
             msg = f"LoRA {lora.name}: {report.describe()}"
-            warnings.warn(msg, stacklevel=2)
-            log.warning(msg)
+            notify(msg)
         if strength == 0.0:
             continue  # checked, but nothing to apply
         for target, plist in patches.items():

@@ -9,6 +9,7 @@ import logging
 from typing import Callable
 
 from ...errors import WanFileError
+from ...notices import notify
 from .formats import guess_foreign
 from .parse import Lora, MatchReport
 
@@ -36,8 +37,8 @@ def check_loras(model, chain, expert: str | None = None,
                 say: Callable[[str], None] | None = None) -> list[MatchReport]:
     """Match each (Lora, strength) of ``chain`` against ``model`` (an nn.Module or {name: shape}).
 
-    Logs one line per LoRA (info when all of it applies, a warning with the reason otherwise) and
-    passes it to ``say`` too; raises WanFileError naming the file when none of a LoRA applies.
+    Logs one line per LoRA when all of it applies, else notifies it (``wan.notices``: the reason,
+    for the user to see), and passes it to ``say`` too; raises WanFileError naming the file when none of a LoRA applies.
     ``expert``: the expert the chain goes on (HIGH_NOISE / LOW_NOISE), named in every line.
     """
     reports = []
@@ -46,7 +47,10 @@ def check_loras(model, chain, expert: str | None = None,
         if report.matched == 0:
             raise WanFileError(lora.path, no_match_message(lora, report))
         line = f"Wan LoRA {lora.name} (strength {strength:g}): {report.describe()}"
-        (log.info if report.complete else log.warning)(line)
+        if report.complete:
+            log.info(line)
+        else:  # the user must see it, not only the console
+            notify(line)
         if say is not None:
             say(line)
         reports.append(report)
