@@ -34,6 +34,9 @@ if [ -f "$shared/comfyui-0.8.0/main.py" ]; then
     echo "comfy-kitchen==0.2.7" > "$VENV/comfy080-constraints.txt"
     rm -rf "$site080"
     pip install -q --no-warn-conflicts --target "$site080" -r "$VENV/comfy080-requirements.txt" -c "$VENV/comfy080-constraints.txt"
+    # Its bytecode goes into the venv (the tree stays untouched; the test server sets the same prefix):
+    # compiled once here, a server start takes half the time.
+    PYTHONPYCACHEPREFIX="$(cd "$VENV" && pwd)/comfyui-0.8.0-pycache" python -m compileall -q -j0 "$comfy080" >/dev/null
     echo "$comfy080" > "$VENV/comfyui-0.8.0-path"
 else
     rm -f "$VENV/comfyui-0.8.0-path"
