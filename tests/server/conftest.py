@@ -4,7 +4,7 @@ set (with two input images) that the workflow tests run on.
 
 The session fixture is parametrized by release. pytest orders the tests so that all of one release's
 run before the other's, and it finalizes a parametrized fixture before it sets up the next parameter,
-so only one server is alive at a time (``-p no:randomly`` is not needed: no plugin reorders)."""
+so only one server is alive at a time."""
 
 from __future__ import annotations
 
