@@ -51,14 +51,16 @@ class LocalComfyUI(ComfyClient):
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
 
-    def launch(self, root: Path, args: list[str], timeout: float = 90.0, env: dict | None = None) -> None:
-        """Run ``root/main.py`` with ``args`` (after the address options) and wait until it answers."""
+    def launch(self, root: Path, args: list[str], timeout: float = 90.0, env: dict | None = None,
+               cwd: Path | None = None) -> None:
+        """Run ``root/main.py`` with ``args`` (after the address options) in ``cwd`` (default: ``root``)
+        and wait until it answers."""
         cmd = [sys.executable, str(Path(root) / "main.py"), "--listen", "127.0.0.1", "--port", str(self.port),
                "--disable-auto-launch", *args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            self.proc = subprocess.Popen(cmd, cwd=cwd or root, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

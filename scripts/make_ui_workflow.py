@@ -60,6 +60,8 @@ def _default(spec):
         return opts["default"]
     if isinstance(spec[0], list):
         return spec[0][0] if spec[0] else None
+    if spec[0] == "COMBO" and opts.get("options"):  # the newer node schema's combo
+        return opts["options"][0]
     return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(spec[0])
 
 
@@ -162,7 +164,12 @@ def ui_to_api(ui: dict, object_info: dict) -> dict:
                 continue
             if is_widget(spec):
                 if not values:
-                    raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name}")
+                    # Saved before ComfyUI gave the node this widget (0.8.0's ImageScaleToTotalPixels
+                    # resolution_steps in older templates): the frontend keeps the widget's default.
+                    if _default(spec) is None:
+                        raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name}")
+                    inputs[name] = _default(spec)
+                    continue
                 inputs[name] = values.pop(0)
                 del values[: len(_extra_values(name, spec))]
         api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}

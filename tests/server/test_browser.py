@@ -4,7 +4,7 @@ workflows/ through the app, and must see no missing-node dialog, our nodes with 
 INPUT_TYPES declare, widget values the server accepts, and the same graph the .api.json file holds
 once the frontend converts it. One workflow is queued with the page's Run button and must finish.
 
-Screenshots of each loaded graph go to the test's tmp_path and to out/screenshots/ (git-ignored).
+Screenshots of each loaded graph go to the test's tmp_path and to out/screenshots/comfy<version>/ (git-ignored).
 Without Chromium or Playwright the tests skip, except under CI (env CI set), where they fail.
 """
 
@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from comfy_client import execution_error
-from refs import comfyui_dir
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted(p for p in (REPO / "workflows").glob("*.json") if not p.name.endswith(".api.json"))
@@ -67,6 +66,7 @@ def page(chromium, comfy_server):
         try:
             pg = browser.new_page(viewport={"width": 1600, "height": 1000})
             pg.page_errors = []
+            pg.comfy_version = comfy_server.version  # each release's screenshots in a folder of its own
             pg.on("pageerror", lambda error: pg.page_errors.append(str(error)))
             pg.goto(comfy_server.url)
             pg.wait_for_function(
@@ -138,13 +138,15 @@ def _screenshot(pg, tmp_path: Path, name: str) -> Path:
     pg.wait_for_timeout(300)
     path = tmp_path / f"{name}.png"
     pg.screenshot(path=str(path))
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(path, SCREENSHOTS / path.name)
+    folder = SCREENSHOTS / f"comfy{pg.comfy_version}"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, folder / path.name)
     return path
 
 
-def test_serves_the_pinned_frontend(page):
-    pin = re.search(r"comfyui-frontend-package==([\w.]+)", (comfyui_dir() / "requirements.txt").read_text())
+def test_serves_the_pinned_frontend(page, comfy_server):
+    """Each release with the frontend its own requirements pin (0.8.0's from its own site folder)."""
+    pin = re.search(r"comfyui-frontend-package==([\w.]+)", (comfy_server.comfyui / "requirements.txt").read_text())
     assert pin, "ComfyUI's requirements.txt pins no frontend"
     assert page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__") == pin.group(1)
     assert "ComfyUI" in page.title()

