@@ -125,6 +125,7 @@ def _encode(clip, prompt):
 
 def _close(a, b):
     err = (a - b).abs().max().item() / b.abs().max().item()
+    print(f"max|ours - reference| / max|reference| = {err:.2e}")
     assert err < TOLERANCE, err
 
 
