@@ -32,11 +32,16 @@ ComfyUI 0.3.75 and 0.8.0, instead of patching any of its functions:
 - A model with block swap streams its blocks itself: its holder never moves it (ComfyUI would
   bring every block to the GPU at once) and it is registered with ComfyUI at load, with size 0,
   only so that ComfyUI's unloads reach the cache.
+
+The cache keeps a RAM budget (``_cache_budget``): past it, the least recently used models are
+dropped (not those a node computes with or ComfyUI holds loaded on its compute device); a dropped
+model lives on only while something else (ComfyUI's node cache) refers to it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -45,8 +50,7 @@ from typing import Any, Callable, Hashable
 
 import torch
 
-from ..wan.errors import WanInputError
-
+from ._cache_budget import cache_budget, on_compute_device, to_evict
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +68,6 @@ WANLORA = "WANLORA"
 GGUF = ".gguf"
 # ComfyUI folder -> extra extensions this pack reads there
 _EXTRA_EXTENSIONS = {"diffusion_models": {GGUF}, "text_encoders": {GGUF}}
-
-
-# ---- one validation per node: widget values and linked values (issue 23) --------------------------
-# ComfyUI calls VALIDATE_INPUTS with widget values only (a linked input arrives as None) and skips
-# its own min/max check for every input the function names; a linked value reaches only the node's
-# function. So each node has ONE rule, ``rule(**values) -> message | None`` built from the rules in
-# wan/ (wan.values, wan.video, wan.sampling.context; None values are not judged): VALIDATE_INPUTS
-# answers with ``validate(rule, ...)`` and the node's function starts with ``check_received(rule,
-# ...)``, so a linked value meets the same words before any model work. A rule returns one message
-# (the first problem), never a list. ComfyUI itself (execution.validate_inputs, 0.3.75 and 0.8.0)
-# files a VALIDATE_INPUTS answer once under each input the function names, so a node names only
-# the inputs its rule reads.
-
-def validate(rule: Callable[..., str | None], **values) -> bool | str:
-    """VALIDATE_INPUTS's answer for widget ``values``: True, or the rule's one message."""
-    return rule(**values) or True
-
-
-def check_received(rule: Callable[..., str | None], **values) -> None:
-    """At the top of a node's function: ``rule`` on the values the node received (linked ones
-    included); WanInputError with the message VALIDATE_INPUTS gives for the same widget value."""
-    problem = rule(**values)
-    if problem:
-        raise WanInputError(problem)
 
 
 # ---- model folders -------------------------------------------------------------------------------
@@ -174,10 +154,12 @@ def make_room(nbytes: int, device: torch.device) -> None:
         mm.free_memory(nbytes, torch.device(device))
 
 
-def model_bytes(module: torch.nn.Module) -> int:
+def model_bytes(module: torch.nn.Module, on: str | None = None) -> int:
+    """Bytes of the module's parameters and buffers (``on``: only those on that device type)."""
     seen = {}
     for t in list(module.parameters()) + list(module.buffers()):
-        seen[id(t)] = t.numel() * t.element_size()
+        if on is None or t.device.type == on:
+            seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values())
 
 
@@ -229,6 +211,8 @@ class _Entry:
 
     def __init__(self, value: Any, offload: torch.device | None):
         module = _module_of(value)
+        self.used = 0  # the cache's clock at the last use (least recently used out first)
+        self.busy = 0  # nodes computing with it now (on_device)
         self.value = value
         self.ref = None if module is None else weakref.ref(value)
         self.swapped = module is not None and offload is None
@@ -251,9 +235,11 @@ class _Entry:
 class ModelCache:
     """Loaded models by file identity and options; see the module docstring for how it is freed."""
 
-    def __init__(self):
+    def __init__(self, budget: int | None = None):
         self._entries: dict[tuple, _Entry] = {}
         self._lock = threading.RLock()
+        self._clock = itertools.count(1)
+        self.budget = budget  # bytes of host RAM; None: cache_budget() at each eviction
 
     def get(self, kind: str, path: str, options: Hashable, load: Callable[[], Any],
             offload: torch.device | None = None) -> Any:
@@ -274,16 +260,38 @@ class ModelCache:
         if value is not None:
             log.debug("Wan: reusing the loaded %s %s", kind, os.path.basename(real))
         else:
+            self.evict(reserve=size)  # room for what the file will take
             value = load()
             entry = _Entry(value, offload)
             with self._lock:
                 self._entries[key] = entry
+        self.touch(entry)
+        self.evict(keep=entry)
         if entry.swapped:
             _load_models([entry.patcher])  # listed with ComfyUI: no node loads a block-swapped model
         return value
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def touch(self, entry: _Entry) -> None:
+        entry.used = next(self._clock)
+
+    def evict(self, keep: _Entry | None = None, reserve: int = 0) -> None:
+        """Drop least recently used entries until the models held strongly (plus ``reserve`` bytes)
+        fit the RAM budget; ``keep``, busy entries and those ComfyUI holds loaded stay."""
+        budget = cache_budget() if self.budget is None else self.budget
+        if budget is None:
+            return
+        with self._lock:
+            held = {k: e for k, e in self._entries.items() if e.value is not None}
+            sizes = {k: 0 if (m := _module_of(e.value)) is None else model_bytes(m, on="cpu") for k, e in held.items()}
+            kept = lambda k: held[k] is keep or held[k].busy or (  # noqa: E731
+                held[k].patcher is not None and on_compute_device(held[k].patcher, _module_of(held[k].value)))
+            for key in to_evict([(k, e.used, sizes[k]) for k, e in held.items()], budget, reserve, kept):
+                del self._entries[key]
+                log.info("Wan: model cache over its RAM budget of %.1f GB: dropped the %s %s (%.1f GB)",
+                         budget / 1e9, key[0], os.path.basename(key[1]), sizes[key] / 1e9)
 
     def entry_of(self, module: torch.nn.Module) -> _Entry | None:
         with self._lock:
@@ -352,10 +360,13 @@ def on_device(module: torch.nn.Module, device: torch.device):
             module.to(home)
         return
     entry.live()
+    MODEL_CACHE.touch(entry)
+    entry.busy += 1
     _load_models([entry.patcher])
     try:
         yield module
     finally:
+        entry.busy -= 1
         if entry.home is not None and entry.home != device:
             # Back to where it lives between runs, keeping ComfyUI's accounting: the patcher's
             # own unload (no detach callback: this is not ComfyUI asking for memory).

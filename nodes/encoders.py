@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from ._common import (
     CATEGORY, WANCLIPEMBEDS, WANCLIPVISION, WANIMAGEEMBEDS, WANTEXTEMBEDS, WANTEXTENCODER, WANVAE,
-    check_received, main_device, on_device, validate,
+    main_device, on_device,
 )
+from ._validate import check_received, validate
 from ._notices import showing_notices
 
 from ..wan.values import FRAMES_RANGE, SIZE_RANGE, first_problem, frames_problem, size_problem

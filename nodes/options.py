@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANCONTEXT, check_received, validate
+from ._common import CATEGORY, WANCONTEXT
+from ._validate import check_received, validate
 
 from ..wan.sampling.context import (  # the library's lists and rules, so both stay in step
     CONTEXT_FRAMES_RANGE as CONTEXT_FRAMES, CONTEXT_OVERLAP_RANGE as CONTEXT_OVERLAP, FUSE_METHODS, SCHEDULES,

@@ -6,7 +6,8 @@ decode with ComfyUI's VAE Decode and a Wan VAE.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANVAE, check_received, main_device, on_device, validate
+from ._common import CATEGORY, WANVAE, main_device, on_device
+from ._validate import check_received, validate
 
 from ..wan.values import window_problem
 

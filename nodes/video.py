@@ -9,7 +9,7 @@ from ..wan import video
 from ..wan.errors import WanInputError
 from ..wan.values import first_problem, range_problem
 from ..wan.video_checks import FPS_RANGE, fps_problem, prefix_problem
-from ._common import check_received, validate
+from ._validate import check_received, validate
 
 log = logging.getLogger(__name__)
 

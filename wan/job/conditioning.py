@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import WanInputError
 from ..finite import check_tensor
+from .memory import check_encode
 from ..models.vae.wan21 import WAN21_MEAN, WAN21_STD
 from ..models.vae.wan22 import WAN22_MEAN, WAN22_STD
 from ..notices import notify
@@ -168,6 +169,8 @@ def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 def vae_encode(vae, frames: torch.Tensor) -> torch.Tensor:
     """frames [F, H, W, 3] in 0..1 -> raw latent [1, C, T, h, w] float32 (on the VAE's device)."""
+    f, h, w = frames.shape[:3]
+    check_encode(vae, f, h, w, inputs=f"encoding {f} frames of {w}x{h} (image)")
     p = next(vae.parameters())
     video = frames.movedim(-1, 0)[None].to(device=p.device, dtype=torch.float32) * 2.0 - 1.0
     return vae.encode(video.to(p.dtype)).float()
@@ -243,6 +246,7 @@ def i2v_conditioning(
         raise WanInputError("image-to-video needs a start image, an end image or both")
     if not noise_aug_strength >= 0:
         raise WanInputError(f"noise_aug_strength must be >= 0, got {noise_aug_strength!r}")
+    check_encode(vae, f, h, w, host_videos=1 if noise_aug_strength == 0 else 3)  # (+ the noise, the sum)
     t = (f - 1) // TEMPORAL + 1
     video = torch.full((f, h, w, 3), 0.5)
     known = torch.zeros(t * TEMPORAL)  # per pixel frame, the first counted 4 times
@@ -298,9 +302,14 @@ def vace_conditioning(
     w, h, f = check_size(width, height, num_frames, 16)
     if not strength >= 0:
         raise WanInputError(f"VACE strength must be >= 0, got {strength!r}")
+    if control_video is not None:
+        control_video = as_images(control_video, "control_video")
+    if mask is not None:
+        check_tensor("VACE mask", mask)
+    check_encode(vae, f, h, w, host_videos=3)  # the control video, it centred, each masked half in turn
     t = (f - 1) // TEMPORAL + 1
     if control_video is not None:
-        video = fit_images(as_images(control_video, "control_video")[:f], w, h).cpu()
+        video = fit_images(control_video[:f], w, h).cpu()
         if video.shape[0] < f:
             video = F.pad(video, (0, 0, 0, 0, 0, 0, 0, f - video.shape[0]), value=0.5)
     else:
@@ -308,7 +317,6 @@ def vace_conditioning(
     if mask is None:
         m = torch.ones(f, h, w, 1)
     else:
-        check_tensor("VACE mask", mask)
         m = mask.float()
         if m.ndim == 4 and m.shape[-1] == 1:
             m = m[..., 0]

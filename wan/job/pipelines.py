@@ -32,6 +32,7 @@ from .conditioning import (
 from ..errors import WanFileError, WanInputError
 from ..models.identify import identify_file
 from . import load
+from .memory import check_decode
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
@@ -49,6 +50,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
 
 def decode_frames(vae, latent: torch.Tensor, tile=None) -> torch.Tensor:
     """RAW latent [1, C, T, h, w] -> frames [F, H, W, 3] float32 in 0..1 on the CPU."""
+    check_decode(vae, latent.shape, tile)
     p = next(vae.parameters())
     video = vae.decode(latent.to(device=p.device, dtype=p.dtype), tile=tile)
     return ((video[0].float().clamp(-1, 1) + 1) / 2).movedim(0, -1).cpu()

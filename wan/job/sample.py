@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
+from .memory import check_sampling
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
 from ..finite import check_tensor, nonfinite
@@ -260,6 +261,7 @@ def sample_video(
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     device = _device(dit)
+    check_sampling(shape, device, image_embeds.width, image_embeds.height, image_embeds.num_frames)
     schedule = run_schedule(s)
     sigmas, timesteps = schedule.sigmas, schedule.timesteps
 

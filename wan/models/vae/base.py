@@ -142,16 +142,58 @@ class WanVAEBase(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _runner(self, tile, grid_hw: tuple[int, int], in_unit: int, out_unit: int):
+    def _tile_grid(self, tile, grid_hw: tuple[int, int]) -> tuple[int, int] | None:
+        """(tile side, overlap) in latent pixels, or None where the frame is not tiled."""
         tiling = as_tiling(tile)
         if tiling is None:
-            return Untiled()
+            return None
         s = self.spatial_compression
         size = max(1, tiling.tile_px // s)
-        overlap = min(tiling.overlap_px // s, size - 1)
         if size >= max(grid_hw):
-            return Untiled()
-        return Tiled(grid_hw, size, overlap, in_unit, out_unit)
+            return None
+        return size, min(tiling.overlap_px // s, size - 1)
+
+    def _runner(self, tile, grid_hw: tuple[int, int], in_unit: int, out_unit: int):
+        grid = self._tile_grid(tile, grid_hw)
+        return Untiled() if grid is None else Tiled(grid_hw, *grid, in_unit, out_unit)
+
+    # -- sizes, for checking a job against the memory available before it allocates (wan.job.memory)
+    def decoded_shape(self, latent_shape) -> tuple[int, int, int, int, int]:
+        """The video ``decode`` makes of a latent of ``latent_shape``."""
+        b, _c, t, h, w = (int(n) for n in latent_shape)
+        s = self.spatial_compression
+        return b, 3, 1 + 4 * (t - 1), h * s, w * s
+
+    def _stage_bytes(self, wide: int, narrow: int, frames: int, batch: int, pixels: int) -> int:
+        # the full-resolution conv between `wide` channels and `narrow` (3 colours, folded 2x2 into 12
+        # by Wan 2.2): its wide activation and the next layer's output exist at once, over `pixels`
+        per_pixel = wide * 3 // max(narrow, 1)
+        return 2 * batch * per_pixel * frames * pixels * self.dtype.itemsize
+
+    def decode_bytes(self, latent_shape, tile=None) -> int:
+        """A lower bound of the bytes ``decode`` holds at once on the VAE's device: the video it
+        returns, and for the largest chunk the decoder's last stage input with its norm's output
+        (per tile, plus the float32 blend of the chunk when tiled)."""
+        b, _c, t, h, w = (int(n) for n in latent_shape)
+        out = self.decoded_shape(latent_shape)
+        s, frames = self.spatial_compression, 4 if t > 1 else 1
+        grid = self._tile_grid(tile, (h, w))
+        tile_px = out[3] * out[4] if grid is None else (min(grid[0], h) * s) * (min(grid[0], w) * s)
+        head = self.decoder.head[-1]
+        work = self._stage_bytes(head.in_channels, head.out_channels, frames, b, tile_px)
+        blend = 0 if grid is None else b * 3 * frames * out[3] * out[4] * 4
+        return b * 3 * out[2] * out[3] * out[4] * self.dtype.itemsize + work + blend
+
+    def encode_bytes(self, video_shape, tile=None) -> int:
+        """A lower bound of the working bytes ``encode`` holds at once on the VAE's device besides
+        its input: the encoder's first stage output with the next layer's, for a chunk of 4 frames
+        (1 for a single frame), per tile."""
+        b, _c, f, h, w = (int(n) for n in video_shape)
+        s, frames = self.spatial_compression, 4 if f > 1 else 1
+        grid = self._tile_grid(tile, (h // s, w // s))
+        tile_px = h * w if grid is None else (min(grid[0], h // s) * s) * (min(grid[0], w // s) * s)
+        conv = self.encoder.conv1
+        return self._stage_bytes(conv.out_channels, conv.in_channels, frames, b, tile_px)
 
     @torch.no_grad()
     def encode(self, video: torch.Tensor, tile=None) -> torch.Tensor:

@@ -1,0 +1,142 @@
+"""Memory a job will need, checked against what the machine has before the job allocates it.
+
+A widget-legal job can ask for far more than the machine holds (8192x8192x1025 is 17.2 GB per latent;
+a 4096x4096x97 decode holds 9.8 GB of bf16 frames before any float32 copy): refused here with the
+sizes named, instead of dying on an allocation deep inside.
+
+The counts are lower bounds: only buffers that certainly exist at the same time are added up, and a
+job is refused only when that lower bound exceeds what is available (factor 1, no safety margin),
+so a job that fits is never refused; one that passes may still run out of memory later (activations
+are not counted). Available means: on the host, RAM available plus free swap (a job that fits only
+with swap is slow but runs); on a CUDA device, its free memory plus what torch's caching allocator
+holds unused. Where neither can be read (other devices, no /proc), nothing is refused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from ..errors import WanInputError
+
+GB = 1e9
+# Latent-sized float32 buffers every sampler holds at once while the model is called: the sample x,
+# the model's velocity v, sigma * v and the denoised estimate x - sigma * v (flow_to_x0), besides
+# the initial noise, which sample_video keeps for the whole run.
+SAMPLING_LATENTS = 4
+
+
+def nbytes(shape, dtype: torch.dtype = torch.float32) -> int:
+    """Bytes of a tensor of ``shape`` and ``dtype`` (Python integers: no overflow)."""
+    return math.prod(int(n) for n in shape) * torch.empty((), dtype=dtype).element_size()
+
+
+def _host_available() -> int | None:
+    try:
+        import psutil  # ComfyUI's dependency, not ours
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().available + psutil.swap_memory().free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f if line.split()[1:2]}
+        return info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def host_total() -> int | None:
+    """Physical RAM of the host in bytes, or None where it cannot be read."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        return int(psutil.virtual_memory().total)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def available_bytes(device: torch.device | str) -> int | None:
+    """Bytes a job can still allocate on ``device`` (see the module docstring), or None if unknown.
+    The one place memory is read: tests simulate a machine by replacing it."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return _host_available()
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    return None
+
+
+def require(needs: dict[str, int], what: str, inputs: str, advice: str = "") -> None:
+    """WanInputError naming ``inputs`` and the sizes when ``needs`` (device -> bytes, the lower
+    bound of one job phase) exceed what a device has available."""
+    for device, needed in needs.items():
+        available = available_bytes(device)
+        if available is not None and needed > available:
+            raise WanInputError(
+                f"{inputs} needs {needed / GB:.1f} GB {what} on {device}, {max(available, 0) / GB:.1f} GB "
+                f"available: lower {advice or 'the size or frame count'}")
+
+
+def _add(needs: dict[str, int], device: torch.device, n: int) -> dict[str, int]:
+    key = str(torch.device(device))
+    needs[key] = needs.get(key, 0) + n
+    return needs
+
+
+def size_inputs(width: int, height: int, num_frames: int) -> str:
+    return f"width {width}, height {height}, num_frames {num_frames}"
+
+
+def check_sampling(shape, device: torch.device, width: int, height: int, num_frames: int) -> None:
+    """sample_video's noise and latents [shape] on ``device``: ``SAMPLING_LATENTS`` float32
+    latents there, and the noise drawn on the CPU first (so the host holds one more when the
+    device is not the CPU)."""
+    latent = nbytes(shape)
+    needs = _add({}, device, SAMPLING_LATENTS * latent)
+    if torch.device(device).type != "cpu":
+        _add(needs, torch.device("cpu"), latent)
+    require(needs, f"for the noise and latents ({SAMPLING_LATENTS} float32 latents {list(shape)} of "
+                   f"{latent / GB:.1f} GB)", size_inputs(width, height, num_frames))
+
+
+def check_decode(vae, latent_shape, tile=None) -> None:
+    """decode_frames of a latent [shape]: on the VAE's device the video it decodes and, at once,
+    either the decoder's working buffers (``vae.decode_bytes``) or the two float32 copies that
+    scale it to 0..1; the float32 frames it returns on the host."""
+    out_shape = vae.decoded_shape(latent_shape)
+    frames = nbytes(out_shape)
+    device = vae.device
+    phase = max(vae.decode_bytes(latent_shape, tile), nbytes(out_shape, vae.dtype) + 2 * frames)
+    needs = _add({}, device, phase)
+    if device.type != "cpu":
+        _add(needs, torch.device("cpu"), frames)
+    _b, _c, f, h, w = out_shape
+    require(needs, "for the decoded frames and the decoder's buffers", "decoding a latent of "
+            + size_inputs(w, h, f), "the size or frame count of the latent")
+
+
+def check_encode(vae, num_frames: int, height: int, width: int, host_videos: int = 0,
+                 inputs: str | None = None) -> None:
+    """vae_encode of ``num_frames`` frames: on the VAE's device the float32 video scaled to -1..1
+    (its two steps at once), its copy in the VAE's dtype and the encoder's working buffers
+    (``vae.encode_bytes``); ``host_videos``: float32 frame sets [F, H, W, 3] the caller builds on
+    the host first."""
+    video = nbytes((num_frames, height, width, 3))
+    device = vae.device
+    cast = 0 if vae.dtype == torch.float32 else nbytes((num_frames, height, width, 3), vae.dtype)
+    shape = (1, 3, num_frames, height, width)
+    needs = _add({}, device, max(2 * video, video + cast + vae.encode_bytes(shape)))
+    _add(needs, torch.device("cpu"), host_videos * video)
+    require(needs, "for the frames and the encoder's buffers", inputs or size_inputs(width, height, num_frames))
