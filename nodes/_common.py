@@ -46,6 +46,7 @@ from typing import Any, Callable, Hashable
 import torch
 
 from ..wan.finite import number_problem
+from ..wan.runtime.cancel import cancel_hook
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,14 @@ def cancel_check() -> Callable[[], bool]:
         return False
 
     return cancel
+
+
+@contextlib.contextmanager
+def cancellable():
+    """Within the block, the library's cancel points (between DiT blocks, attention chunks, VAE layers
+    and frames, video frames: ``wan.runtime.cancel``) raise ComfyUI's interrupt when the user cancels."""
+    with cancel_hook(cancel_check()):
+        yield
 
 
 @contextlib.contextmanager
