@@ -7,6 +7,7 @@ import os
 
 from ..wan import video
 from ..wan.errors import WanInputError
+from ._common import cancellable
 
 log = logging.getLogger(__name__)
 
