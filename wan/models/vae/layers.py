@@ -190,7 +190,7 @@ class Resample(nn.Module):
         if self.mode == "upsample3d" and not cache.first_chunk:
             x = self.time_conv(x, cache)  # [B, 2C, T, H, W]: channel halves are frames 2t and 2t+1
             x = x.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
-        x = _batch_to_frames(self.resample(_frames_to_batch(x)), b)
+        x = _batch_to_frames(run_seq(self.resample, _frames_to_batch(x), cache), b)  # polls between its layers
         if self.mode == "downsample3d":
             last = x[:, :, -1:].clone()
             if not cache.first_chunk:
