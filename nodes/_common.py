@@ -50,6 +50,7 @@ from typing import Any, Callable, Hashable
 
 import torch
 
+from ..wan.runtime.cancel import cancel_hook
 from ._cache_budget import cache_budget, on_compute_device, to_evict
 
 log = logging.getLogger(__name__)
@@ -335,6 +336,14 @@ def cancel_check() -> Callable[[], bool]:
         return False
 
     return cancel
+
+
+@contextlib.contextmanager
+def cancellable():
+    """Within the block, the library's cancel points (between DiT blocks, attention chunks, VAE layers
+    and frames, video frames: ``wan.runtime.cancel``) raise ComfyUI's interrupt when the user cancels."""
+    with cancel_hook(cancel_check()):
+        yield
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ decode with ComfyUI's VAE Decode and a Wan VAE.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANVAE, main_device, on_device
+from ._common import CATEGORY, WANVAE, cancellable, main_device, on_device
 from ._validate import check_received, validate
 
 from ..wan.values import window_problem
@@ -57,7 +57,7 @@ class WanVAEDecode:
             raise WanInputError(f"latent has {latent.shape[1]} channels but this VAE decodes {vae.z_dim} "
                                 f"({'Wan2.2' if vae.z_dim == 48 else 'Wan2.1'} VAE): wrong VAE for this model?")
         tile = (tile_size, tile_overlap) if enable_vae_tiling else None
-        with on_device(vae, main_device()):
+        with on_device(vae, main_device()), cancellable():
             frames = [decode_frames(vae, latent[i:i + 1], tile=tile) for i in range(latent.shape[0])]
         return (torch.cat(frames, dim=0),)
 
@@ -76,7 +76,7 @@ class WanVAEEncode:
     def encode(self, vae, image):
         from ..wan.job.conditioning import as_images, vae_encode
 
-        with on_device(vae, main_device()):
+        with on_device(vae, main_device()), cancellable():
             latent = vae_encode(vae, as_images(image, "image"))
         return ({"samples": latent.cpu()},)
 

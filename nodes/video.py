@@ -9,6 +9,7 @@ from ..wan import video
 from ..wan.errors import WanInputError
 from ..wan.values import first_problem, range_problem
 from ..wan.video_checks import FPS_RANGE, fps_problem, prefix_problem
+from ._common import cancellable
 from ._validate import check_received, validate
 
 log = logging.getLogger(__name__)
@@ -93,11 +94,12 @@ class WanVideoCombine:
             comfy.model_management.throw_exception_if_processing_interrupted()
             progress.update_absolute(position + 1, total)
 
-        path = video.write_video(
-            os.path.join(folder, file), images, fps=frame_rate, format=format, loop_count=loop_count,
-            pingpong=pingpong, crf=None if crf is None or crf < 0 else crf, audio=audio,
-            metadata=metadata or None, on_frame=on_frame,
-        )
+        with cancellable():  # also while ffmpeg finishes the frames it holds
+            path = video.write_video(
+                os.path.join(folder, file), images, fps=frame_rate, format=format, loop_count=loop_count,
+                pingpong=pingpong, crf=None if crf is None or crf < 0 else crf, audio=audio,
+                metadata=metadata or None, on_frame=on_frame,
+            )
         ui = {"images": [{"filename": file, "subfolder": subfolder, "type": kind}], "animated": (True,)}
         return {"ui": ui, "result": (str(path),)}
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .errors import WanInputError
+from .runtime.cancel import check as check_cancel
 from .video_checks import NAME_MAX_BYTES, fps_problem, short
 
 log = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ def _encode(cmd, frames, order, first, on_frame) -> None:
             converted = {0: first}
             try:
                 for position, index in enumerate(order):
+                    check_cancel(f"while writing {position} of {len(order)} frames")
                     if on_frame is not None:
                         on_frame(position, len(order))
                     frame = converted.pop(index, None)
@@ -305,7 +307,7 @@ def _encode(cmd, frames, order, first, on_frame) -> None:
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # ffmpeg stopped early; its exit status and message say why
-            code = proc.wait()
+            code = _wait(proc)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -314,6 +316,15 @@ def _encode(cmd, frames, order, first, on_frame) -> None:
             errors.seek(0)
             message = errors.read().decode("utf-8", "replace").strip()
             raise RuntimeError(f"ffmpeg failed (exit {code}): {message[-2000:] or 'no message'}")
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """ffmpeg's exit status; it may still be encoding the frames it holds: the cancel hook is polled."""
+    while True:
+        try:
+            return proc.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            check_cancel("while the encoder finishes the video")
 
 
 def _json(value) -> str:

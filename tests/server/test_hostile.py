@@ -80,6 +80,27 @@ HOSTILE_FILES = [
 ]
 
 
+def _clean_message(error: dict, *names: str) -> None:
+    """Our error as a user sees it: names each of ``names`` (the file, the input), shows no Python
+    traceback and no bytes of a file's content."""
+    message = error["exception_message"]
+    for name in names:
+        assert name in message, (name, error)
+    assert "Traceback (most recent call last)" not in message and '  File "' not in message, message
+    assert "b'" not in message and 'b"' not in message, message  # no raw file bytes
+
+
+def _downstream(graph: dict, nodes: set[str]) -> set[str]:
+    """``nodes`` and every node that takes an output of one of them, directly or not."""
+    found = set(nodes)
+    while True:
+        more = {nid for nid, node in graph.items() if nid not in found and any(
+            isinstance(v, list) and len(v) == 2 and str(v[0]) in found for v in node["inputs"].values())}
+        if not more:
+            return found
+        found |= more
+
+
 def _served(server):
     """The server still answers and runs a job."""
     graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 2, "color": 0}},
@@ -102,14 +123,15 @@ def test_hostile_model_file_gives_a_clear_error(ready, node, name, folder, kind)
     graph[node]["inputs"][name] = path.name
     status, body = server.post_prompt(graph)
     if status == 400:  # ComfyUI does not list the file in that folder (e.g. .ckpt for text encoders)
-        assert path.name in json.dumps(body), body
+        assert list(body["node_errors"]) == [node], body
+        assert path.name in json.dumps(body["node_errors"][node]), body
         OUTCOMES["hostile file: not offered (400)"] += 1
     else:
         error = execution_error(server.wait(body["prompt_id"], 120))
         assert error is not None, f"{kind} file loaded without an error"
         assert error["node_id"] == node, error
         assert error["exception_type"].endswith(OURS), error
-        assert path.name in error["exception_message"], error
+        _clean_message(error, path.name)
         OUTCOMES["hostile file: our error"] += 1
     assert not (_MARKER / "unpickled").exists(), "a pickle was loaded"
     _served(server)
@@ -132,24 +154,36 @@ _TARGETS = [(node, name) for node, names in {
 }.items() for name in names]
 
 
-# Sockets (links, not widgets): ComfyUI (0.3.75 and 0.8.0) lets a JSON null through validation for a required
-# socket and calls the node with None, which no node (core ones included) is written to expect.
+# Sockets (links, not widgets): ComfyUI (0.3.75 and 0.8.0) validates only links there, and calls the
+# node with any other value unchecked (a JSON null, a number, a string), which no node (core ones
+# included) is written to expect.
 _SOCKETS = {("4", "text_encoder"), ("6", "model"), ("6", "image_embeds"), ("7", "samples"), ("8", "images")}
 
 
-def _outcome(server, graph, null_socket=False) -> str:
+def _outcome(server, graph, mutated: dict[str, set[str]], raw_socket=False) -> str:
+    """``mutated``: node id -> the inputs changed. A refusal names a mutated node and its input; an
+    execution error is ours, comes from a mutated node or one fed by it, and is clean."""
     status, body = server.post_prompt(graph)
     if status == 400:
-        assert body.get("node_errors") or body.get("error"), body
+        errors = body.get("node_errors") or {}
+        assert errors or body.get("error"), body
+        assert set(errors) <= set(mutated), (mutated, body)
+        for nid, entry in errors.items():
+            for reason in entry["errors"]:
+                # ComfyUI's own validation crashing on a link to no node names no input
+                if not reason["type"].startswith("exception_during"):
+                    assert any(name in json.dumps(reason) for name in mutated[nid]), (mutated, body)
         return "400 refused"
     assert status == 200, (status, body)
     error = execution_error(server.wait(body["prompt_id"], 120))
     if error is None:
         return "ran"
-    if null_socket and not error["exception_type"].endswith(OURS):
-        return f"null socket passed by ComfyUI: {error['exception_type'].rsplit('.', 1)[-1]} in {error['node_type']}"
+    if raw_socket and not error["exception_type"].endswith(OURS):
+        return f"raw value on a socket passed by ComfyUI: {error['exception_type'].rsplit('.', 1)[-1]} in {error['node_type']}"
     assert error["exception_type"].endswith(OURS), (
         f"{error['node_type']} failed with {error['exception_type']}: {error['exception_message']}")
+    assert error["node_id"] in _downstream(graph, set(mutated)), (mutated, error)
+    _clean_message(error)
     return "our execution error"
 
 
@@ -159,10 +193,13 @@ def _outcome(server, graph, null_socket=False) -> str:
 def test_mutated_graphs_are_refused_or_fail_with_our_errors(ready, mutations):
     graph = job_graph("t2v", 0, prefix_root="hostile")
     graph["6"]["inputs"]["steps"] = 1
+    mutated: dict[str, set[str]] = {}
     for (node, name), value in mutations:
         graph[node]["inputs"][name] = value
-    null_socket = any(value is None and target in _SOCKETS for target, value in mutations)
-    OUTCOMES[f"mutated graph: {_outcome(ready, graph, null_socket)}"] += 1
+        mutated.setdefault(node, set()).add(name)
+    raw_socket = any(target in _SOCKETS and not (isinstance(value, list) and len(value) == 2)
+                      for target, value in mutations)
+    OUTCOMES[f"mutated graph: {_outcome(ready, graph, mutated, raw_socket)}"] += 1
     assert list(_MARKER.iterdir()) == []
 
 
@@ -196,6 +233,7 @@ def test_hostile_prefixes_write_nothing_outside_comfyui(ready, prefix):
                    "filename_prefix": prefix, "format": "image/gif", "pingpong": False, "save_output": True}}}
     status, body = server.post_prompt(graph)
     if status == 400:
+        assert list(body["node_errors"]) == ["2"] and "filename_prefix" in json.dumps(body), body
         OUTCOMES["prefix: 400 refused"] += 1
     else:
         entry = server.wait(body["prompt_id"], 120)
@@ -206,6 +244,8 @@ def test_hostile_prefixes_write_nothing_outside_comfyui(ready, prefix):
                 assert server.output_dir.resolve() in written.parents, written
             OUTCOMES["prefix: written inside output"] += 1
         else:
+            assert error["node_id"] == "2" and error["exception_type"].endswith(OURS), error
+            _clean_message(error, "filename_prefix")
             OUTCOMES[f"prefix: execution error {error['exception_type'].rsplit('.', 1)[-1]}"] += 1
     after = {p for p in outside.rglob("*") if server.base_dir not in p.parents}
     assert after == before, after - before

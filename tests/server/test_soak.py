@@ -1,9 +1,11 @@
 """Soak: a stream of mixed Wan jobs (T2V, I2V, T2I; sizes, lengths, cfg and seeds varied; some
 queued at once) through the real server. Every job must finish with its own output, the server's
-resident memory floor must not rise after the first ten jobs, the DiT files must be read once
-and then reused, and ComfyUI's "free memory" must make the next job read them again.
+resident memory floor must not rise after the warm-up, the DiT files must be read once and then
+reused, and ComfyUI's "free memory" must make the next job read them again.
 
-CI runs 32 jobs (WAN_SOAK_JOBS overrides); the full run is ``python bench/soak.py`` (50 jobs).
+80 jobs (WAN_SOAK_JOBS overrides), 20 of warm-up, a 1 % limit on the floor's rise: enough readings
+that a leak of 1 MiB per job fails while the allocator's noise passes (see bench/soak.py and
+tests/bench/test_soak_growth.py).
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import os
 
 import imageio_ffmpeg
 
-from bench.soak import LOADED, WARMUP, job_graph, rss_bytes, run_soak
+from bench.soak import JOBS as SOAK_JOBS
+from bench.soak import LOADED, MAX_GROWTH, WARMUP, job_graph, rss_bytes, run_soak
 
-JOBS = int(os.environ.get("WAN_SOAK_JOBS", "32"))
-MAX_GROWTH = 0.02  # rise of the RSS floor over jobs 10..N (see SoakResult.growth), as a fraction of the mean
+JOBS = int(os.environ.get("WAN_SOAK_JOBS", str(SOAK_JOBS)))
 DIT_FILES = 2  # the T2V GGUF (t2v and t2i jobs) and the I2V fp8 safetensors
 
 
@@ -48,7 +50,7 @@ def test_soak_mixed_jobs_finish_reuse_models_and_hold_memory(comfy_server):
 
     # Memory: no upward trend once warm.
     slope, growth = result.growth()
-    assert len(result.jobs) > WARMUP + 2
+    assert len(result.jobs) >= WARMUP + 60 or "WAN_SOAK_JOBS" in os.environ, "too few readings to see 1 MiB/job"
     assert growth <= MAX_GROWTH, report
 
     # Models: each DiT file read from disk at most once although the jobs switch between them.

@@ -42,6 +42,7 @@ from ..sampling.noise import NOISE_STREAMS
 from ..sampling.slg import SkipLayerGuidance
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import SCHEDULERS
+from ..runtime.cancel import Cancelled, cancel_on_sigint
 from ..video import write_video
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 
@@ -353,11 +354,16 @@ def run(args: argparse.Namespace) -> int:
             if args.control_video:
                 inputs["control_video"] = _read_video(args.control_video)
         t0 = time.monotonic()
-        frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
-                      num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low, shift=args.shift,
-                      sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet), run=run_options,
-                      scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise, **expert_kw, **inputs)
-        _write(args.out, frames, args.fps)
+        with cancel_on_sigint():  # Ctrl-C stops at the next cancel point; no output is written
+            frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
+                          num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low,
+                          shift=args.shift, sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet),
+                          run=run_options, scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise,
+                          **expert_kw, **inputs)
+            _write(args.out, frames, args.fps)
+    except Cancelled as exc:
+        print(f"\ngenerate: {exc} (Ctrl-C)", file=sys.stderr)
+        return 130
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ from .conditioning import (
 )
 from ..errors import WanFileError, WanInputError
 from ..models.identify import identify_file
+from ..runtime.cancel import cancel_hook
 from . import load
 from .memory import check_decode
 from .options import LoadOptions, RunOptions, SamplingOptions
@@ -225,15 +226,17 @@ class WanPipeline:
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=1.0 if shift is None else shift, seed=seed,
                                    sampler=sampler, denoise=denoise, **extra)
         num_frames = self.default_frames if num_frames is None else num_frames
-        image_embeds = self.conditioning(width, height, num_frames, **inputs)
-        text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
-        if shift is None:
-            sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width, image_embeds.height))
-        latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low, latents=latents,
-                              callback=callback, cancel=cancel)
-        if output_type == "latent":
-            return latent
-        return decode_frames(self.vae, latent)
+        with cancel_hook(cancel):  # the VAE's encode and decode poll it too
+            image_embeds = self.conditioning(width, height, num_frames, **inputs)
+            text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
+            if shift is None:
+                sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width,
+                                                                                  image_embeds.height))
+            latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low,
+                                  latents=latents, callback=callback, cancel=cancel)
+            if output_type == "latent":
+                return latent
+            return decode_frames(self.vae, latent)
 
 
 def _no_inputs(task: str, inputs: dict) -> None:

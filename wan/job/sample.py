@@ -32,6 +32,7 @@ from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
 from ..finite import check_tensor, nonfinite
 from ..runtime.cache import StepCache
+from ..runtime.cancel import cancel_hook, current_hook
 from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.loop import NonFiniteStep, finite_checked
@@ -254,7 +255,9 @@ def sample_video(
     (video-to-video): it is noised to the first sigma of the schedule (the last ``int(steps *
     denoise)`` steps of ``steps``); without it sampling starts from pure noise (the "comfy" noise
     stream: noise times the first sigma, as ComfyUI does). callback(step, total, preview): after each step, ``step`` counting from 1; preview is the
-    predicted clean RAW latent. cancel() -> True stops with ``samplers.Cancelled``.
+    predicted clean RAW latent. cancel() -> True stops with ``runtime.cancel.Cancelled``, polled before
+    each step and, through ``runtime.cancel``, between DiT blocks and attention chunks (None: the hook
+    the caller set with ``cancel_hook``, if any).
     """
     s = sampling
     run = RunOptions() if run is None else run
@@ -291,7 +294,9 @@ def sample_video(
 
     caches = []
     guide = s.guidance or GuidanceOptions()
+    cancel = current_hook() if cancel is None else cancel
     with contextlib.ExitStack() as stack:
+        stack.enter_context(cancel_hook(cancel))
         forwards, skips = {}, {}
         for module, loras in _experts(dit, dit_low, run):
             if loras:

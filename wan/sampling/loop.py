@@ -10,13 +10,10 @@ import torch
 
 from ..errors import WanError, WanInputError
 from ..finite import nonfinite
+from ..runtime.cancel import Cancelled
 from .step import Step
 
 X0Model = Callable[[torch.Tensor, Step], torch.Tensor]
-
-
-class Cancelled(WanError):
-    """Sampling stopped because the caller's ``cancel()`` returned True."""
 
 
 def poll(cancel: Callable[[], bool] | None, step: Step) -> None:

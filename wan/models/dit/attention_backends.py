@@ -18,7 +18,7 @@ from types import MappingProxyType
 import torch
 
 from ...errors import WanInputError
-from .attention import Kernel, sdpa
+from .attention import Kernel, in_query_chunks, sdpa
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -77,7 +77,7 @@ def attention_kernel(mode: str) -> Kernel:
     if importlib.util.find_spec(package) is None:
         raise WanInputError(f"attention_mode {mode!r} needs the {install} package, which is not installed")
     try:
-        return factory()
+        return in_query_chunks(factory())
     except ImportError as e:  # installed but broken (wrong CUDA / torch build): say which
         raise WanInputError(f"attention_mode {mode!r}: the {install} package is installed but cannot be "
                             f"imported ({e})") from e

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .config import DiTConfig
 from ...errors import WanInputError
+from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
 from .attention_backends import attention_kernel
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
@@ -225,7 +226,9 @@ class WanDiT(nn.Module):
     def run_block(self, i: int, state: DiTState, skip: bool = False) -> None:
         """Run block ``i`` (and the VACE block that follows it, if any) on ``state.x`` in place.
         ``skip``: block ``i`` passes its input through, its VACE block still runs (skip-layer
-        guidance, as ComfyUI's block replacement does)."""
+        guidance, as ComfyUI's block replacement does). The job's cancel hook is polled first: every
+        loop over the blocks (forward, block swap, step cache, skip-layer guidance) runs through here."""
+        check_cancel(f"before DiT block {i + 1} of {len(self.blocks)}")
         if not skip:
             state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
         n = self._vace_after.get(i)

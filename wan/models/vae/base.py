@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ...errors import WanInputError
+from ...runtime.cancel import check as check_cancel
 from .layers import CausalConv3d, FeatureCache, VAEConfig
 
 
@@ -104,7 +105,8 @@ class Tiled:
     def __call__(self, fn: ChunkFn, x: torch.Tensor) -> torch.Tensor:
         iu, ou = self.in_unit, self.out_unit
         acc = None
-        for (y, x0), cache, mask in zip(self.tiles, self.caches, self.masks):
+        for n, ((y, x0), cache, mask) in enumerate(zip(self.tiles, self.caches, self.masks)):
+            check_cancel(f"in the VAE, before tile {n + 1} of {len(self.tiles)}")
             part = fn(x[..., y * iu:(y + self.th) * iu, x0 * iu:(x0 + self.tw) * iu], cache)
             if acc is None:
                 b, c, t = part.shape[:3]
@@ -212,7 +214,11 @@ class WanVAEBase(nn.Module):
         x = video.to(device=self.device, dtype=self.dtype)
         run = self._runner(tile, (h // s, w // s), in_unit=s, out_unit=1)
         chunks = [x[:, :, :1]] + [x[:, :, i:i + 4] for i in range(1, f, 4)]
-        return torch.cat([run(self._encode_chunk, c) for c in chunks], dim=2)
+        latents = []
+        for n, c in enumerate(chunks):
+            check_cancel(f"in the VAE encode, before chunk {n + 1} of {len(chunks)}")
+            latents.append(run(self._encode_chunk, c))
+        return torch.cat(latents, dim=2)
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, tile=None, frame_callback=None, clamp: bool = True):
@@ -237,6 +243,7 @@ class WanVAEBase(nn.Module):
             out = torch.empty(b, 3, 1 + 4 * (t - 1), h * s, w * s, dtype=z.dtype, device=z.device)
         pos = 0
         for i in range(t):
+            check_cancel(f"in the VAE decode, before latent frame {i + 1} of {t}")
             y = run(self._decode_chunk, z[:, :, i:i + 1])
             if clamp:
                 y = y.clamp(-1.0, 1.0)

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...runtime.cancel import check as check_cancel
+from ...runtime.cancel import in_query_chunks
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -129,6 +132,11 @@ class ResidualBlock(nn.Module):
         return run_seq(self.residual, x, cache) + self.shortcut(x)
 
 
+# SDPA over [B*T, 1, HW, C] split over the queries at large frames, so that cancel reaches inside it;
+# these strided q/k/v run ~10x slower per score than the DiT's, hence the smaller budget
+_frame_attention = in_query_chunks(F.scaled_dot_product_attention, axis=2, cpu_scores=1 << 24)
+
+
 class AttentionBlock(nn.Module):
     """Single-head self-attention within each frame (over H*W positions)."""
 
@@ -144,7 +152,7 @@ class AttentionBlock(nn.Module):
         b, c, t, h, w = x.shape
         y = self.to_qkv(self.norm(_frames_to_batch(x)))  # [B*T, 3C, H, W]
         q, k, v = y.reshape(b * t, 3, c, h * w).transpose(-1, -2).unsqueeze(1).unbind(2)  # [B*T, 1, HW, C]
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = _frame_attention(q, k, v)
         y = self.proj(y.squeeze(1).transpose(-1, -2).reshape(b * t, c, h, w))
         return x + _batch_to_frames(y, b)
 
@@ -182,7 +190,7 @@ class Resample(nn.Module):
         if self.mode == "upsample3d" and not cache.first_chunk:
             x = self.time_conv(x, cache)  # [B, 2C, T, H, W]: channel halves are frames 2t and 2t+1
             x = x.reshape(b, 2, c, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c, 2 * t, h, w)
-        x = _batch_to_frames(self.resample(_frames_to_batch(x)), b)
+        x = _batch_to_frames(run_seq(self.resample, _frames_to_batch(x), cache), b)  # polls between its layers
         if self.mode == "downsample3d":
             last = x[:, :, -1:].clone()
             if not cache.first_chunk:
@@ -204,6 +212,7 @@ def middle_blocks(dim: int) -> nn.Sequential:
 def run_seq(layers: nn.Sequential, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
     """Apply layers in order, handing the cache to those that keep state across chunks."""
     for layer in layers:
+        check_cancel("in the VAE, between layers")  # one layer of a large frame takes seconds on a CPU
         x = layer(x, cache) if getattr(layer, "takes_cache", False) else layer(x)
     return x
 
