@@ -13,7 +13,10 @@ the inputs its rule reads.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
+
+import torch
 
 from ..wan.errors import WanInputError
 
@@ -29,3 +32,79 @@ def check_received(rule: Callable[..., str | None], **values) -> None:
     problem = rule(**values)
     if problem:
         raise WanInputError(problem)
+
+
+# ---- sockets: ComfyUI checks only that a socket's value is a link; any other JSON value (a number, a
+# string, null) reaches the node function unchecked. One guard per node class, added at registration.
+
+_WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# exactly the types JSON decodes to: node outputs are tensors, tuples, objects or dict subclasses
+_JSON_TYPES = (type(None), bool, int, float, str, list, dict)
+
+
+def socket_problem(name: str, kind: str, value) -> str | None:
+    """The message for a value that cannot be what a ``kind`` socket carries, or None."""
+    if kind == "LATENT":
+        ok = isinstance(value, dict) and isinstance(value.get("samples"), torch.Tensor)
+    elif kind == "AUDIO":
+        ok = isinstance(value, dict) and isinstance(value.get("waveform"), torch.Tensor)
+    else:  # tensors, our own types, ComfyUI's model objects: never a bare JSON value
+        ok = type(value) not in _JSON_TYPES
+    if ok:
+        return None
+    shown = "nothing" if value is None else f"the value {str(value)[:40]!r}"
+    return f"{name} must come from another node's {kind} output, got {shown}"
+
+
+def _sockets(cls) -> dict[str, tuple[str, bool]]:
+    """input name -> (socket type, required) of a node class (its widgets left out)."""
+    types = cls.INPUT_TYPES()
+    out = {}
+    for group in ("required", "optional"):
+        for name, spec in types.get(group, {}).items():
+            kind = spec[0] if isinstance(spec, (tuple, list)) and spec else spec
+            if isinstance(kind, str) and kind not in _WIDGET_TYPES and kind != "*":
+                out[name] = (kind, group == "required")
+    return out
+
+
+def _check_sockets(sockets: dict, values: dict, lazy: bool = False) -> None:
+    """None is "not connected": fine for an optional socket, and for any socket while lazy inputs
+    are still unevaluated."""
+    for name, (kind, required) in sockets.items():
+        if name not in values or (values[name] is None and (lazy or not required)):
+            continue
+        if problem := socket_problem(name, kind, values[name]):
+            raise WanInputError(problem)
+
+
+def guard_sockets(cls):
+    """Wrap ``cls``'s FUNCTION so a socket holding a bare value meets WanInputError naming the input."""
+    method = getattr(cls, cls.FUNCTION)
+    if getattr(method, "_socket_guard", False):
+        return cls
+    sockets = None
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        nonlocal sockets
+        if sockets is None:
+            sockets = _sockets(cls)
+        _check_sockets(sockets, kwargs)
+        return method(self, *args, **kwargs)
+
+    guarded._socket_guard = True
+    setattr(cls, cls.FUNCTION, guarded)
+
+    lazy = getattr(cls, "check_lazy_status", None)
+    if lazy is not None:  # runs first, with inputs not yet evaluated given as None
+        @functools.wraps(lazy)
+        def guarded_lazy(self, *args, **kwargs):
+            nonlocal sockets
+            if sockets is None:
+                sockets = _sockets(cls)
+            _check_sockets(sockets, kwargs, lazy=True)
+            return lazy(self, *args, **kwargs)
+
+        cls.check_lazy_status = guarded_lazy
+    return cls

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._common import (
     CATEGORY, WANCLIPEMBEDS, WANCLIPVISION, WANIMAGEEMBEDS, WANTEXTEMBEDS, WANTEXTENCODER, WANVAE,
-    main_device, on_device,
+    cancellable, main_device, on_device,
 )
 from ._validate import check_received, validate
 from ._notices import showing_notices
@@ -58,7 +58,7 @@ class WanTextEncode:
         from ..wan.job.conditioning import encode_prompts, prompt_list
 
         prompt_list(negative_prompt, "negative_prompt")  # the node always has one (None means none in the API)
-        with on_device(text_encoder.model, main_device()):
+        with on_device(text_encoder.model, main_device()), cancellable():
             embeds = encode_prompts(text_encoder, positive_prompt, negative_prompt)
         return (embeds._replace(positive=embeds.positive.cpu(), negative=embeds.negative.cpu()),)
 
@@ -152,7 +152,7 @@ class WanImageToVideoEncode:
         from ..wan.errors import WanInputError
 
         check_received(size_rule, width=width, height=height, num_frames=num_frames)
-        with on_device(vae, main_device()):
+        with on_device(vae, main_device()), cancellable():
             if vae.z_dim == 48:
                 if end_image is not None or clip_embeds is not None:
                     raise WanInputError("the Wan2.2 VAE means TI2V-5B, which takes a start image only "
@@ -197,7 +197,7 @@ class WanVACEEncode:
         from ..wan.job.conditioning import vace_conditioning
 
         check_received(size_rule, width=width, height=height, num_frames=num_frames)
-        with on_device(vae, main_device()):
+        with on_device(vae, main_device()), cancellable():
             cond = vace_conditioning(vae, width, height, num_frames, strength, reference_image=reference_image,
                                      control_video=control_images, mask=control_masks)
         return (_to_cpu(cond),)

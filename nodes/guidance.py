@@ -13,6 +13,11 @@ from ._common import CATEGORY
 from ..wan.sampling.samplers import SAMPLERS  # the library's list, so both stay in step
 
 WANEXPERTS, WANGUIDANCE = "WANEXPERTS", "WANGUIDANCE"
+
+
+class SamplerFields(dict):
+    """What these nodes output: Wan Sampler options by field name. A type of its own, so that a bare
+    JSON object sent to the socket over the API is told apart (see _validate.socket_problem)."""
 SAME = "same as sampler"
 
 
@@ -62,7 +67,7 @@ class WanExpertOptions:
             fields["shift_low"] = shift_low
         if sampler_low != SAME:
             fields["sampler_low"] = sampler_low
-        return (fields,)
+        return (SamplerFields(fields),)
 
 
 class WanGuidanceOptions:
@@ -111,7 +116,7 @@ class WanGuidanceOptions:
         cfgs = _numbers(cfg_per_step, float, "cfg_per_step")
         if cfgs:
             fields["cfg_per_step"] = cfgs
-        return (fields,)
+        return (SamplerFields(fields),)
 
 
 NODE_CLASS_MAPPINGS = {"WanExpertOptions": WanExpertOptions, "WanGuidanceOptions": WanGuidanceOptions}

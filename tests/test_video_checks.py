@@ -42,3 +42,9 @@ def test_the_longest_file_name_that_fits_passes():
 @pytest.mark.parametrize("prefix", ["ComfyUI", "WanVideo", "wan/run 1/clip", "vidéo_été"])
 def test_normal_prefixes_pass(prefix):
     assert prefix_problem(prefix) is None
+
+
+def test_a_long_folder_name_that_a_later_dotdot_steps_out_of_is_still_refused():
+    # the saver creates every folder as written (a/<300 x>/..): the long name fails there
+    problem = prefix_problem("a/" + "x" * 300 + "/..\\..")
+    assert problem and "folder name of 300 bytes" in problem

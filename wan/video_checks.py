@@ -51,11 +51,12 @@ def prefix_problem(prefix) -> str | None:
     parts = prefix.replace("\\", "/").split("/")
     if len(parts) > PREFIX_MAX_DEPTH:
         return f"filename_prefix has {len(parts) - 1} subfolder levels; the limit is {PREFIX_MAX_DEPTH - 1}"
-    parts = os.path.normpath("/".join(parts)).split(os.sep)
-    if parts and parts[0] == "..":
+    normalised = os.path.normpath("/".join(parts)).split(os.sep)
+    if normalised and normalised[0] == "..":
         return f"filename_prefix {short(prefix)} points outside the output folder ('..' is not allowed)"
     # Names are counted in bytes as the file system counts them (255 a name); the file name also
     # gets the counter and extension, and while it is written the writer's hidden temporary name.
+    # Every name as written counts, also one a later '..' steps out of: the saver creates it.
     for i, part in enumerate(parts):
         limit = NAME_MAX_BYTES - (FILE_NAME_OVERHEAD if i == len(parts) - 1 else 0)
         size = len(part.encode("utf-8"))
