@@ -42,7 +42,7 @@ def test_cfg_per_step_and_sigmas():
     (lambda: NAGOptions(tau=INF), "NAG tau is inf"),
     (lambda: NAGOptions(alpha=NAN), "NAG alpha is nan"),
     (lambda: SkipLayerGuidance(scale=NAN), "skip-layer guidance scale is nan"),
-    (lambda: ContextOptions.from_pixel_frames(NAN, 16), "context context_length is nan"),
+    (lambda: ContextOptions.from_pixel_frames(NAN, 16), "context_frames is nan"),
 ])
 def test_option_numbers(make, message):
     with pytest.raises(WanInputError, match=message):

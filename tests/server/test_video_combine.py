@@ -182,8 +182,8 @@ def _all_files(server) -> set[Path]:
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"frame_rate": 0.0}, "frame_rate must be > 0, got 0.0"),
-        ({"frame_rate": -1.0}, "frame_rate must be > 0, got -1.0"),
+        ({"frame_rate": 0.0}, "frame_rate must be from 0.01 to 240 frames per second, got 0.0"),
+        ({"frame_rate": -1.0}, "frame_rate must be from 0.01 to 240 frames per second, got -1.0"),
         ({"filename_prefix": "../x"}, "points outside the output folder"),
         ({"filename_prefix": "a/../../x"}, "points outside the output folder"),
         ({"filename_prefix": "/tmp/wan_abs/x"}, "absolute path"),

@@ -55,7 +55,14 @@ def comfy_unet(twins: dict):
 
 def outputs_of(server, graph: dict, timeout: float = 300) -> dict:
     """node id -> the SaveLatent tensor or the SaveImage frames (uint8, N x H x W x 3) it wrote."""
+    if getattr(server, "version", "0.3.75") != "0.3.75":
+        for node in graph.values():  # 0.8.0's context-window nodes gained a required input
+            if node["class_type"] in ("WanContextWindowsManual", "ContextWindowsManual"):
+                node["inputs"].setdefault("freenoise", False)
     outputs = server.run(graph, timeout=timeout)
+    # ComfyUI runs the outputs that pass validation and drops the others: every saver must be there
+    savers = {nid for nid, node in graph.items() if node["class_type"] in ("SaveLatent", "SaveImage")}
+    assert savers <= set(outputs), (sorted(savers - set(outputs)), server.log_tail(30))
     out = {}
     for nid, entry in outputs.items():
         if "latents" in entry:
