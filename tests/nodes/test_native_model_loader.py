@@ -10,9 +10,9 @@ while every packed Linear weight stays packed (uint8) through ComfyUI's load and
 
 from __future__ import annotations
 
-import gguf
 import pytest
 import torch
+from native_fixtures import write_dequantized_twin
 from refs import comfy, pack_module
 from safetensors.torch import load_file, save_file
 from tiny_models import dit_config, write_dit, write_lora
@@ -20,20 +20,11 @@ from tiny_models import dit_config, write_dit, write_lora
 TOLERANCE = 1e-5  # relative to max|reference|: the same fp32 math on the same weight values
 
 
-def _dequantized_by_gguf_py(path) -> dict:
-    out = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        shape = tuple(int(v) for v in reversed(t.shape))
-        out[t.name] = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float().reshape(shape)
-    return out
-
-
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("native")
     packed = write_dit(d / "t2v_Q8_0.gguf", "t2v_1_3b", "gguf", seed=4)
-    dense = d / "t2v_dequantized_f32.safetensors"
-    save_file(_dequantized_by_gguf_py(packed), str(dense))
+    dense = write_dequantized_twin(packed, d / "t2v_dequantized_f32.safetensors")  # gguf-py's values
     lora = write_lora(d / "lora.safetensors", variant="t2v_1_3b", seed=12)
     return {"gguf": packed, "dense": dense, "lora": lora}
 
