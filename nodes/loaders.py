@@ -11,19 +11,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from typing import Callable
 
 import torch
 
-from ..wan.job.load import dit_shapes, load_clip_vision, load_dit, load_text_encoder, load_vae
+from ..wan.job.load import dit_header, load_clip_vision, load_dit, load_text_encoder, load_vae
 from ..wan.job.options import PRECISIONS, QUANTIZATIONS, LoadOptions
 from ..wan.job.options import precision as dtype_of
 from ..wan.models.dit.attention_backends import ATTENTION_MODES  # each is checked when the model loads
-from ..wan.weights.lora import check_loras, refuse_unmatched
+from ..wan.models.dit.config import DiTConfig
+from ..wan.weights.lora import refuse_unmatched
 from ._common import (
     CATEGORY, MODEL_CACHE, WANCLIPVISION, WANLORA, WANMODEL, WANTEXTENCODER, WANVAE,
     full_path, identity_of, register_gguf_extension, list_files, main_device, make_room, offload_device,
 )
-from ._notices import showing_notices
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,27 @@ except ImportError:  # imported outside ComfyUI (unit tests)
 class WanModel:
     """What a WANMODEL socket carries: the shared base DiT plus the LoRAs to apply while sampling.
 
+    The base is read when first used (``dit``, through the shared cache), not by the loader node:
+    the loader checks the file and its LoRAs from the header alone, so a graph whose other expert
+    has a LoRA for another model fails before any model is read. ``cfg`` comes from the header.
     ``block_swap``: some blocks live on the offload device and are streamed in by the model itself,
     so the sampler must not move the whole model.
     """
 
-    dit: torch.nn.Module
     name: str
+    cfg: DiTConfig
+    load: Callable[[], torch.nn.Module] = dataclasses.field(repr=False, compare=False)
     loras: tuple = ()
     block_swap: bool = False
 
     @property
-    def cfg(self):
-        return self.dit.cfg
+    def dit(self) -> torch.nn.Module:
+        return self.load()
+
+    @classmethod
+    def loaded(cls, dit: torch.nn.Module, name: str, loras=(), block_swap: bool = False) -> "WanModel":
+        """Around a DiT already in memory (tests and other callers)."""
+        return cls(name, getattr(dit, "cfg", None), lambda: dit, tuple(loras), block_swap)
 
 
 def _home(load_device: str) -> torch.device:
@@ -97,7 +107,6 @@ class WanModelLoader:
     def IS_CHANGED(cls, model, **_):
         return identity_of(model, *DIT_FOLDERS)
 
-    @showing_notices  # a LoRA that partly matches the model
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
              block_swap_args=None, compile_args=None):
         path = full_path(model, *DIT_FOLDERS)
@@ -111,9 +120,12 @@ class WanModelLoader:
         if swap:
             options = dataclasses.replace(options, device=main_device())
 
+        # the file and every LoRA are checked from the header: a wrong file or a LoRA for another
+        # model fails here, before this or any other model in the graph is read
+        cfg, shapes = dit_header(path)
         loras = tuple(lora or ())
-        if loras:  # a LoRA for another model fails here, from the file's header, before the model loads
-            refuse_unmatched(dit_shapes(path), loras)
+        if loras:
+            refuse_unmatched(shapes, loras)
 
         def load():
             make_room(os.path.getsize(path), options.build_device)
@@ -121,10 +133,10 @@ class WanModelLoader:
             log.info("Wan: loaded %s (%s) on %s", model, dit.cfg.variant, home)
             return dit
 
-        dit = MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
-        if loras:  # how each LoRA matches, logged; the sampler names the expert each chain goes on
-            check_loras(dit, loras)
-        return (WanModel(dit, model, loras, swap),)
+        def cached():  # the sampler reports how each LoRA matches, per expert
+            return MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
+
+        return (WanModel(model, cfg, cached, loras, swap),)
 
 
 class WanTextEncoderLoader:

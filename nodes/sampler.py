@@ -177,9 +177,12 @@ class WanSampler:
         loras_low = () if model_low is None or same_expert else tuple(model_low.loras)
         run = RunOptions(loras=tuple(model.loras), loras_low=loras_low, cache=cache_args, feta=feta_args,
                          context=context_options, offload_device=offload_device())
-        if model_low is not None and not same_expert:  # the loaders cannot know which expert they load
+        # how each LoRA matches (the loaders read no weights, and cannot know which expert they load)
+        if model_low is not None and not same_expert:
             check_loras(model.dit, run.loras, HIGH_NOISE)
             check_loras(model_low.dit, run.loras_low, LOW_NOISE)
+        elif run.loras:
+            check_loras(model.dit, run.loras)
         done = [0]
         progress = _progress(job_sample.run_schedule(sampling).steps, channels)
 

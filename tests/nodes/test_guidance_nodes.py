@@ -51,7 +51,7 @@ def node_run(experts, text, sampler, expert_widgets, guidance_widgets=None):
         guidance_options = guidance.WanGuidanceOptions().make(**guidance_widgets)[0]
     embeds = conditioning.t2v_conditioning(W, H, FRAMES, 16)
     node_text = conditioning.PromptEmbeds(text.positive.clone(), text.negative.clone())
-    high, low = (loaders.WanModel(dit, "tiny", ()) for dit in experts)
+    high, low = (loaders.WanModel.loaded(dit, "tiny", ()) for dit in experts)
     out = sampler_node.WanSampler().sample(high, node_text, embeds, STEPS, 1.0, SHIFT, SEED, sampler, 1.0,
                                            model_low=low, expert_options=expert_options,
                                            guidance_options=guidance_options)

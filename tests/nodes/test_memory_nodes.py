@@ -28,7 +28,7 @@ def test_empty_embeds_into_the_sampler_refused_by_size(machine):
     dit = our_model(cfg, random_weights(cfg, seed=4))
     text = pack_module("wan.job.conditioning").PromptEmbeds(torch.zeros(1, 512, cfg.text_dim), None)
     embeds = pack_module("nodes.encoders").WanEmptyEmbeds().make(8192, 8192, 1025)[0]
-    model = pack_module("nodes.loaders").WanModel(dit, "tiny")
+    model = pack_module("nodes.loaders").WanModel.loaded(dit, "tiny")
     error = pack_module("wan.errors").WanInputError
     latent = 16 * 257 * 1024 * 1024 * 4  # bytes of one float32 latent of this size
     with pytest.raises(error, match=rf"^width 8192, height 8192, num_frames 1025 needs {4 * latent / GB:.1f} GB "

@@ -57,7 +57,7 @@ def node_run(dit, lora_path, text, cache=False, feta=False):
     feta_args = perf.WanEnhanceVideoArgs().make(FETA["weight"], 0.0, 1.0)[0] if feta else None
     embeds = conditioning.t2v_conditioning(W, H, FRAMES, 16)
     node_text = conditioning.PromptEmbeds(text.positive.clone(), text.negative.clone())
-    out = sampler.WanSampler().sample(loaders.WanModel(dit, "tiny", loras), node_text, embeds, STEPS, CFG, SHIFT,
+    out = sampler.WanSampler().sample(loaders.WanModel.loaded(dit, "tiny", loras), node_text, embeds, STEPS, CFG, SHIFT,
                                       SEED, SAMPLER, 1.0, cache_args=cache_args, feta_args=feta_args)
     return out[0]["samples"]
 

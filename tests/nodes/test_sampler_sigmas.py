@@ -45,7 +45,7 @@ def node_run(dit, text, sampler="euler", **optional):
     node_text = conditioning.PromptEmbeds(text.positive.clone(), text.negative.clone())
     # steps 30, shift 1 and denoise 0.5 on the widgets: a SIGMAS input must override all three
     steps, shift, denoise = (30, 1.0, 0.5) if "sigmas" in optional else (STEPS, SHIFT, 1.0)
-    out = sampler_node.WanSampler().sample(loaders.WanModel(dit, "tiny", ()), node_text, embeds, steps, CFG, shift,
+    out = sampler_node.WanSampler().sample(loaders.WanModel.loaded(dit, "tiny", ()), node_text, embeds, steps, CFG, shift,
                                            SEED, sampler, denoise, **optional)
     return out[0]["samples"]
 

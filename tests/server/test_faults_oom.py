@@ -46,7 +46,7 @@ def _sample_with_oom(monkeypatch):
             super().__init__()
             self.w = torch.nn.Parameter(torch.zeros(1))
 
-    model = loaders.WanModel(_TinyDiT(), "tiny.gguf")
+    model = loaders.WanModel.loaded(_TinyDiT(), "tiny.gguf")
     text = conditioning.PromptEmbeds(*(torch.zeros(1, 512, 16) for _ in conditioning.PromptEmbeds._fields))
     cond = conditioning.t2v_conditioning(32, 32, 5, 16)
     node = sampler_mod.WanSampler()

@@ -24,7 +24,8 @@ from ..models.dit.config import DiTConfig
 from ..models.dit.loading import checked_state_dict
 from ..models.dit.loading import load_dit as _dit_from_state_dict
 from ..models.dit.model import WanDiT
-from ..models.identify import identify_file
+from ..models.dit.shapes import config_from_shapes
+from ..models.identify import identify, identify_file
 from ..models.text.encoder import TextEncoder
 from ..models.text.tokenizer import find_spiece_model
 from ..models.text.umt5 import checked_umt5_state_dict, convert_wan_to_hf, hf_t5_config
@@ -48,6 +49,17 @@ __all__ = ["LoadOptions", "TextEncoderWeights", "build_dit", "dit_weights", "loa
 PLAIN_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # the UMT5 weights another stack holds as Linear layers (official names): the only ones left packed
 _UMT5_LINEAR = re.compile(r"^blocks\.\d+\.(attn\.[qkvo]|ffn\.(gate\.0|fc1|fc2))\.weight$")
+
+
+def dit_header(path: str | os.PathLike) -> tuple[DiTConfig, dict[str, tuple[int, ...]]]:
+    """(config, {official tensor name: shape}) of a DiT file from its header alone, after checking
+    it is a Wan DiT: what a loader refuses a wrong file or another model's LoRA with before any
+    weight is read."""
+    shapes, metadata = read_header(path)
+    who = identify(shapes, metadata)
+    if who.role != "dit":
+        raise WanFileError(path, f"not a Wan diffusion model: it looks like {who.detail}")
+    return config_from_shapes(shapes, path), dit_to_official(shapes)
 
 
 def dit_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
