@@ -269,3 +269,18 @@ def test_existing_file_is_replaced_only_on_success(tmp_path):
     assert target.read_bytes() == b"old"
     video.write_video(target, _flat_frames(2), fps=10, format="video/h264-mp4")
     assert _decode(target)[0].shape[0] == 2
+
+
+@pytest.mark.parametrize("fmt", ["video/h264-mp4", "video/webm"])
+def test_metadata_of_a_big_graph_goes_in_whole(tmp_path, fmt):
+    """A big graph's workflow (here ~300 kB, with '=', ';', '#', backslashes and newlines in its
+    strings) used to go on ffmpeg's command line and fail with "Argument list too long"."""
+    nodes = [{"id": i, "type": "Note", "widgets_values": [f"line {i}\nkey=value; #{i} back\\slash " * 20]}
+             for i in range(600)]
+    metadata = {"prompt": METADATA["prompt"], "workflow": {"nodes": nodes}}
+    assert len(json.dumps(metadata["workflow"])) > 250_000
+    path = _write(tmp_path, fmt, _flat_frames(2), metadata=metadata)
+    tags = {k.lower(): v for k, v in _tags(path).items()}
+    assert json.loads(tags["workflow"]) == metadata["workflow"]
+    assert json.loads(tags["prompt"]) == METADATA["prompt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no metadata file left behind

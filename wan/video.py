@@ -134,13 +134,16 @@ def write_video(
     # Not mkstemp: its 0600 mode would survive the rename; O_EXCL still guards against clashes.
     tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    audio_tmp = None
+    audio_tmp = meta_tmp = None
     try:
         audio_args: list[str] = []
         if audio is not None:
             audio_tmp = tmp.with_suffix(".f32")
             audio_args = _write_audio(audio_tmp, audio, len(order) / fps)
-        cmd = _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata, tmp)
+        if metadata and fmt.muxer in ("mp4", "webm"):
+            meta_tmp = tmp.with_suffix(".meta")
+            _write_ffmetadata(meta_tmp, metadata)
+        cmd = _command(fmt, width, height, fps, loop_count, crf, audio_args, meta_tmp, tmp)
         _encode(cmd, frames, order, first, on_frame)
         if metadata and fmt.muxer == "gif":
             _add_gif_comment(tmp, metadata)
@@ -151,8 +154,9 @@ def write_video(
         tmp.unlink(missing_ok=True)
         raise
     finally:
-        if audio_tmp is not None:
-            audio_tmp.unlink(missing_ok=True)
+        for extra in (audio_tmp, meta_tmp):
+            if extra is not None:
+                extra.unlink(missing_ok=True)
     return path
 
 
@@ -248,7 +252,19 @@ def _write_audio(path: Path, audio, duration: float) -> list[str]:
     return ["-f", "f32le", "-ar", str(rate), "-ac", str(waveform.shape[0]), "-i", str(path)]
 
 
-def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata, out: Path) -> list[str]:
+def _write_ffmetadata(path: Path, metadata: Mapping[str, Any]) -> None:
+    """ffmpeg's FFMETADATA file: metadata of any size goes to ffmpeg as an input file, since on its
+    command line a big graph's workflow (hundreds of kB) exceeds the OS's argument limit."""
+    def escape(text: str) -> str:
+        for ch in "\\=;#\n":
+            text = text.replace(ch, "\\" + ch)
+        return text
+
+    lines = [";FFMETADATA1"] + [f"{escape(str(key))}={escape(_json(value))}" for key, value in metadata.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata_file, out: Path) -> list[str]:
     import imageio_ffmpeg
 
     rate = Fraction(fps).limit_denominator(1001)
@@ -257,6 +273,8 @@ def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata, out
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(rate), "-i", "-",
         *audio_args,
     ]
+    if metadata_file is not None:  # the last input: after the frames (0) and the audio (1), if any
+        cmd += ["-f", "ffmetadata", "-i", str(metadata_file)]
     filters = []
     if fmt.even_size and (width % 2 or height % 2):
         log.warning(
@@ -276,9 +294,10 @@ def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata, out
         cmd += ["-loop", str(loop_count)]
     if audio_args:
         cmd += ["-map", "0:v:0", "-map", "1:a:0", *fmt.audio_codec]
-    if metadata and fmt.muxer in ("mp4", "webm"):
-        for key, value in metadata.items():
-            cmd += ["-metadata", f"{key}={_json(value)}"]
+    if metadata_file is not None:
+        if not audio_args:
+            cmd += ["-map", "0:v:0"]
+        cmd += ["-map_metadata", "2" if audio_args else "1"]
         if fmt.muxer == "mp4":
             cmd += ["-movflags", "+use_metadata_tags+faststart"]
     cmd += ["-f", fmt.muxer, str(out)]
