@@ -253,8 +253,7 @@ def _write_audio(path: Path, audio, duration: float) -> list[str]:
 
 
 def _write_ffmetadata(path: Path, metadata: Mapping[str, Any]) -> None:
-    """ffmpeg's FFMETADATA file: metadata of any size goes to ffmpeg as an input file, since on its
-    command line a big graph's workflow (hundreds of kB) exceeds the OS's argument limit."""
+    """ffmpeg's FFMETADATA file: on ffmpeg's command line a big graph's workflow exceeds the OS's limit."""
     def escape(text: str) -> str:
         for ch in "\\=;#\n":
             text = text.replace(ch, "\\" + ch)
