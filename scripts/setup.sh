@@ -19,7 +19,7 @@ comfy_dir=$(python -c "import importlib.util,os;print(os.path.join(os.path.dirna
 # ComfyUI starts without torchaudio (audio nodes skip) and spandrel (upscalers skip).
 grep -viE '^\s*(torch|torchaudio|torchvision|spandrel)\b' "$comfy_dir/requirements.txt" > "$VENV/comfy-requirements.txt"
 pip install -q -r "$VENV/comfy-requirements.txt"
-pip install -q -e ".[test]"
+pip install -q -e ".[test,multi]"  # multi: Ray, for the farm and multi-GPU tests
 # ComfyUI 0.8.0 (January 2026), an unmodified tree beside the checkout in ../shared/ (WAN_SHARED names
 # another folder holding comfyui-0.8.0/; it is never written to). The server tests run on it too. Its
 # requirements differ from 0.3.75's only in newer frontend/template pins and comfy-kitchen; those go into

@@ -14,6 +14,7 @@ COMMANDS = {
     "generate": ("generate", "generate a video or image from a prompt"),
     "quantize": ("quantize", "write a GGUF file from a safetensors checkpoint"),
     "models": ("models", "list, download and verify model files"),
+    "farm": ("farm", "serve many queued ComfyUI prompts over many GPUs on Ray"),
 }
 
 
