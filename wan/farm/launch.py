@@ -45,7 +45,7 @@ class FarmOptions:
 def start_workers(options: FarmOptions):
     """(ray, {index: started actor}); raises WanInputError before any job if a worker cannot serve."""
     options.check()
-    ray = connect(options.address, options.pack, num_cpus=None if options.address else max(2, options.workers or 0))
+    ray = connect(options.address, PACK_ROOT, num_cpus=None if options.address else max(2, options.workers or 0))
     gpus = gpu_count(ray)
     count = options.workers or gpus
     if count < 1:
