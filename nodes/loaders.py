@@ -57,6 +57,8 @@ class WanModel:
     load: Callable[[], torch.nn.Module] = dataclasses.field(repr=False, compare=False)
     loras: tuple = ()
     block_swap: bool = False
+    path: str | None = None  # the file and how it loads: what each rank of Wan Multi-GPU loads
+    options: LoadOptions | None = dataclasses.field(default=None, compare=False)
 
     @property
     def dit(self) -> torch.nn.Module:
@@ -136,7 +138,7 @@ class WanModelLoader:
         def cached():  # the sampler reports how each LoRA matches, per expert
             return MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
 
-        return (WanModel(model, cfg, cached, loras, swap),)
+        return (WanModel(model, cfg, cached, loras, swap, path, options),)
 
 
 class WanTextEncoderLoader:

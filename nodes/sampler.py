@@ -117,6 +117,7 @@ class WanSampler:
                                                              "low-noise cfg/shift/sampler)."}),
                 "guidance_options": ("WANGUIDANCE", {"tooltip": "From Wan Guidance Options (cfg per step, "
                                                                 "CFG-Zero*, skip-layer guidance, NAG)."}),
+                "multi_gpu": ("WANMULTIGPU", {"tooltip": "From Wan Multi-GPU: run this job over several GPUs."}),
             },
         }
 
@@ -145,7 +146,8 @@ class WanSampler:
     @showing_notices  # a LoRA that partly matches an expert, a size rounded for TI2V-5B
     def sample(self, model, text_embeds, image_embeds, steps, cfg, shift, seed, sampler, denoise_strength,
                samples=None, context_options=None, model_low=None, cache_args=None, feta_args=None,
-               scheduler="default", sigmas=None, noise="default", expert_options=None, guidance_options=None):
+               scheduler="default", sigmas=None, noise="default", expert_options=None, guidance_options=None,
+               multi_gpu=None):
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
@@ -183,6 +185,11 @@ class WanSampler:
             check_loras(model_low.dit, run.loras_low, LOW_NOISE)
         elif run.loras:
             check_loras(model.dit, run.loras)
+        if multi_gpu is not None:  # the ranks load the model files themselves
+            from .multi_gpu import run_on_group
+
+            return ({"samples": run_on_group(multi_gpu, model, model_low, text_embeds, cond, sampling, run,
+                                             latents).cpu()},)
         done = [0]
         progress = _progress(job_sample.run_schedule(sampling).steps, channels)
 

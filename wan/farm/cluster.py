@@ -41,19 +41,26 @@ def check_address(address: str, timeout: float = 5.0) -> None:
             "`ray start --head` on that machine, or leave --address out to start a local cluster") from error
 
 
-def connect(address: str | None, pack_root: Path, num_cpus: int | None = None, num_gpus: int | None = None):
+def connect(address: str | None, pack_root: Path, num_cpus: int | None = None, num_gpus: int | None = None,
+            env: dict[str, str] | None = None):
     """Join the cluster at ``address`` or start a local one; the ``ray`` module.
 
-    Workers import this package from ``pack_root`` (the same path on every machine of a cluster)."""
+    Workers import this package from ``pack_root`` (the same path on every machine of a cluster);
+    ``env``: package_alias's variables when this library is a sub-package (inside ComfyUI)."""
     ray = import_ray()
     if address:
         check_address(address)
     if ray.is_initialized():
         return ray
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(pack_root), os.environ.get("PYTHONPATH")]))}
+    env = {**(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(pack_root), os.environ.get("PYTHONPATH")]))}
+    # Ray must not hide the GPUs from an actor that asks for none: a rank pins its own device.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     options = {} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    # Before anything is unpickled in a worker: this package under its caller's name (package_alias).
+    runtime_env = {"env_vars": env, "worker_process_setup_hook": "wan.gpus.package_alias.install"}
     ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env}, **{k: v for k, v in options.items() if v is not None})
+             runtime_env=runtime_env, **{k: v for k, v in options.items() if v is not None})
     return ray
 
 
