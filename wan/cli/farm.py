@@ -6,8 +6,7 @@
 
 Each worker is a headless ComfyUI carrying this pack, on its own 127.0.0.1 port, reading the shared
 model folders. The farm serves one endpoint compatible with ComfyUI's /prompt, /history, /view, /queue
-and /ws: point a client (scripts/comfy_client.py, scripts/main_job.py --url, the frontend's API calls)
-at it. A worker lost mid-prompt has the prompt re-queued once and the client told; outputs are kept
+and /ws: point a client (scripts/comfy_client.py, anything speaking ComfyUI's API) at it. A worker lost mid-prompt has the prompt re-queued once and the client told; outputs are kept
 per worker under <base>/output/w<index>/ and served by /view.
 """
 
