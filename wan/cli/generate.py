@@ -11,8 +11,8 @@ from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes 
 Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repeatable; ``--lora-low``
 for the low-noise expert), ``--block-swap``, ``--compile``, ``--attention``, ``--quantization``, step
 cache (``--cache``), Enhance-A-Video (``--feta``) and context windows (``--context``); they become the
-library's LoadOptions and RunOptions. Schedules: ``--scheduler`` (ComfyUI's names too) or
-``--timesteps 1000,750,500,250``. The experts and guidance (``--switch-step``, ``--boundary``,
+library's LoadOptions and RunOptions (``--parallel``: each step split over torchrun's processes).
+Schedules: ``--scheduler`` (ComfyUI's names too) or ``--timesteps 1000,750,500,250``. The experts and guidance (``--switch-step``, ``--boundary``,
 ``--shift-low``, ``--sampler-low``, ``--cfg 2,1,1,1``, ``--cfg-zero-star``, ``--slg``, ``--nag``)
 become SamplingOptions fields, checked before any model loads.
 """
@@ -20,6 +20,7 @@ become SamplingOptions fields, checked before any model loads.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -30,6 +31,8 @@ from ..errors import WanError, WanInputError
 from ..job import pipelines
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
+from ..parallel.launch import launch
+from ..parallel.layout import ParallelLayout
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
@@ -98,6 +101,13 @@ def layers_spec(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected block indices separated by commas, got {text!r}") from None
+
+
+def parallel_spec(text: str) -> ParallelLayout:
+    try:
+        return ParallelLayout.parse(text)
+    except WanError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,6 +202,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--dtype", default="bf16", choices=tuple(PRECISIONS), help="weights and compute dtype")
     out.add_argument("--device", default=None, help="torch device (default cuda if available, else cpu)")
     out.add_argument("--quiet", action="store_true", help="no progress output")
+    out.add_argument("--parallel", type=parallel_spec, default=None, metavar="cfg=2,ulysses=2,ring=1",
+                     help="split each step over the processes of `torchrun --nproc-per-node N` (N = the "
+                          "product): cfg=2 cond/uncond, ulysses (divides the heads), ring (any)")
 
 
 class ProgressBar:
@@ -330,6 +343,13 @@ def run(args: argparse.Namespace) -> int:
         if args.model_dir:
             found = pipelines.find_components(args.model_dir)
             files.update({k: v for k, v in found.items() if files.get(k) is None})
+        group = None
+        if args.parallel is not None:  # torchrun: rank 0 encodes, decodes and writes; all ranks sample
+            group = launch(args.parallel, load_options)
+            load_options = dataclasses.replace(load_options, device=group.device)
+            run_options = dataclasses.replace(run_options, parallel=args.parallel)
+            args.quiet = args.quiet or not group.first
+            files = files if group.first else {k: files[k] for k in ("dit", "dit_low")}
         t0 = time.monotonic()
         _say(args, "loading models ...")
         parts = pipelines.load_components(**files, options=load_options, vae_dtype=torch.float32)
@@ -338,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         cls = _pipeline_class(parts["dit"], args)
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
-        pipe = cls(**parts, boundary=args.boundary)
+        pipe = cls(**parts, boundary=args.boundary) if group is None or group.first else None
         inputs = {}
         if args.image:
             inputs["image"] = _read_image(args.image)
@@ -355,11 +375,18 @@ def run(args: argparse.Namespace) -> int:
                 inputs["control_video"] = _read_video(args.control_video)
         t0 = time.monotonic()
         with cancel_on_sigint():  # Ctrl-C stops at the next cancel point; no output is written
-            frames = pipe(args.prompt, args.negative_prompt, width=args.width, height=args.height,
-                          num_frames=frames_n, steps=args.steps, cfg=args.cfg, cfg_low=args.cfg_low,
-                          shift=args.shift, sampler=args.sampler, seed=args.seed, callback=ProgressBar(args.quiet),
-                          run=run_options, scheduler=args.scheduler, timesteps=args.timesteps, noise=args.noise,
-                          **expert_kw, **inputs)
+            call = dict(width=args.width, height=args.height, num_frames=frames_n, steps=args.steps, cfg=args.cfg,
+                        cfg_low=args.cfg_low, shift=args.shift, sampler=args.sampler, seed=args.seed,
+                        callback=ProgressBar(args.quiet), run=run_options, scheduler=args.scheduler,
+                        timesteps=args.timesteps, noise=args.noise, **expert_kw, **inputs)
+            if group is None:
+                frames = pipe(args.prompt, args.negative_prompt, **call)
+            else:
+                frames = group.generate(pipe, parts["dit"], parts.get("dit_low"), args.prompt,
+                                        args.negative_prompt, **call)
+                group.close()
+            if frames is None:
+                return 0
             _write(args.out, frames, args.fps)
     except Cancelled as exc:
         print(f"\ngenerate: {exc} (Ctrl-C)", file=sys.stderr)

@@ -13,6 +13,7 @@ import torch
 
 from ..errors import WanInputError
 from ..finite import check_fields
+from ..parallel.layout import ParallelLayout
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
@@ -174,7 +175,9 @@ class SamplingOptions:
 class RunOptions:
     """What rides on the model for one run: LoRAs as (Lora, strength) pairs (``loras_low``: those of
     the Wan2.2 low-noise expert), step caching, Enhance-A-Video and context windows.
-    offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``."""
+    offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``.
+    parallel: the split of each DiT forward over torch.distributed processes (``wan.parallel``;
+    None: one process)."""
 
     loras: tuple = ()
     cache: CacheArgs | None = None
@@ -182,8 +185,11 @@ class RunOptions:
     context: ContextOptions | None = None
     loras_low: tuple = ()
     offload_device: str | torch.device = "cpu"
+    parallel: ParallelLayout | None = None
 
     def __post_init__(self):
+        if self.parallel is not None and not isinstance(self.parallel, ParallelLayout):
+            raise WanInputError(f"parallel must be a ParallelLayout, got {type(self.parallel).__name__}")
         for item in tuple(self.loras) + tuple(self.loras_low):
             if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Lora):
                 check_strength(*item)

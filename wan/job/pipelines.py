@@ -17,6 +17,7 @@ import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -43,7 +44,7 @@ __all__ = [
     "FLF2VPipeline", "I2VPipeline", "T2IPipeline", "T2VPipeline", "TI2VPipeline", "VACEPipeline",
     "WanPipeline", "decode_frames", "encode_prompts", "i2v_conditioning", "sample_video",
     "t2v_conditioning", "ti2v_conditioning", "vace_conditioning", "PromptEmbeds", "VideoConditioning",
-    "load_components", "find_components", "LoadOptions",
+    "load_components", "find_components", "LoadOptions", "PreparedJob",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
@@ -211,6 +212,29 @@ class WanPipeline:
         ``guidance``: CFG-Zero*, skip-layer guidance, NAG. See ``sample_video`` for the rest."""
         if output_type not in ("frames", "latent"):
             raise WanInputError(f"output_type must be 'frames' or 'latent', got {output_type!r}")
+        job = self.prepare(prompt, negative_prompt, width=width, height=height, num_frames=num_frames, steps=steps,
+                           cfg=cfg, shift=shift, sampler=sampler, seed=seed, denoise=denoise, latents=latents,
+                           context=context, cfg_low=cfg_low, cancel=cancel, run=run, scheduler=scheduler,
+                           sigmas=sigmas, timesteps=timesteps, noise=noise, switch_step=switch_step,
+                           shift_low=shift_low, sampler_low=sampler_low, guidance=guidance, **inputs)
+        with cancel_hook(cancel):  # the VAE's decode polls it too
+            latent = sample_video(self.dit, job.text, job.image, job.sampling, job.run, dit_low=self.dit_low,
+                                  latents=job.latents, callback=callback, cancel=cancel)
+            if output_type == "latent":
+                return latent
+            return decode_frames(self.vae, latent)
+
+    def prepare(self, prompt: str, negative_prompt: str = "", width: int = 832, height: int = 480,
+                num_frames: int | None = None, steps: int = 30, cfg: float = 5.0, shift: float | None = None,
+                sampler: str = "unipc", seed: int = 0, denoise: float = 1.0, latents: torch.Tensor | None = None,
+                context: ContextOptions | None = None, cfg_low: float | None = None,
+                cancel: Callable[[], bool] | None = None, run: RunOptions | None = None, scheduler: str = "default",
+                sigmas=None, timesteps=None, noise: str | None = None, switch_step: int | None = None,
+                shift_low: float | None = None, sampler_low: str | None = None,
+                guidance: GuidanceOptions | None = None, **inputs) -> "PreparedJob":
+        """Everything ``sample_video`` takes, from the arguments of ``__call__``: the options checked,
+        the prompts encoded and the images conditioned (text encoder, CLIP vision and VAE encode run
+        here, so a multi-process run does this on one rank and shares the result)."""
         run = RunOptions() if run is None else run
         if context is not None:
             if run.context is not None:
@@ -226,17 +250,22 @@ class WanPipeline:
         sampling = SamplingOptions(steps=steps, cfg=cfg, shift=1.0 if shift is None else shift, seed=seed,
                                    sampler=sampler, denoise=denoise, **extra)
         num_frames = self.default_frames if num_frames is None else num_frames
-        with cancel_hook(cancel):  # the VAE's encode and decode poll it too
+        with cancel_hook(cancel):  # the VAE's encode polls it too
             image_embeds = self.conditioning(width, height, num_frames, **inputs)
             text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
-            if shift is None:
-                sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width,
-                                                                                  image_embeds.height))
-            latent = sample_video(self.dit, text, image_embeds, sampling, run, dit_low=self.dit_low,
-                                  latents=latents, callback=callback, cancel=cancel)
-            if output_type == "latent":
-                return latent
-            return decode_frames(self.vae, latent)
+        if shift is None:
+            sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width, image_embeds.height))
+        return PreparedJob(text, image_embeds, sampling, run, latents)
+
+
+class PreparedJob(NamedTuple):
+    """The inputs of ``sample_video`` besides the models (``WanPipeline.prepare``)."""
+
+    text: PromptEmbeds
+    image: VideoConditioning
+    sampling: SamplingOptions
+    run: RunOptions
+    latents: torch.Tensor | None
 
 
 def _no_inputs(task: str, inputs: dict) -> None:

@@ -31,6 +31,7 @@ from .memory import check_sampling
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
 from ..finite import check_tensor, nonfinite
+from ..parallel.job import check_parallel, parallel_run
 from ..runtime.cache import StepCache
 from ..runtime.cancel import cancel_hook, current_hook
 from ..runtime.feta import use_feta
@@ -263,6 +264,11 @@ def sample_video(
     run = RunOptions() if run is None else run
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
+    layout = run.parallel
+    if layout is not None and layout.size > 1:
+        check_parallel(layout, [m for m in (dit, dit_low) if m is not None], run)
+        if layout.cfg > 1:  # the CFG split works on the doubled (cond, uncond) batch
+            s = dataclasses.replace(s, batch_cfg=True)
     device = _device(dit)
     check_sampling(shape, device, image_embeds.width, image_embeds.height, image_embeds.num_frames)
     schedule = run_schedule(s)
@@ -297,6 +303,7 @@ def sample_video(
     cancel = current_hook() if cancel is None else cancel
     with contextlib.ExitStack() as stack:
         stack.enter_context(cancel_hook(cancel))
+        stack.enter_context(parallel_run(layout, [m for m in (dit, dit_low) if m is not None], run))
         forwards, skips = {}, {}
         for module, loras in _experts(dit, dit_low, run):
             if loras:
