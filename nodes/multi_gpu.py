@@ -9,6 +9,8 @@ POST /free end the actors and give their GPU memory back.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from ._common import CATEGORY, _load_models, _patcher
@@ -60,27 +62,24 @@ class WanMultiGPU:
 
         devices = parse_gpus(gpus) or tuple(range(count))
         options = MultiGpuOptions(devices, layout, "cuda" if torch.cuda.is_available() else "cpu")
+        options.parallel_layout()  # a layout this count cannot take fails here, before any actor starts
         group_for(options)  # started (or kept warm) now: a wrong device or layout fails before the sampler
         _register_release()
         return (options,)
 
 
 def run_on_group(options: MultiGpuOptions, model, model_low, text_embeds, cond, sampling, run, latents):
-    """The Wan Sampler's job on the group for ``options``: the raw latent."""
+    """The Wan Sampler's job on the group for ``options``: the raw latent (each rank loads the files)."""
     from ..wan.errors import WanInputError
     from ..wan.gpus.group import group_for
-    from ..wan.gpus.job import RankJob
+    from ..wan.parallel.rank import RankJob, run_rank
 
-    try:
-        from ..wan.parallel import run_rank
-    except ImportError as error:
-        raise WanInputError("Wan Multi-GPU: this build has no wan.parallel.run_rank; "
-                            "disconnect multi_gpu from the Wan Sampler") from error
     if model.path is None or (model_low is not None and model_low.path is None):
         raise WanInputError("Wan Multi-GPU: the model must come from Wan Model Loader (each GPU loads the file)")
-    job = RankJob(model.path, model.options, text_embeds, cond, sampling, run,
-                  None if model_low is None else model_low.path, None if model_low is None else model_low.options,
-                  latents)
+    run = dataclasses.replace(run, parallel=options.parallel_layout())
+    job = RankJob(model.path, model.options, sampling, run, text=text_embeds, image=cond, latents=latents,
+                  dit_low=None if model_low is None else model_low.path,
+                  load_low=None if model_low is None else model_low.options)
     latent = group_for(options).run(run_rank, job)
     _register_release()
     return latent

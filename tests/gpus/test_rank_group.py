@@ -18,10 +18,10 @@ from wan.gpus import group as gpu_group
 from wan.gpus.layout import MultiGpuOptions
 
 
-def standin_rank(job, *, rank, world_size, layout, device):
+def standin_rank(job, *, rank, world_size, local_rank):
     value = torch.tensor([float(rank + job["add"])])
     dist.all_reduce(value)
-    return {"rank": rank, "world_size": world_size, "layout": layout, "device": str(device),
+    return {"rank": rank, "world_size": world_size, "local_rank": local_rank,
             "sum": value.item(), "pid": os.getpid()}
 
 
@@ -46,7 +46,7 @@ def ray_module():
 def test_group_forms_stays_warm_and_is_released(ray_module):
     options = MultiGpuOptions(devices=(0, 1), layout="cfg", backend="cpu")
     first = gpu_group.group_for(options).run(standin_rank, {"add": 10})
-    assert first["rank"] == 0 and first["world_size"] == 2 and first["layout"] == "cfg"
+    assert first["rank"] == 0 and first["world_size"] == 2 and first["local_rank"] is None
     assert first["sum"] == (0 + 10) + (1 + 10), "both ranks took part in one all-reduce"
     group = gpu_group.group_for(options)
     second = group.run(standin_rank, {"add": 1})
@@ -72,3 +72,16 @@ def test_options_refuse_bad_layouts_and_absent_gpus():
         MultiGpuOptions(devices=(0, 3)).check_present(2)
     with pytest.raises(WanInputError, match="no CUDA device here"):
         MultiGpuOptions(devices=(0,)).check_present(0)
+
+
+@pytest.mark.parametrize("layout, n, degrees", [
+    ("ulysses", 4, (1, 4, 1)), ("ring", 3, (1, 1, 3)), ("cfg", 2, (2, 1, 1)),
+    ("cfg+ulysses", 4, (2, 2, 1)), ("cfg+ring", 6, (2, 1, 3))])
+def test_layout_names_mean_these_degrees(layout, n, degrees):
+    p = MultiGpuOptions(devices=tuple(range(n)), layout=layout, backend="cpu").parallel_layout()
+    assert (p.cfg, p.ulysses, p.ring) == degrees and p.size == n
+
+
+def test_cfg_alone_takes_two_gpus():
+    with pytest.raises(WanInputError, match="layout 'cfg' runs cond and uncond on 2 GPUs, not 4"):
+        MultiGpuOptions(devices=(0, 1, 2, 3), layout="cfg", backend="cpu").parallel_layout()

@@ -18,11 +18,11 @@ from refs import comfy, pack_module
 PACK = "wan_pack_multi_gpu_test"
 
 
-def standin_rank(job, *, rank, world_size, layout, device):
+def standin_rank(job, *, rank, world_size, local_rank):
     value = torch.tensor([float(job.steps) * (rank + 1)])
     dist.all_reduce(value)
     return {"job_type": f"{type(job).__module__}.{type(job).__qualname__}", "sum": value.item(),
-            "pid": os.getpid(), "layout": layout}
+            "pid": os.getpid(), "local_rank": local_rank}
 
 
 def _alive(pid: int) -> bool:
@@ -53,7 +53,7 @@ def test_node_starts_ranks_that_comfyui_unload_releases(ray_module):
     job = pack_module("wan.job.options", PACK).SamplingOptions(steps=3)
     answer = group_module.group_for(options).run(standin_rank, job)
     assert answer["job_type"] == f"{PACK}.wan.job.options.SamplingOptions", "the rank sees the pack's own class"
-    assert answer["sum"] == 3 * 1 + 3 * 2 and answer["layout"] == "cfg"
+    assert answer["sum"] == 3 * 1 + 3 * 2 and answer["local_rank"] is None  # CPU ranks
     (again,) = multi.WanMultiGPU().make("", 2, "cfg")
     pids = list(group_module.group_for(again).pids)
     assert answer["pid"] in pids, "the node's second run keeps the same warm ranks"

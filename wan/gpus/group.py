@@ -1,6 +1,6 @@
 """A warm group of Ray actors, one per device, joined in one torch.distributed process group (NCCL on
-GPUs, gloo on the CPU), that runs one job on every rank: ``fn(job, rank=, world_size=, layout=,
-device=)`` (``wan.parallel.run_rank``), rank 0's answer returned. The group stays up between jobs and
+GPUs, gloo on the CPU), that runs one job on every rank: ``fn(job, rank=, world_size=, local_rank=)``
+(``wan.parallel.rank.run_rank``, which finds the group already formed), rank 0's answer returned. The group stays up between jobs and
 goes with ``release`` (the nodes' unload path and POST /free call ``release_all``).
 
 Ray is optional and imported by ``cluster.import_ray`` only when a group starts.
@@ -51,8 +51,9 @@ class RankActor:
                                 timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
         return os.getpid()
 
-    def run(self, fn, job, layout: str):
-        return fn(job, rank=self.rank, world_size=self.world_size, layout=layout, device=self.device)
+    def run(self, fn, job):
+        local = self.device.index if self.device.type == "cuda" else None  # the actor sees every GPU
+        return fn(job, rank=self.rank, world_size=self.world_size, local_rank=local)
 
     def leave(self) -> None:
         if dist.is_initialized():
@@ -78,7 +79,7 @@ class RankGroup:
 
     def run(self, fn, job):
         """``fn`` on every rank; rank 0's answer. A rank that dies ends the group (the next job starts a new one)."""
-        refs = [a.run.remote(fn, job, self.options.layout) for a in self.actors]
+        refs = [a.run.remote(fn, job) for a in self.actors]
         try:
             return self.ray.get(refs)[0]
         except self.ray.exceptions.RayActorError as error:

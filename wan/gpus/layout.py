@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import WanInputError
+from ..parallel.layout import ParallelLayout
 
 # ulysses: sequence parallel, all-to-all around attention (heads must divide by the degree);
 # ring: sequence parallel by passing key/value blocks round a ring (any degree);
@@ -36,6 +37,17 @@ class MultiGpuOptions:
     @property
     def world_size(self) -> int:
         return len(self.devices)
+
+    def parallel_layout(self) -> ParallelLayout:
+        """The degrees this layout name means for this many devices (the heads are checked by the job)."""
+        n = self.world_size
+        if self.layout == "cfg" and n != 2:
+            raise WanInputError(f"layout 'cfg' runs cond and uncond on 2 GPUs, not {n}; use 'cfg+ulysses' "
+                                "or 'cfg+ring' for more")
+        cfg = 2 if self.layout.startswith("cfg") else 1
+        seq = n // cfg
+        return ParallelLayout(cfg=cfg, ring=seq if self.layout.endswith("ring") else 1,
+                              ulysses=seq if self.layout.endswith("ulysses") else 1)
 
     def check_present(self, available: int) -> None:
         """Every device asked for exists (``available``: CUDA devices this process sees)."""

@@ -37,6 +37,7 @@ class RankJob:
     image: Any = None  # VideoConditioning
     latents: torch.Tensor | None = None
     dit_low: str | None = None
+    load_low: LoadOptions | None = None  # the low-noise expert's, when it differs from ``load``
 
 
 def backend_for(device: torch.device) -> str:
@@ -124,7 +125,8 @@ def run_rank(job: RankJob, rank: int, world_size: int, init_method: str = "env:/
     init(rank, world_size, init_method, device)
     options = dataclasses.replace(job.load, device=device)
     dit = load_dit(job.dit, options)
-    dit_low = load_dit(job.dit_low, options) if job.dit_low else None
+    options_low = options if job.load_low is None else dataclasses.replace(job.load_low, device=device)
+    dit_low = load_dit(job.dit_low, options_low) if job.dit_low else None
     check_parallel(layout, [m for m in (dit, dit_low) if m is not None], job.run)
     text, image, latents = share((job.text, job.image, job.latents) if rank == 0 else None)
     return sample_video(dit, text, image, job.sampling, job.run, dit_low=dit_low, latents=latents,
