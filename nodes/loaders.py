@@ -93,8 +93,10 @@ class WanModelLoader:
                                             "multiply in fp8 (GPUs of compute capability 8.9+)."}),
                 "load_device": (list(LOAD_DEVICES), {"default": "main_device",
                                 "tooltip": "offload_device keeps the model in RAM between runs."}),
-                "attention_mode": (list(ATTENTION_MODES), {"default": "sdpa",
-                                   "tooltip": "Modes other than sdpa need their package installed."}),
+                "attention_mode": (list(ATTENTION_MODES), {"default": "auto",
+                                   "tooltip": "auto: the fastest kernel this GPU runs (int8 with comfy-kitchen, "
+                                              "sage with SageAttention 2), else sdpa, said once. Other modes "
+                                              "need their package installed."}),
             },
             "optional": {
                 "lora": (WANLORA, {"tooltip": "LoRAs from Wan LoRA Select, applied while sampling."}),

@@ -59,7 +59,7 @@ def test_sageattention_near_sdpa():
     if importlib.util.find_spec("sageattention") is None:
         pytest.skip("sageattention is not installed")
     from wan.models.dit.attention import attention
-    from wan.models.dit.attention_backends import attention_kernel
+    from wan.models.dit.attention_select import attention_kernel
 
     # The kernel alone on random [B, L, H, D] inputs: SageAttention 1.0.6 measured 1.3% on an H100.
     g = torch.Generator("cuda").manual_seed(0)

@@ -175,7 +175,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--block-swap", type=int, default=0, metavar="N",
                       help="keep N transformer blocks in system memory, streamed to the device as they run")
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
-    opts.add_argument("--attention", default="sdpa", choices=ATTENTION_MODES, help="attention kernel")
+    opts.add_argument("--attention", default="auto", choices=ATTENTION_MODES,
+                      help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
                       help="fp8_e4m3fn: store a safetensors DiT's block weights as fp8; _fast: also multiply in fp8")
     opts.add_argument("--cache", type=float, default=None, metavar="THRESHOLD",

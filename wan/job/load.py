@@ -5,7 +5,7 @@ functions, so every option reaches every caller the same way. A file's format is
 content (``weights.loader``), never from its name. The DiT takes every option; the text encoder,
 the VAE and CLIP vision read only ``dtype`` and ``device``.
 
-    dit = load_dit("wan2.1_t2v_1.3B.gguf", LoadOptions(device="cuda", attention="sageattention"))
+    dit = load_dit("wan2.1_t2v_1.3B.gguf", LoadOptions(device="cuda", attention="int8"))
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
         state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")  # weights already fp8 stay as they are
     device = options.compute_device
     dit = _dit_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.build_device)
-    dit.set_attention(options.attention)
+    dit.set_attention(options.attention, device)
     if options.quantization == "fp8_e4m3fn_fast":
         enable_fp8_fast(dit, device)
     if options.swaps:
