@@ -32,6 +32,7 @@ from ..models.text.umt5 import checked_umt5_state_dict, convert_wan_to_hf, hf_t5
 from ..models.vae.loading import load_vae as _vae_from_state_dict
 from ..runtime.blockswap import apply_block_swap
 from ..runtime.compile import compile_blocks
+from ..runtime.fp16_accumulation import enable_fp16_accumulation
 from ..runtime.fp8_matmul import enable_fp8_fast
 from ..weights.fp8 import quantize_fp8
 from ..weights.gguf_text import gguf_text_encoder_state_dict
@@ -106,6 +107,8 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
     dit.set_attention(options.attention, device)
     if options.quantization == "fp8_e4m3fn_fast":
         enable_fp8_fast(dit, device)
+    if options.fp16_accumulation:
+        enable_fp16_accumulation(dit, options.dtype)
     if options.swaps:
         apply_block_swap(dit, options.block_swap, device, options.offload_device)
     else:

@@ -56,6 +56,7 @@ class LoadOptions:
     attention: str = "auto"
     block_swap: BlockSwapArgs | None = None
     compile: TorchCompileArgs | None = None
+    fp16_accumulation: bool = False
 
     def __post_init__(self):
         if self.dtype not in PRECISIONS.values():
