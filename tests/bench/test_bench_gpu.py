@@ -27,7 +27,7 @@ def _run(tmp_path, cases: str) -> list[dict]:
 
 
 def test_small_bench_runs_every_plain_case(tmp_path):
-    rows = _run(tmp_path, r"native|ours$|swap \d+/\d+$")
+    rows = _run(tmp_path, r"native( \([^)]*\))?$|ours$|swap \d+/\d+$")  # eager cases
     labels = [r["case"] for r in rows]
     assert labels == [
         "t2v_1_3b_tiny bf16 ComfyUI native", "t2v_1_3b_tiny bf16 ours",

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from dit_fixtures import make_inputs, random_weights, tiny_config
 from wan.errors import WanInputError
-from wan.models.dit.attention_backends import ATTENTION_MODES, OPTIONAL_KERNELS, attention_kernel
+from wan.models.dit.attention_backends import ATTENTION_MODES, OPTIONAL_KERNELS
+from wan.models.dit.attention_select import attention_kernel
 from wan.models.dit.layers import WanSelfAttention
 from wan.models.dit.model import WanDiT
 
@@ -45,7 +46,8 @@ def test_sdpa_and_unknown():
         torch.testing.assert_close(kernel(q, k, v), expected, rtol=0, atol=0)
     with pytest.raises(WanInputError, match="unknown attention_mode 'xformers'.*sageattention"):
         m.set_attention("xformers")
-    assert ATTENTION_MODES == ("sdpa", "flash_attn", "flash_attn_3", "sageattention")
+    # the older names stay valid, so saved workflows load
+    assert ATTENTION_MODES == ("auto", "sdpa", "int8", "sage", "flash_attn", "flash_attn_3", "sageattention")
 
 
 def test_model_computes_with_its_own_kernel():
@@ -73,7 +75,7 @@ def test_model_computes_with_its_own_kernel():
 
 @pytest.mark.parametrize("mode", sorted(OPTIONAL_KERNELS))
 def test_missing_package_is_a_clear_error(mode):
-    package, install, _ = OPTIONAL_KERNELS[mode]
+    package, install = OPTIONAL_KERNELS[mode].package, OPTIONAL_KERNELS[mode].install
     if importlib.util.find_spec(package) is not None:
         pytest.skip(f"{package} is installed here")
     m = WanDiT(CFG)

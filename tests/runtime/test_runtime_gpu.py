@@ -59,7 +59,7 @@ def test_sageattention_near_sdpa():
     if importlib.util.find_spec("sageattention") is None:
         pytest.skip("sageattention is not installed")
     from wan.models.dit.attention import attention
-    from wan.models.dit.attention_backends import attention_kernel
+    from wan.models.dit.attention_select import attention_kernel
 
     # The kernel alone on random [B, L, H, D] inputs: SageAttention 1.0.6 measured 1.3% on an H100.
     g = torch.Generator("cuda").manual_seed(0)
@@ -74,3 +74,19 @@ def test_sageattention_near_sdpa():
     sage = _step(sd, inp, attention="sageattention")
     rel = ((sage - sdpa).norm() / sdpa.norm()).item()
     assert rel < 0.05, rel  # int8 q/k inside the kernel
+
+
+def test_int8_attention_near_sdpa():
+    if importlib.util.find_spec("comfy_kitchen") is None:
+        pytest.skip("comfy-kitchen is not installed")
+    from wan.models.dit.attention import attention
+    from wan.models.dit.attention_select import attention_kernel
+
+    # one call on random [B, L, H, D] inputs; the bound is a guess until measured on a GPU
+    g = torch.Generator("cuda").manual_seed(0)
+    q, k, v = (torch.randn(1, n, 12, 128, device="cuda", dtype=torch.bfloat16, generator=g) for n in (1024, 512, 512))
+    ref = attention(q, k, v).float()
+    out = attention(q, k, v, attention_kernel("int8", "cuda")).float()
+    rel = ((out - ref).norm() / ref.norm()).item()
+    print(f"int8 attention: relative error {rel:.4f} against SDPA")
+    assert rel < 0.05, rel

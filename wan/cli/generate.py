@@ -185,7 +185,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--block-swap", type=int, default=0, metavar="N",
                       help="keep N transformer blocks in system memory, streamed to the device as they run")
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
-    opts.add_argument("--attention", default="sdpa", choices=ATTENTION_MODES, help="attention kernel")
+    opts.add_argument("--attention", default="auto", choices=ATTENTION_MODES,
+                      help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
+    opts.add_argument("--fp16-accumulation", action="store_true",
+                      help="with --dtype fp16: matrix products accumulate in fp16 (faster on GeForce GPUs)")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
                       help="fp8_e4m3fn: store a safetensors DiT's block weights as fp8; _fast: also multiply in fp8")
     opts.add_argument("--cache", type=float, default=None, metavar="THRESHOLD",
@@ -292,7 +295,8 @@ def _options(args: argparse.Namespace):
     if args.lora_low and not args.dit_low:
         raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
     load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
-                       attention=args.attention, block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
+                       attention=args.attention, fp16_accumulation=args.fp16_accumulation,
+                       block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
                        compile=TorchCompileArgs() if args.compile else None)
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),

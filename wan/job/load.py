@@ -5,7 +5,7 @@ functions, so every option reaches every caller the same way. A file's format is
 content (``weights.loader``), never from its name. The DiT takes every option; the text encoder,
 the VAE and CLIP vision read only ``dtype`` and ``device``.
 
-    dit = load_dit("wan2.1_t2v_1.3B.gguf", LoadOptions(device="cuda", attention="sageattention"))
+    dit = load_dit("wan2.1_t2v_1.3B.gguf", LoadOptions(device="cuda", attention="int8"))
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from ..models.text.umt5 import checked_umt5_state_dict, convert_wan_to_hf, hf_t5
 from ..models.vae.loading import load_vae as _vae_from_state_dict
 from ..runtime.blockswap import apply_block_swap
 from ..runtime.compile import compile_blocks
+from ..runtime.fp16_accumulation import enable_fp16_accumulation
 from ..runtime.fp8_matmul import enable_fp8_fast
 from ..weights.fp8 import quantize_fp8
 from ..weights.gguf_text import gguf_text_encoder_state_dict
@@ -103,9 +104,11 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
         state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")  # weights already fp8 stay as they are
     device = options.compute_device
     dit = _dit_from_state_dict(state_dict, path=path, dtype=options.dtype, device=options.build_device)
-    dit.set_attention(options.attention)
+    dit.set_attention(options.attention, device)
     if options.quantization == "fp8_e4m3fn_fast":
         enable_fp8_fast(dit, device)
+    if options.fp16_accumulation:
+        enable_fp16_accumulation(dit, options.dtype)
     if options.swaps:
         apply_block_swap(dit, options.block_swap, device, options.offload_device)
     else:

@@ -46,16 +46,18 @@ class LoadOptions:
     model computes (None: CUDA when available, else the CPU). offload_device: where swapped blocks
     live. quantization: "fp8_e4m3fn" stores a safetensors DiT's block weights as fp8 on load (GGUF
     and fp8 files keep their own format); "fp8_e4m3fn_fast" also multiplies in fp8. attention: the
-    attention kernel of the DiT. block_swap / compile: runtime options applied at load.
+    attention mode of the DiT (``attention_backends.ATTENTION_MODES``; "auto": the fastest kernel
+    the computing device runs, else SDPA). block_swap / compile: runtime options applied at load.
     """
 
     dtype: torch.dtype = torch.bfloat16
     device: str | torch.device | None = None
     offload_device: str | torch.device = "cpu"
     quantization: str = "disabled"
-    attention: str = "sdpa"
+    attention: str = "auto"
     block_swap: BlockSwapArgs | None = None
     compile: TorchCompileArgs | None = None
+    fp16_accumulation: bool = False
 
     def __post_init__(self):
         if self.dtype not in PRECISIONS.values():

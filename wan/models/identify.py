@@ -14,6 +14,7 @@ from typing import Mapping
 from .dit.shapes import config_from_shapes
 from ..errors import WanFileError
 from ..weights.checks import shape_of
+from ..weights.comfy_quant import has_comfy_quant
 from ..weights.gguf_text import T5_ARCHITECTURES, hf_name
 from ..weights.loader import read_header
 from ..weights.names import CLIP_VISION, DIT, UMT5, VAE, strip_prefix
@@ -48,10 +49,12 @@ def identify(tensors: Mapping, metadata: Mapping | None = None) -> Identity:
         shapes = {hf_name(k): v for k, v in shapes.items()}  # llama.cpp's T5 names
     if not shapes:
         return Identity(None, None, "an empty file (no tensors at all)")
+    quant = has_comfy_quant(shapes, metadata)
     for reading in (_lora, _dit, _sd_unet, _vae, _sd_vae, _text_encoder, _clip_vision, _clip_text):
         who = reading(shapes)
         if who is not None:
-            return who
+            # ComfyUI's per-layer quantized format (its formats are read at load)
+            return Identity(who.role, who.variant, f"{who.detail}, in ComfyUI's comfy_quant format") if quant else who
     if arch and arch != "wan":
         return Identity(None, None, f"a GGUF of architecture {arch!r}")
     sample = ", ".join(sorted(shapes)[:3])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import WanFileError
+from .comfy_quant import has_comfy_quant, unpack_comfy_quant
 from .finite import check_finite_weights
 from .fp8 import has_fp8, pack_fp8_state_dict
 from .gguf import GGUF_MAGIC, read_gguf, read_gguf_header
@@ -44,7 +45,8 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
     """The tensors of a GGUF or safetensors file.
 
     GGUF quantized tensors come back packed (``is_packed``); so do fp8 safetensors weights when
-    ``pack_fp8`` (scaled fp8 markers and scales folded in). ``architectures`` limits which GGUF
+    ``pack_fp8`` (scaled fp8 markers and scales folded in), and ComfyUI comfy_quant weights
+    (``comfy_quant``). ``architectures`` limits which GGUF
     architectures are accepted. A tensor holding NaN or Inf is refused (``finite``).
     """
     path = os.fspath(path)
@@ -55,6 +57,10 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
         return state
     state = read_safetensors(path)
     check_finite_weights(state, path)
+    if pack_fp8:
+        _, metadata = read_safetensors_header(path)
+        if has_comfy_quant(state, metadata):  # before the fp8 reading: its scales have other names
+            state = unpack_comfy_quant(state, metadata, path)
     if pack_fp8 and has_fp8(state):
         state = pack_fp8_state_dict(state, path)
     return state

@@ -16,6 +16,8 @@ from ..errors import WanFileError
 from .dequant import DEQUANTIZERS, dequantize
 
 FP8_TYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
+# one element per byte times one float32 scale: fp8 files, and comfy_quant's per-tensor int8
+SCALED_TYPES = {**FP8_TYPES, "int8": torch.int8}
 
 
 class PackedTensor:
@@ -24,7 +26,7 @@ class PackedTensor:
     is_packed = True
 
     def __init__(self, data: torch.Tensor, qtype: str, shape, scale: float | None = None):
-        if qtype not in DEQUANTIZERS and qtype not in FP8_TYPES:
+        if qtype not in DEQUANTIZERS and qtype not in SCALED_TYPES:
             raise ValueError(f"unknown packed type {qtype!r}")
         self.data = data if data.dtype == torch.uint8 else data.view(torch.uint8)
         self.qtype = qtype
@@ -82,13 +84,14 @@ def dequantize_packed(data: torch.Tensor, qtype: str, shape: torch.Size, scale: 
                       dtype: torch.dtype, device=None) -> torch.Tensor:
     if device is not None and data.device != torch.device(device):
         data = data.to(device, non_blocking=True)
-    if qtype in FP8_TYPES:
-        w = data.view(FP8_TYPES[qtype]).reshape(shape)
+    if qtype in SCALED_TYPES:
+        w = data.view(SCALED_TYPES[qtype]).reshape(shape)
         if scale is None:
             return w.to(dtype)
         # Scaled fp8: the same bits as ComfyUI's convert_weight (float32 multiply, one rounding),
         # since fp8 converts exactly to every compute dtype and the multiply runs in float32
-        # internally; no float32 copy of the weight is written.
+        # internally; no float32 copy of the weight is written. int8 (|v| <= 128) converts exactly
+        # to every compute dtype too.
         return w.to(dtype) * scale
     return dequantize(data, qtype, shape, dtype)
 

@@ -17,14 +17,15 @@ from ...runtime.cancel import in_query_chunks
 Kernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _sdpa_call(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def sdpa_whole(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA over [B, L, H, D] in one call (``sdpa`` splits long query sequences)."""
     # SDPA wants heads before tokens; the transposes are views and SDPA accepts the strides.
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     return out.transpose(1, 2)
 
 
 # split over the queries when the sequence is long, so that cancel reaches inside one long call
-sdpa: Kernel = in_query_chunks(_sdpa_call)
+sdpa: Kernel = in_query_chunks(sdpa_whole)
 sdpa.__doc__ = "PyTorch's scaled_dot_product_attention over [B, L, H, D] inputs -> [B, Lq, H, D]."
 
 

@@ -18,7 +18,7 @@ from .config import DiTConfig
 from ...errors import WanInputError
 from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
-from .attention_backends import attention_kernel
+from .attention_select import attention_kernel
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
@@ -105,11 +105,11 @@ class WanDiT(nn.Module):
     def residual_dtype(self) -> torch.dtype:
         return torch.float32 if self.residual_fp32 else self.compute_dtype
 
-    def set_attention(self, mode: str) -> None:
+    def set_attention(self, mode: str, device: torch.device | str | None = None) -> None:
         """Run every attention of this model (VACE blocks included) with the kernel of ``mode``
-        (see ``attention_backends.ATTENTION_MODES``); WanInputError, and no change, if it is
-        unknown or its package is missing."""
-        kernel = attention_kernel(mode)
+        (see ``attention_backends.ATTENTION_MODES``) on ``device``, where it will compute;
+        WanInputError, and no change, if it is unknown, its package is missing or the GPU is too old."""
+        kernel = attention_kernel(mode, device)
         for m in self.modules():
             if isinstance(m, WanSelfAttention):
                 m.kernel = kernel
