@@ -32,13 +32,11 @@ from ..job import pipelines
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
-from ..parallel.layout import ParallelLayout
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
 from ..sampling.cfg_zero import CFGZeroStar
-from ..sampling.context import ContextOptions
 from ..sampling.guidance import GuidanceOptions
 from ..sampling.nag import NAGOptions
 from ..sampling.noise import NOISE_STREAMS
@@ -48,66 +46,9 @@ from ..sampling.schedules import SCHEDULERS
 from ..runtime.cancel import Cancelled, cancel_on_sigint
 from ..video import write_video
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
+from .specs import CONTEXT_OVERLAP, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
-CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default
-
-
-def lora_spec(text: str) -> tuple[str, float]:
-    """``FILE`` or ``FILE:STRENGTH`` -> (file, strength); a tail that is not a number is part of the name."""
-    path, sep, tail = text.rpartition(":")
-    if sep and path:
-        try:
-            return path, float(tail)
-        except ValueError:
-            pass
-    return text, 1.0
-
-
-def context_spec(text: str) -> ContextOptions:
-    """``FRAMES`` or ``FRAMES:OVERLAP`` in pixel frames -> the windows the Wan Context Options node makes."""
-    frames, _, overlap = text.partition(":")
-    try:
-        return ContextOptions.from_pixel_frames(int(frames), int(overlap) if overlap else CONTEXT_OVERLAP)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRAMES or FRAMES:OVERLAP (pixel frames), got {text!r}") from None
-    except WanError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def timesteps_spec(text: str) -> tuple[float, ...]:
-    """``1000,750,500,250`` -> DiT timesteps on the 1000 scale (lightx2v's denoising_step_list)."""
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated timesteps such as 1000,750,500,250, "
-                                         f"got {text!r}") from None
-
-
-def cfg_spec(text: str) -> float | tuple[float, ...]:
-    """``CFG`` or one cfg per step, ``2,1,1,1``."""
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected a cfg")
-    return values[0] if len(values) == 1 and "," not in text else values
-
-
-def layers_spec(text: str) -> tuple[int, ...]:
-    """``9`` or ``7,8,9``: DiT block indices."""
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected block indices separated by commas, got {text!r}") from None
-
-
-def parallel_spec(text: str) -> ParallelLayout:
-    try:
-        return ParallelLayout.parse(text)
-    except WanError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
