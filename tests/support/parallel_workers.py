@@ -24,6 +24,7 @@ from wan.job.sample import sample_video
 from wan.parallel.job import forget_groups, groups_for
 from wan.parallel.layout import ParallelLayout
 from wan.parallel.model import use_parallel
+from wan.runtime.blockswap import enable_block_swap
 from wan.sampling.context import ContextOptions
 from wan.weights.lora import load_lora
 from wan.weights.quantize import write_gguf
@@ -98,8 +99,11 @@ def _sample_cases(layouts, tmp):
     image = t2v_conditioning(48, 32, 9, 16)  # 3 latent frames of 4x6: 18 tokens
     lora = load_lora(_lora(f"{tmp}/lora.safetensors", cfg))
     plain = SamplingOptions(steps=3, cfg=3.0, shift=5.0, seed=9, sampler="euler")
+    swapped = _fp32(our_model(cfg, random_weights(cfg, seed=3)))
+    enable_block_swap(swapped, 1, "cpu", simulate=True)  # the last block streamed in per forward
     runs = {
         "sampler": (dict(), plain),
+        "sampler+blockswap": ({"dit": swapped}, plain),
         "sampler+lora+windows": (dict(loras=((lora, 0.8),), context=ContextOptions.from_pixel_frames(5, 4)), plain),
         "experts": ({"dit_low": low}, SamplingOptions(steps=4, cfg=3.0, cfg_low=2.0, shift=5.0, seed=9,
                                                       sampler="unipc", switch_step=2)),
@@ -108,9 +112,41 @@ def _sample_cases(layouts, tmp):
     for name, (extra, s) in runs.items():
         extra = dict(extra)
         dit_low = extra.pop("dit_low", None)
+        model = extra.pop("dit", dit)
         for layout in layouts:
-            cases.append((f"{name}-{layout.spec()}", layout, (dit, text, image, s, extra, dit_low)))
+            cases.append((f"{name}-{layout.spec()}", layout, (model, text, image, s, extra, dit_low)))
     return cases
+
+
+def product_worker(rank: int, world: int, port: int, layouts, tmp: str, out: str) -> None:
+    """4 processes: the product layouts on the tiny T2V forward and a whole sampler run."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    results: dict[str, object] = {}
+    try:
+        with torch.no_grad():
+            cfg = tiny_config("t2v_1_3b")
+            model = _fp32(our_model(cfg, random_weights(cfg)))
+            inp = make_inputs(cfg, frames=3, height=6, width=10, batch=2)
+            kw = dict(x=inp.x, t=inp.t, context=inp.context)
+            ref = model(**kw)
+            for layout in layouts:
+                with use_parallel(model, groups_for(layout)):
+                    results[f"forward:{layout.spec()}"] = _rel(model(**kw), ref)
+            for name, layout, (dit, text, image, s, extra, dit_low) in _sample_cases(layouts, tmp):
+                if not name.startswith("sampler-"):
+                    continue
+                ref = sample_video(dit, text, image, s, RunOptions(**extra), dit_low=dit_low)
+                got = sample_video(dit, text, image, s, RunOptions(parallel=layout, **extra), dit_low=dit_low)
+                results[f"sample:{layout.spec()}"] = _rel(got, ref)
+    except Exception:  # noqa: BLE001 - reported to the test, which fails with it
+        results["error"] = traceback.format_exc()
+        raise
+    finally:
+        if rank == 0:
+            torch.save(results, out)
+        forget_groups()
+        dist.destroy_process_group()
 
 
 def worker(rank: int, world: int, port: int, layouts, tmp: str, out: str) -> None:
