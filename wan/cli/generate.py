@@ -30,7 +30,7 @@ from ..errors import WanError, WanInputError
 from ..job import pipelines
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
-from ..runtime.blockswap import BlockSwapArgs
+from ..runtime.blockswap import AUTO, BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
@@ -48,6 +48,18 @@ from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
 CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default
+
+
+def _block_swap(text: str) -> int | str:
+    if text == AUTO:
+        return AUTO
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of blocks >= 0, got {text!r}")
+    return n
 
 
 def lora_spec(text: str) -> tuple[str, float]:
@@ -172,8 +184,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="apply a LoRA for this run (repeatable; strength default 1)")
     opts.add_argument("--lora-low", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
                       help="a LoRA for the Wan2.2 A14B low-noise expert (--dit-low)")
-    opts.add_argument("--block-swap", type=int, default=0, metavar="N",
-                      help="keep N transformer blocks in system memory, streamed to the device as they run")
+    opts.add_argument("--block-swap", type=_block_swap, default=AUTO, metavar="auto|N",
+                      help="keep N transformer blocks in system memory, streamed to the device as they run; "
+                           "auto (default): planned per job from the device's free memory")
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     opts.add_argument("--attention", default="sdpa", choices=ATTENTION_MODES, help="attention kernel")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
@@ -279,7 +292,7 @@ def _options(args: argparse.Namespace):
     if args.lora_low and not args.dit_low:
         raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
     load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
-                       attention=args.attention, block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
+                       attention=args.attention, block_swap=BlockSwapArgs(args.block_swap),
                        compile=TorchCompileArgs() if args.compile else None)
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
