@@ -133,7 +133,9 @@ def dit_activation_bytes(cfg: DiTConfig, latent_shape, batch: int, compute: torc
         # x, modulated input, q, k, v and the attention output
         "self-attention": r + 4 * s + attn_out,
         # from here on the self-attention output ``y`` stays bound until the FFN replaces it (s)
-        # x, x after self-attention (r), norm3 (r) cast to s, q, attention output, o's output
+        # x, x after self-attention (r), y, norm3 (r) cast to s, q's projection and its RMS norm
+        "cross-attention norm": 3 * r + (s if s != r else 0) + 2 * s + (rms or s),
+        # the same with q, the attention output and o's output
         "cross-attention": 3 * r + (s if s != r else 0) + 4 * s,
         # x, x after cross-attention (r), y, modulated input (s), fc1 and GELU outputs (s * ffn)
         "ffn": 2 * r + 2 * s + 2 * s * f_dim / c,
