@@ -187,6 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--block-swap", type=_block_swap, default=AUTO, metavar="auto|N",
                       help="keep N transformer blocks in system memory, streamed to the device as they run; "
                            "auto (default): planned per job from the device's free memory")
+    opts.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                      help="device memory the block swap auto plan may use (default: what the device has free)")
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     opts.add_argument("--attention", default="sdpa", choices=ATTENTION_MODES, help="attention kernel")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
@@ -297,7 +299,8 @@ def _options(args: argparse.Namespace):
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
                      cache=None if args.cache is None else CacheArgs(threshold=args.cache),
-                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context)
+                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context,
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 1e9))
     return load, run
 
 
