@@ -33,7 +33,7 @@ class MemoryPlan:
     streamed: int
     predicted_peak_bytes: int
     budget: int
-    text_encoder_device: str = "cuda"
+    text_encoder_device: str | None = None  # None: not planned (no text encoder given)
     vae_tiling: Tiling | None = None
     vae_planned: bool = False
     prefetch: bool = True
@@ -42,9 +42,9 @@ class MemoryPlan:
         vae = ""
         if self.vae_planned:
             vae = ", VAE untiled" if self.vae_tiling is None else f", VAE tiled {self.vae_tiling.tile_px}px"
-        return (f"Wan memory plan: {self.resident} resident + {self.streamed} streamed blocks, text encoder on "
-                f"{self.text_encoder_device}{vae}; predicted peak {self.predicted_peak_bytes / GIB:.1f} GiB "
-                f"of {self.budget / GIB:.1f} GiB")
+        te = "" if self.text_encoder_device is None else f", text encoder on {self.text_encoder_device}"
+        return (f"Wan memory plan: {self.resident} resident + {self.streamed} streamed blocks{te}{vae}; "
+                f"predicted peak {self.predicted_peak_bytes / GIB:.1f} GiB of {self.budget / GIB:.1f} GiB")
 
 
 def peak_bytes(experts: list[WeightSizes], streamed: int, activations: int, prefetch: bool = True) -> int:
@@ -69,7 +69,9 @@ def plan_memory(experts: list[WeightSizes], activations: int, budget: int, prefe
     for streamed in range(n + 1):
         peak = peak_bytes(experts, streamed, activations, prefetch)
         if peak <= budget:
-            te = device if peak + text_encoder_bytes <= budget else "cpu"
+            te = None
+            if text_encoder_bytes:
+                te = device if peak + text_encoder_bytes <= budget else "cpu"
             return MemoryPlan(n - streamed, streamed, peak, budget, te, prefetch=prefetch)
     smallest = peak_bytes(experts, n, activations, prefetch)
     weights = smallest - activations
