@@ -1,6 +1,8 @@
 """wan.job.memory's side of the memory plan on a (simulated) CUDA device: the budget it reads, and
 the VAE tile it picks by the VAE's own decode_bytes."""
 
+import types
+
 import pytest
 import torch
 from dit_fixtures import random_weights
@@ -53,3 +55,15 @@ def test_vae_tile_is_the_largest_that_fits(vae):
     tile = memory.vae_tiling(vae, latent, tiled[384])
     assert tile is not None and tile.tile_px == max(px for px in memory.VAE_TILES if tiled[px] <= tiled[384])
     assert memory.vae_tiling(vae, latent, 1).tile_px == memory.VAE_TILES[-1]  # nothing fits: the smallest
+
+
+def test_weights_already_on_the_device_count_in_its_budget():
+    cfg = DIT_PRESETS["t2v_1_3b"].tiny(num_layers=2)
+    model = load_dit(random_weights(cfg), dtype=torch.bfloat16)
+    held = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    assert memory._device_bytes(model, torch.device("cpu")) == held
+    assert memory._device_bytes(model, torch.device("cuda")) == 0
+    # tensors report "cuda:0" where the options say "cuda"
+    on_gpu = types.SimpleNamespace(device=torch.device("cuda", 0))
+    assert memory._on(on_gpu, torch.device("cuda")) and memory._on(on_gpu, torch.device("cuda:0"))
+    assert not memory._on(on_gpu, torch.device("cuda:1"))

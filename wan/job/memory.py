@@ -171,10 +171,15 @@ class AutoSwap:
     offload_device: torch.device
 
 
+def _on(t: torch.Tensor, device: torch.device) -> bool:
+    # "cuda" (no index, as LoadOptions names it) holds tensors that report "cuda:0"
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
+
 def _device_bytes(module: torch.nn.Module, device: torch.device) -> int:
     seen = {}
     for t in [*module.parameters(), *module.buffers()]:
-        if t.device == device:
+        if _on(t, device):
             seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values())
 
@@ -200,6 +205,7 @@ def place_auto(dit, args: BlockSwapArgs, device, offload_device) -> None:
     budget = available_bytes(auto.device) if auto.device != auto.offload_device else None
     streamed = 0
     if budget is not None:
+        budget = int(budget * (1 - DEVICE_RESERVE))
         weights = weight_sizes(dit)
         try:
             streamed = plan_memory([weights], 0, budget, args.prefetch).streamed
