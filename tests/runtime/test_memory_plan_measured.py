@@ -8,8 +8,9 @@ events peaks at what the forward allocates beyond the weights already held: the 
 plus the activations, which is what the plan predicts beside the weights. The prediction is for
 the CPU's kernels here (``fused_norms=False``: torch composes RMS norm from fp32 steps on the CPU).
 
-Tolerance: within 5% of the measured figure (the four cases here agree within 2%). The same comparison with a wrong activation term
-(norms counted as fused, or the CFG batch forgotten) falls outside it, so the test can fail.
+Tolerance: within 5% of the measured figure (the four cases here agree within 2%). The same
+comparison with a wrong activation term (norms counted as fused, or the CFG batch forgotten) falls
+outside it, so the test can fail.
 """
 
 import functools
