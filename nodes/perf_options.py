@@ -33,13 +33,16 @@ class WanBlockSwapArgs:
     RETURN_NAMES = ("block_swap_args",)
     FUNCTION = "make"
     DESCRIPTION = ("Keep the last N transformer blocks in pinned system memory and copy each to the GPU just "
-                   "before it runs (one block ahead with prefetch). Same results, less VRAM, some speed lost.")
+                   "before it runs (one block ahead with prefetch). Same results, less VRAM, some speed lost. "
+                   "-1 (auto): each run plans N from the GPU's free memory and the video's size.")
 
     @classmethod
     def INPUT_TYPES(cls):
+        # -1 stands for "auto" so the widget stays an INT: saved workflows with a number still load
         return {"required": {
-            "blocks_to_swap": ("INT", {"default": 20, "min": 0, "max": 40, "step": 1,
-                                       "tooltip": "Blocks kept off the GPU: 1.3B has 30, 14B has 40."}),
+            "blocks_to_swap": ("INT", {"default": -1, "min": -1, "max": 40, "step": 1,
+                                       "tooltip": "Blocks kept off the GPU (1.3B has 30, 14B has 40); -1: auto, "
+                                                  "planned per run."}),
             "offload_embeddings": ("BOOLEAN", {"default": False,
                                                "tooltip": "Also keep the text and CLIP image embeddings off the GPU."}),
             "prefetch": ("BOOLEAN", {"default": True,
@@ -47,9 +50,9 @@ class WanBlockSwapArgs:
         }}
 
     def make(self, blocks_to_swap, offload_embeddings, prefetch):
-        from ..wan.runtime.blockswap import BlockSwapArgs
+        from ..wan.runtime.blockswap import AUTO, BlockSwapArgs
 
-        return (BlockSwapArgs(blocks_to_swap, offload_embeddings, prefetch),)
+        return (BlockSwapArgs(AUTO if blocks_to_swap == -1 else blocks_to_swap, offload_embeddings, prefetch),)
 
 
 class WanTorchCompileArgs:

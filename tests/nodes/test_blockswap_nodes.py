@@ -30,7 +30,9 @@ def _same(made, expected):
 
 
 def test_nodes_build_options(perf):
-    _same(perf.WanBlockSwapArgs().make(**_defaults(perf.WanBlockSwapArgs))[0], BlockSwapArgs(20, False, True))
+    # the widget's default -1 is "auto"; a number saved in an older workflow still means that number
+    _same(perf.WanBlockSwapArgs().make(**_defaults(perf.WanBlockSwapArgs))[0], BlockSwapArgs("auto", False, True))
+    _same(perf.WanBlockSwapArgs().make(20, False, True)[0], BlockSwapArgs(20, False, True))
     c = perf.WanTorchCompileArgs().make(**{**_defaults(perf.WanTorchCompileArgs), "dynamic": "false"})[0]
     # compile caches under ComfyUI's user folder, never inductor's /tmp default
     user = sys.modules["folder_paths"].get_user_directory()

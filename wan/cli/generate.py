@@ -32,7 +32,7 @@ from ..job import pipelines
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
-from ..runtime.blockswap import BlockSwapArgs
+from ..runtime.blockswap import AUTO, BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
 from ..runtime.feta import FetaArgs
@@ -46,7 +46,7 @@ from ..sampling.schedules import SCHEDULERS
 from ..runtime.cancel import Cancelled, cancel_on_sigint
 from ..video import write_video
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
-from .specs import CONTEXT_OVERLAP, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
+from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
 
@@ -123,8 +123,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="apply a LoRA for this run (repeatable; strength default 1)")
     opts.add_argument("--lora-low", action="append", default=[], type=lora_spec, metavar="FILE[:STRENGTH]",
                       help="a LoRA for the Wan2.2 A14B low-noise expert (--dit-low)")
-    opts.add_argument("--block-swap", type=int, default=0, metavar="N",
-                      help="keep N transformer blocks in system memory, streamed to the device as they run")
+    opts.add_argument("--block-swap", type=block_swap_spec, default=AUTO, metavar="auto|N",
+                      help="keep N transformer blocks in system memory, streamed to the device as they run; "
+                           "auto (default): planned per job from the device's free memory")
+    opts.add_argument("--memory-budget", type=float, default=None, metavar="GB",
+                      help="device memory the block swap auto plan may use (default: what the device has free)")
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     opts.add_argument("--attention", default="auto", choices=ATTENTION_MODES,
                       help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
@@ -237,12 +240,13 @@ def _options(args: argparse.Namespace):
         raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
     load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
                        attention=args.attention, fp16_accumulation=args.fp16_accumulation,
-                       block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
+                       block_swap=BlockSwapArgs(args.block_swap),
                        compile=TorchCompileArgs() if args.compile else None)
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
                      cache=None if args.cache is None else CacheArgs(threshold=args.cache),
-                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context)
+                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context,
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 1e9))
     return load, run
 
 

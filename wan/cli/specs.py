@@ -7,6 +7,7 @@ import argparse
 
 from ..errors import WanError
 from ..parallel.layout import ParallelLayout
+from ..runtime.blockswap import AUTO
 from ..sampling.context import ContextOptions
 
 CONTEXT_OVERLAP = 16  # pixel frames, the Wan Context Options node's default
@@ -67,3 +68,16 @@ def parallel_spec(text: str) -> ParallelLayout:
         return ParallelLayout.parse(text)
     except WanError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def block_swap_spec(text: str) -> int | str:
+    """``auto`` (the memory plan decides per job) or a number of blocks >= 0."""
+    if text == AUTO:
+        return AUTO
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number of blocks >= 0, got {text!r}")
+    return n

@@ -39,6 +39,7 @@ from ..weights.gguf_text import gguf_text_encoder_state_dict
 from ..weights.loader import load_state_dict, read_header, sniff
 from ..weights.names import dit_to_official
 from ..weights.packed import is_packed
+from .memory import place_auto
 from .options import LoadOptions
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,9 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
         enable_fp8_fast(dit, device)
     if options.fp16_accumulation:
         enable_fp16_accumulation(dit, options.dtype)
-    if options.swaps:
+    if options.block_swap is not None and options.block_swap.auto:
+        place_auto(dit, options.block_swap, device, options.offload_device)
+    elif options.swaps:
         apply_block_swap(dit, options.block_swap, device, options.offload_device)
     else:
         dit.to(device)

@@ -14,18 +14,30 @@ holds unused. Where neither can be read (other devices, no /proc), nothing is re
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 
 from ..errors import WanInputError
+from ..models.vae.base import Tiling
+from ..runtime.blockswap import BlockSwapArgs, enable_block_swap
+from ..runtime.plan import MemoryPlan, plan_memory
+from ..runtime.plan_sizes import dit_activation_bytes, weight_sizes
+
+log = logging.getLogger(__name__)
 
 GB = 1e9
 # Latent-sized float32 buffers every sampler holds at once while the model is called: the sample x,
 # the model's velocity v, sigma * v and the denoised estimate x - sigma * v (flow_to_x0), besides
 # the initial noise, which sample_video keeps for the whole run.
 SAMPLING_LATENTS = 4
+# share of a device's memory the plan leaves unplanned (see plan_job)
+DEVICE_RESERVE = 0.06
+# tile sides (pixels) the plan tries, largest first, when a decode does not fit whole
+VAE_TILES = (512, 384, 256, 192, 128)
 
 
 def nbytes(shape, dtype: torch.dtype = torch.float32) -> int:
@@ -111,6 +123,13 @@ def check_sampling(shape, device: torch.device, width: int, height: int, num_fra
                    f"{latent / GB:.1f} GB)", size_inputs(width, height, num_frames))
 
 
+def decode_phase_bytes(vae, latent_shape, tile=None) -> int:
+    """Bytes decode_frames holds on the VAE's device at once: the video it decodes with either the
+    decoder's working buffers (``vae.decode_bytes``) or the two float32 copies that scale it."""
+    out_shape = vae.decoded_shape(latent_shape)
+    return max(vae.decode_bytes(latent_shape, tile), nbytes(out_shape, vae.dtype) + 2 * nbytes(out_shape))
+
+
 def check_decode(vae, latent_shape, tile=None) -> None:
     """decode_frames of a latent [shape]: on the VAE's device the video it decodes and, at once,
     either the decoder's working buffers (``vae.decode_bytes``) or the two float32 copies that
@@ -118,8 +137,7 @@ def check_decode(vae, latent_shape, tile=None) -> None:
     out_shape = vae.decoded_shape(latent_shape)
     frames = nbytes(out_shape)
     device = vae.device
-    phase = max(vae.decode_bytes(latent_shape, tile), nbytes(out_shape, vae.dtype) + 2 * frames)
-    needs = _add({}, device, phase)
+    needs = _add({}, device, decode_phase_bytes(vae, latent_shape, tile))
     if device.type != "cpu":
         _add(needs, torch.device("cpu"), frames)
     _b, _c, f, h, w = out_shape
@@ -140,3 +158,111 @@ def check_encode(vae, num_frames: int, height: int, width: int, host_videos: int
     needs = _add({}, device, max(2 * video, video + cast + vae.encode_bytes(shape)))
     _add(needs, torch.device("cpu"), host_videos * video)
     require(needs, "for the frames and the encoder's buffers", inputs or size_inputs(width, height, num_frames))
+
+
+# -- the memory plan of block swap "auto" (wan.runtime.plan) ----------------------------------------
+
+@dataclass(frozen=True)
+class AutoSwap:
+    """What a block swap "auto" model was loaded with: re-planned per job by ``plan_job``."""
+
+    args: BlockSwapArgs
+    device: torch.device
+    offload_device: torch.device
+
+
+def _on(t: torch.Tensor, device: torch.device) -> bool:
+    # "cuda" (no index, as LoadOptions names it) holds tensors that report "cuda:0"
+    return t.device.type == device.type and (device.index is None or t.device.index == device.index)
+
+
+def _device_bytes(module: torch.nn.Module, device: torch.device) -> int:
+    seen = {}
+    for t in [*module.parameters(), *module.buffers()]:
+        if _on(t, device):
+            seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+def _streamed_now(dit) -> int:
+    swapper = getattr(dit, "_wan_block_swapper", None)
+    return len(swapper.blocks) if swapper is not None and swapper.active else 0
+
+
+def _place(dit, auto: AutoSwap, streamed: int) -> None:
+    if streamed == _streamed_now(dit) and getattr(dit, "_wan_block_swapper", None) is not None:
+        return
+    enable_block_swap(dit, streamed, auto.device, auto.offload_device, auto.args.prefetch,
+                      auto.args.offload_embeddings)
+
+
+def place_auto(dit, args: BlockSwapArgs, device, offload_device) -> None:
+    """At load: remember the "auto" options on ``dit`` and place it for its weights alone (every
+    block resident when they fit the device's free memory, else the fewest streamed that fit);
+    each job re-plans with its activations. On the CPU (or an unreadable device) nothing streams."""
+    auto = AutoSwap(args, torch.device(device), torch.device(offload_device))
+    dit._wan_auto_swap = auto
+    budget = available_bytes(auto.device) if auto.device != auto.offload_device else None
+    streamed = 0
+    if budget is not None:
+        budget = int(budget * (1 - DEVICE_RESERVE))
+        weights = weight_sizes(dit)
+        try:
+            streamed = plan_memory([weights], 0, budget, args.prefetch).streamed
+        except WanInputError:
+            streamed = len(dit.blocks)  # the job's plan says what to change
+    if auto.device == auto.offload_device:
+        dit.to(auto.device)
+    else:
+        _place(dit, auto, streamed)
+
+
+def plan_job(experts, shape, batch: int, budget: int | None = None, image_tokens: int = 0,
+             vace_contexts: int = 0, job: str = "this job") -> MemoryPlan | None:
+    """The plan of one sample_video run for its DiT experts, applied to them (blocks re-placed when
+    the count changes) and logged in one line; None (and nothing changed) when a model has a
+    manual block swap or none, or computes on the CPU without a ``budget`` (nothing to swap there).
+
+    ``budget``: bytes to plan against (simulated device); None: what the device has available plus
+    what the experts already hold there (they are re-placed). WanInputError, before any work, when
+    even streaming every block does not fit."""
+    autos = [getattr(m, "_wan_auto_swap", None) for m in experts]
+    if not experts or any(a is None for a in autos):
+        return None
+    auto = autos[0]
+    cpu = auto.device.type == "cpu"
+    if budget is None:
+        if cpu:
+            return None
+        available = available_bytes(auto.device)
+        if available is None:
+            return None
+        # what the experts hold there is theirs to re-place; the reserve covers allocator
+        # fragmentation and library workspaces, and the 2-4% the prediction fell under the peaks
+        # measured on an H100 (README, Memory plan)
+        budget = int((available + sum(_device_bytes(m, auto.device) for m in experts)) * (1 - DEVICE_RESERVE))
+    dit = experts[0]
+    compute = dit.compute_dtype
+    weights = [weight_sizes(m, compute.itemsize) for m in experts]
+    activations = SAMPLING_LATENTS * nbytes(shape) + dit_activation_bytes(
+        dit.cfg, shape, batch, compute, dit.residual_dtype, image_tokens, vace_contexts,
+        max(w.dequant for w in weights), fused_norms=auto.device.type == "cuda")
+    plan = plan_memory(weights, activations, budget, auto.args.prefetch, device=str(auto.device), job=job)
+    for m, a in zip(experts, autos):
+        _place(m, a, plan.streamed)
+    log.info("%s", plan)
+    return plan
+
+
+def vae_tiling(vae, latent_shape, budget: int | None = None, overlap_px: int = 64):
+    """The largest VAE tile (None: untiled) whose decode of ``latent_shape`` fits ``budget`` (None:
+    what the VAE's device has available), by the VAE's own ``decode_bytes``; the smallest tile
+    when none fits (``check_decode`` then names the sizes)."""
+    budget = available_bytes(vae.device) if budget is None else budget
+    if budget is None:
+        return None
+    choices = [None] + [Tiling(px, min(overlap_px, px // 4)) for px in VAE_TILES]
+    for tile in choices:
+        if decode_phase_bytes(vae, latent_shape, tile) <= budget:
+            return tile
+    return choices[-1]

@@ -47,7 +47,9 @@ class LoadOptions:
     live. quantization: "fp8_e4m3fn" stores a safetensors DiT's block weights as fp8 on load (GGUF
     and fp8 files keep their own format); "fp8_e4m3fn_fast" also multiplies in fp8. attention: the
     attention mode of the DiT (``attention_backends.ATTENTION_MODES``; "auto": the fastest kernel
-    the computing device runs, else SDPA). block_swap / compile: runtime options applied at load.
+    the computing device runs, else SDPA). block_swap / compile: runtime options applied at load; block
+    swap "auto" (the default) places the model for its weights alone at load and lets each job's memory
+    plan re-place it (``wan.job.memory.plan_job``); on the CPU it streams nothing.
     """
 
     dtype: torch.dtype = torch.bfloat16
@@ -55,7 +57,7 @@ class LoadOptions:
     offload_device: str | torch.device = "cpu"
     quantization: str = "disabled"
     attention: str = "auto"
-    block_swap: BlockSwapArgs | None = None
+    block_swap: BlockSwapArgs | None = BlockSwapArgs()  # "auto": each job's memory plan decides
     compile: TorchCompileArgs | None = None
     fp16_accumulation: bool = False
 
@@ -69,6 +71,8 @@ class LoadOptions:
     def swaps(self) -> bool:
         """Whether some of the model lives on the offload device and is streamed in while computing."""
         b = self.block_swap
+        if b is not None and b.auto:  # streams only where the model computes away from its offload device
+            return self.compute_device != torch.device(self.offload_device)
         return b is not None and (b.blocks_to_swap > 0 or b.offload_embeddings)
 
     @property
@@ -179,7 +183,8 @@ class RunOptions:
     the Wan2.2 low-noise expert), step caching, Enhance-A-Video and context windows.
     offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``.
     parallel: the split of each DiT forward over torch.distributed processes (``wan.parallel``;
-    None: one process)."""
+    None: one process). memory_budget: bytes the memory plan of a block swap "auto" model may use on
+    its device (None: what the device has free); planned against even on the CPU, to simulate a device."""
 
     loras: tuple = ()
     cache: CacheArgs | None = None
@@ -188,10 +193,14 @@ class RunOptions:
     loras_low: tuple = ()
     offload_device: str | torch.device = "cpu"
     parallel: ParallelLayout | None = None
+    memory_budget: int | None = None
 
     def __post_init__(self):
         if self.parallel is not None and not isinstance(self.parallel, ParallelLayout):
             raise WanInputError(f"parallel must be a ParallelLayout, got {type(self.parallel).__name__}")
+        if self.memory_budget is not None and (isinstance(self.memory_budget, bool)
+                                               or not isinstance(self.memory_budget, int) or self.memory_budget <= 0):
+            raise WanInputError(f"memory_budget must be a number of bytes > 0, got {self.memory_budget!r}")
         for item in tuple(self.loras) + tuple(self.loras_low):
             if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], Lora):
                 check_strength(*item)

@@ -34,7 +34,7 @@ from ..errors import WanFileError, WanInputError
 from ..models.identify import identify_file
 from ..runtime.cancel import cancel_hook
 from . import load
-from .memory import check_decode
+from .memory import check_decode, vae_tiling
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
@@ -50,8 +50,12 @@ __all__ = [
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
 
 
-def decode_frames(vae, latent: torch.Tensor, tile=None) -> torch.Tensor:
-    """RAW latent [1, C, T, h, w] -> frames [F, H, W, 3] float32 in 0..1 on the CPU."""
+def decode_frames(vae, latent: torch.Tensor, tile="auto") -> torch.Tensor:
+    """RAW latent [1, C, T, h, w] -> frames [F, H, W, 3] float32 in 0..1 on the CPU. ``tile``:
+    "auto" (the largest tile, or none, that fits the VAE device's free memory: ``memory.vae_tiling``),
+    None (untiled) or a tiling for ``vae.decode``."""
+    if tile == "auto":
+        tile = vae_tiling(vae, latent.shape)
     check_decode(vae, latent.shape, tile)
     p = next(vae.parameters())
     video = vae.decode(latent.to(device=p.device, dtype=p.dtype), tile=tile)

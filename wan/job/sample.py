@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
-from .memory import check_sampling
+from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
 from ..finite import check_tensor, nonfinite
@@ -147,6 +147,20 @@ def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: Sampli
         raise WanInputError(f"latents of shape {tuple(latents.shape)} do not match the conditioning's {shape} "
                             f"({image.width}x{image.height}, {image.num_frames} frames)")
     check_tensor("the start latent (samples)", latents)
+
+
+def plan_experts(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions,
+                 run: RunOptions):
+    """The memory plan of this run (``memory.plan_job``) applied to block swap "auto" experts before
+    any work: a second expert, a LoRA or a bigger size re-places their blocks."""
+    experts = [m for m, _loras in _experts(dit, dit_low, run)]
+    batch = 2 if s.batch_cfg and text.negative is not None and s.needs_negative else 1
+    clip = image.clip_fea
+    vace = image.vace_context
+    plan_job(experts, image.latent_shape(), batch, run.memory_budget,
+             image_tokens=0 if clip is None else int(clip.shape[-2]),
+             vace_contexts=0 if vace is None else (int(vace.shape[1]) if vace.ndim == 6 else 1),
+             job=size_inputs(image.width, image.height, image.num_frames))
 
 
 def _experts(dit, dit_low, run: RunOptions) -> list[tuple[torch.nn.Module, tuple]]:
@@ -269,6 +283,7 @@ def sample_video(
         check_parallel(layout, [m for m in (dit, dit_low) if m is not None], run)
         if layout.cfg > 1:  # the CFG split works on the doubled (cond, uncond) batch
             s = dataclasses.replace(s, batch_cfg=True)
+    plan_experts(dit, dit_low, text_embeds, image_embeds, s, run)
     device = _device(dit)
     check_sampling(shape, device, image_embeds.width, image_embeds.height, image_embeds.num_frames)
     schedule = run_schedule(s)

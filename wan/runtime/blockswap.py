@@ -22,18 +22,30 @@ from torch import nn
 
 from ..errors import WanInputError
 
+AUTO = "auto"
+
 
 @dataclass(frozen=True)
 class BlockSwapArgs:
-    """Options of ``enable_block_swap`` (what the WanBlockSwapArgs node returns)."""
+    """Options of ``enable_block_swap`` (what the WanBlockSwapArgs node returns).
 
-    blocks_to_swap: int = 0
+    ``blocks_to_swap``: a number of blocks, or "auto" (the default): each job's memory plan
+    (``wan.runtime.plan``) chooses it from the device's free memory and the job's size."""
+
+    blocks_to_swap: int | str = AUTO
     offload_embeddings: bool = False
     prefetch: bool = True
 
     def __post_init__(self):
-        if self.blocks_to_swap < 0:
-            raise WanInputError(f"blocks_to_swap must be >= 0, got {self.blocks_to_swap}")
+        n = self.blocks_to_swap
+        if n == AUTO:
+            return
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise WanInputError(f"blocks_to_swap must be {AUTO!r} or a number >= 0, got {n!r}")
+
+    @property
+    def auto(self) -> bool:
+        return self.blocks_to_swap == AUTO
 
 
 def _tensor_slots(module: nn.Module) -> list[tuple[nn.Module, str, bool]]:
@@ -224,7 +236,10 @@ def enable_block_swap(
 
 
 def apply_block_swap(dit: nn.Module, args: BlockSwapArgs | None, device, offload_device="cpu") -> BlockSwapper | None:
-    """``enable_block_swap`` from the node's options; None (and no change) when ``args`` is None."""
+    """``enable_block_swap`` from the node's options; None (and no change) when ``args`` is None.
+    "auto" must be resolved to a number first (``wan.job.memory``)."""
     if args is None:
         return None
+    if args.auto:
+        raise WanInputError("blocks_to_swap 'auto' is chosen per job by the memory plan: resolve it first")
     return enable_block_swap(dit, args.blocks_to_swap, device, offload_device, args.prefetch, args.offload_embeddings)
