@@ -70,20 +70,20 @@ class BiasLeakyReLU(nn.Module):
 class Blur(nn.Module):
     """Depthwise [1, 3, 3, 1] x [1, 3, 3, 1] low-pass before a strided convolution (anti-aliasing).
 
-    The kernel is a constant: checkpoints that carry it (``...kernel``) are read without it."""
+    The kernel is a constant made per call (not a buffer, so a model built on the meta device
+    needs nothing more); checkpoints that carry it (``...kernel``) are read without it."""
 
     def __init__(self, pad: tuple[int, int]):
         super().__init__()
-        k = torch.tensor([1.0, 3.0, 3.0, 1.0])
-        k = torch.outer(k, k)
-        self.register_buffer("kernel", k / k.sum(), persistent=False)
         self.pad = pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[1]
+        k = torch.tensor([1.0, 3.0, 3.0, 1.0], device=x.device, dtype=torch.float32)
+        k = torch.outer(k, k)
+        k = (k / k.sum()).to(x.dtype)  # symmetric: the flip of a true convolution changes nothing
         x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
-        w = self.kernel.to(device=x.device, dtype=x.dtype).flip(0, 1).expand(c, 1, 4, 4)
-        return F.conv2d(x, w, groups=c)
+        return F.conv2d(x, k.expand(c, 1, 4, 4), groups=c)
 
 
 def conv_layer(cin: int, cout: int, k: int, downsample: bool = False, activate: bool = True) -> nn.Sequential:
