@@ -99,7 +99,7 @@ class WanDiT(nn.Module):
             self.face_encoder = FaceEncoder(d)
         # Animate: face tokens of the face videos seen inside ``face_memo`` (they do not change
         # between the steps of a run; the motion encoder is the costliest part of a forward)
-        self._face_memo: dict[int, tuple[torch.Tensor, int, torch.Tensor]] | None = None
+        self._face_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
         # The rotary table depends only on the token grid; a sampler calls with the same grid at
         # every step, so the last one is kept (a plain attribute: not part of the state dict).
         self._rope_cache: tuple[tuple, torch.Tensor] | None = None
@@ -237,12 +237,12 @@ class WanDiT(nn.Module):
             raise WanInputError(f"face_pixels of shape {tuple(faces.shape)}: expected [B, 3, frames, 512, 512]")
         memo, key = self._face_memo, id(faces)
         hit = None if memo is None else memo.get(key)
-        if hit is not None and hit[0] is faces and hit[1] == faces._version:
-            tokens = hit[2]
+        if hit is not None and hit[0] is faces:
+            tokens = hit[1]
         else:
             tokens = face_tokens(self.motion_encoder, self.face_encoder, faces, frames, self.compute_dtype)
             if memo is not None:
-                memo[key] = (faces, faces._version, tokens)  # the tensor held, so its id stays unique
+                memo[key] = (faces, tokens)  # the tensor held, so its id stays unique while memoized
         return tokens.expand(batch, -1, -1, -1)
 
     @contextlib.contextmanager
