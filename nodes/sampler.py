@@ -161,6 +161,11 @@ class WanSampler:
                              expert_options, guidance_options)
         channels = model.cfg.latent_channels
         cond = image_embeds
+        if (cond.pose_latents is not None or cond.face_pixels is not None) and not model.cfg.is_animate:
+            from ..wan.errors import WanFileError
+
+            raise WanFileError(model.path or model.name, f"image_embeds come from Wan Animate Embeds but this is "
+                               f"{model.cfg.variant}, not the Wan 2.2 Animate model")
         plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
         if plain and cond.latent_channels != channels:  # Wan Empty Embeds default to the Wan2.1 latent
             cond = t2v_conditioning(cond.width, cond.height, cond.num_frames, channels)

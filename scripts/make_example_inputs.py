@@ -1,5 +1,6 @@
 """Draws the example input images the bundled workflows load (``workflows/inputs/``): a bonfire on
-a beach at night (832x480), the same beach at dawn, and a waving portrait (480x832). Deterministic, so re-running it gives the
+a beach at night (832x480), the same beach at dawn, a waving portrait (480x832), and the Animate
+workflow's driving pose and face videos (animated PNGs of 24 frames). Deterministic, so re-running it gives the
 same files; the pack copies them into ComfyUI's input folder where they are missing.
 
     python3 scripts/make_example_inputs.py
@@ -7,6 +8,7 @@ same files; the pack copies them into ComfyUI's input folder where they are miss
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
@@ -79,12 +81,63 @@ def portrait(size=(480, 832)) -> Image.Image:
     return img.filter(ImageFilter.GaussianBlur(0.6))
 
 
+def _skeleton(draw: ImageDraw.ImageDraw, points: dict, scale: float) -> None:
+    # OpenPose-style colours, one per limb, on black: what pose extractors hand Wan Animate
+    limbs = [("neck", "head", (255, 0, 85)), ("neck", "hip", (0, 255, 170)), ("neck", "l_hand", (255, 170, 0)),
+             ("neck", "r_hand", (170, 255, 0)), ("hip", "l_foot", (0, 170, 255)), ("hip", "r_foot", (85, 0, 255))]
+    for a, b, colour in limbs:
+        draw.line([points[a], points[b]], fill=colour, width=max(2, round(8 * scale)))
+    for x, y in points.values():
+        r = max(2, round(6 * scale))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(255, 255, 255))
+
+
+def pose_frames(count=24, size=(240, 416)) -> list[Image.Image]:
+    """A waving figure as pose skeletons (the driving pose video of the Animate workflow)."""
+    w, h = size
+    frames = []
+    for i in range(count):
+        phase = math.sin(2 * math.pi * i / count)
+        cx = w / 2 + 6 * phase
+        pts = {"head": (cx, h * 0.16), "neck": (cx, h * 0.27), "hip": (cx, h * 0.55),
+               "l_hand": (cx - w * 0.28, h * 0.45), "r_hand": (cx + w * 0.3, h * (0.12 + 0.08 * phase)),
+               "l_foot": (cx - w * 0.15, h * 0.9), "r_foot": (cx + w * 0.15, h * 0.9)}
+        img = Image.new("RGB", size)
+        _skeleton(ImageDraw.Draw(img), pts, w / 480)
+        frames.append(img)
+    return frames
+
+
+def face_frames(count=24, size=(128, 128)) -> list[Image.Image]:
+    """A face crop talking and blinking (the driving face video of the Animate workflow)."""
+    w, h = size
+    frames = []
+    for i in range(count):
+        img = Image.new("RGB", size, (60, 60, 70))
+        draw = ImageDraw.Draw(img)
+        draw.ellipse([w * 0.15, h * 0.08, w * 0.85, h * 0.95], fill=(230, 190, 160))
+        eye = 1 if i % 12 == 6 else 6  # a blink
+        for ex in (0.37, 0.63):
+            draw.ellipse([w * ex - 7, h * 0.42 - eye, w * ex + 7, h * 0.42 + eye], fill=(40, 40, 50))
+        mouth = 3 + 10 * abs(math.sin(math.pi * i / 6))
+        draw.ellipse([w * 0.4, h * 0.7 - mouth / 2, w * 0.6, h * 0.7 + mouth / 2], fill=(150, 60, 60))
+        frames.append(img)
+    return frames
+
+
+def _animated(frames: list[Image.Image], path: Path) -> None:
+    # an animated PNG: ComfyUI's Load Image gives its frames as one IMAGE batch
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=62, loop=0, optimize=True)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     bonfire().save(OUT / "bonfire.png", optimize=True)
     bonfire(dawn=True).save(OUT / "bonfire_dawn.png", optimize=True)
     portrait().save(OUT / "portrait.png", optimize=True)
-    print(f"wrote bonfire.png, bonfire_dawn.png and portrait.png in {OUT}")
+    _animated(pose_frames(), OUT / "animate_pose.png")
+    _animated(face_frames(), OUT / "animate_face.png")
+    print(f"wrote bonfire.png, bonfire_dawn.png, portrait.png, animate_pose.png and animate_face.png in {OUT}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,27 @@ def random_weights(cfg: DiTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
     """Seeded weights (official names, in the model's order) scaled so activations stay O(1)."""
     with torch.device("meta"):
         template = WanDiT(cfg).state_dict()
-    return seeded_weights(template, seed)
+    sd = seeded_weights(template, seed)
+    for k, v in sd.items():
+        # Animate's motion encoder scales its kernels by 1/sqrt(fan_in) itself (equalized learning
+        # rate): unit weights keep its activations O(1) where fan-in scaled ones would vanish
+        if k.startswith("motion_encoder.enc.") and v.ndim >= 2:
+            sd[k] = v * v.shape[1:].numel() ** 0.5
+    return sd
+
+
+def comfy_animate_model(cfg: DiTConfig, sd: dict) -> torch.nn.Module:
+    """ComfyUI's AnimateWanModel for an Animate ``cfg`` with our weights (its constant blur kernels
+    are its own: our state dict does not carry them)."""
+    animate = comfy("comfy.ldm.wan.model_animate")
+    ops = comfy("comfy.ops").disable_weight_init
+    model = animate.AnimateWanModel(
+        patch_size=cfg.patch_size, text_len=cfg.text_len, in_dim=cfg.in_dim, dim=cfg.dim, ffn_dim=cfg.ffn_dim,
+        freq_dim=cfg.freq_dim, text_dim=cfg.text_dim, out_dim=cfg.out_dim, num_heads=cfg.num_heads,
+        num_layers=cfg.num_layers, eps=cfg.eps, device="cpu", dtype=torch.float32, operations=ops)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected and all(k.endswith(".kernel") for k in missing), (missing, unexpected)
+    return model.eval()
 
 
 @dataclasses.dataclass

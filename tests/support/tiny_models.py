@@ -257,6 +257,7 @@ NAMES = {
     "i2v22_high": ("diffusion_models", "wan2.2_i2v_high_noise_14B_fp8_scaled.safetensors"),
     "i2v22_low": ("diffusion_models", "wan2.2_i2v_low_noise_14B_fp8_scaled.safetensors"),
     "flf2v": ("diffusion_models", "wan2.1_flf2v_720p_14B_fp8_e4m3fn.safetensors"),
+    "animate": ("diffusion_models", "wan2.2_animate_14B_bf16.safetensors"),
     "lightning_i2v_high": ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_high_noise.safetensors"),
     "lightning_i2v_low": ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"),
     "lightning_t2v_high": ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"),
@@ -283,6 +284,8 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "i2v22_high": lambda p: write_dit(p, "wan22_i2v_a14b", "fp8", seed=6),
         "i2v22_low": lambda p: write_dit(p, "wan22_i2v_a14b", "fp8", seed=7),
         "flf2v": lambda p: write_dit(p, "flf2v_14b", "fp8", seed=8),
+        # bf16 as published; its motion and face encoders keep their real widths (~36M values)
+        "animate": lambda p: write_dit(p, "wan22_animate_14b", "safetensors", seed=9),
         "lightning_i2v_high": lambda p: write_lora(p, "wan22_i2v_a14b", seed=12),
         "lightning_i2v_low": lambda p: write_lora(p, "wan22_i2v_a14b", seed=13),
         "lightning_t2v_high": lambda p: write_lora(p, "wan22_t2v_a14b", seed=14),

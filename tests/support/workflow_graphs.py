@@ -26,7 +26,7 @@ def shrink(graph: dict, tag: str) -> dict:
     windows = any(n["class_type"] == "WanContextOptions" for n in g.values())
     for node in g.values():
         inputs, kind = node["inputs"], node["class_type"]
-        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode"):
+        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode", "WanAnimateEmbeds"):
             inputs.update(width=SIZE, height=SIZE)
             if inputs["num_frames"] > 1:
                 inputs["num_frames"] = LONG_FRAMES if windows else FRAMES

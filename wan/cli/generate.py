@@ -28,6 +28,7 @@ import time
 import torch
 
 from ..errors import WanError, WanInputError
+from .animate_args import add_animate_arguments, animate_inputs
 from ..job import pipelines
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
@@ -98,9 +99,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--negative-prompt", default="")
     inputs.add_argument("--image", help="start image (image-to-video, TI2V)")
     inputs.add_argument("--end-image", help="end image (first-last-frame-to-video)")
-    inputs.add_argument("--reference-image", help="VACE reference image")
+    inputs.add_argument("--reference-image", help="VACE reference image; Wan Animate: the character")
     inputs.add_argument("--control-video", help="VACE control video")
     inputs.add_argument("--vace-strength", type=float, default=1.0)
+    add_animate_arguments(inputs)
     gen = parser.add_argument_group("generation")
     gen.add_argument("--width", type=int, default=832)
     gen.add_argument("--height", type=int, default=480)
@@ -216,6 +218,8 @@ def _pipeline_class(dit, args):
         return pipelines.I2VPipeline
     if kind == "vace":
         return pipelines.VACEPipeline
+    if kind == "animate":
+        return pipelines.AnimatePipeline
     return pipelines.TI2VPipeline
 
 
@@ -308,12 +312,13 @@ def run(args: argparse.Namespace) -> int:
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
         pipe = cls(**parts, boundary=args.boundary) if group is None or group.first else None
-        inputs = {}
+        animate = cls is pipelines.AnimatePipeline
+        inputs = animate_inputs(args, animate, _read_image, _read_video)
         if args.image:
             inputs["image"] = _read_image(args.image)
         if args.end_image:
             inputs["end_image"] = _read_image(args.end_image)
-        if args.reference_image or args.control_video:
+        if (args.reference_image and not animate) or args.control_video:
             if cls.__name__ != "VACEPipeline":
                 raise WanInputError("--reference-image/--control-video need a VACE diffusion model")
         if cls.__name__ == "VACEPipeline":

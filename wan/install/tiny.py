@@ -187,6 +187,7 @@ def write_vae(path, version: str = "2.1", seed: int = 3) -> Path:
 _WRITERS = {
     # (role, variant) of a catalogued file -> writer
     ("dit", "t2v_1_3b"): lambda p: write_dit(p, "t2v_1_3b", "fp16"),
+    ("dit", "wan22_animate_14b"): lambda p: write_dit(p, "wan22_animate_14b", "bf16"),
     ("text_encoder", "umt5_xxl"): write_umt5,
     ("vae", "wan21"): write_vae,
 }

@@ -61,7 +61,9 @@ class VideoConditioning:
     y: [1, 20, T, h, w] I2V/FLF2V mask + latent; clip_fea: [1, 257 or 514, 1280] CLIP tokens;
     vace_context: [1, N, 96, T, h, w] with one strength per context; fixed_latent / denoise_mask:
     [1, C, T, h, w] / [1, 1, T, h, w] latent frames held fixed where the mask is 0 (TI2V);
-    trim_latent: latent frames in front (VACE reference) removed after sampling.
+    trim_latent: latent frames in front (VACE or Animate reference) removed after sampling;
+    Animate: pose_latents [1, 16, T - 1, h, w] (normalized) and face_pixels [1, 3, F, 512, 512] in
+    -1..1 (the negative pass sees a blank face, as ComfyUI's WanAnimateToVideo gives it).
     """
 
     width: int
@@ -75,6 +77,8 @@ class VideoConditioning:
     fixed_latent: torch.Tensor | None = None
     denoise_mask: torch.Tensor | None = None
     trim_latent: int = 0
+    pose_latents: torch.Tensor | None = None
+    face_pixels: torch.Tensor | None = None
 
     @property
     def latent_frames(self) -> int:
@@ -150,9 +154,9 @@ def as_images(images, name: str = "image") -> torch.Tensor:
     return images[..., :3].float()
 
 
-def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """[N, H, W, C] -> [N, height, width, C]: centre crop to the aspect, then bilinear (ComfyUI's
-    ``common_upscale(..., "bilinear", "center")``)."""
+def fit_images(images: torch.Tensor, width: int, height: int, mode: str = "bilinear") -> torch.Tensor:
+    """[N, H, W, C] -> [N, height, width, C]: centre crop to the aspect, then resized by ``mode``
+    ("bilinear", "area": ComfyUI's ``common_upscale(..., mode, "center")``)."""
     x = images.movedim(-1, 1)
     old_h, old_w = x.shape[-2:]
     if (old_h, old_w) == (height, width):
@@ -164,7 +168,7 @@ def fit_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
     elif old_aspect < new_aspect:
         top = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
     x = x[:, :, top:old_h - top, left:old_w - left]
-    return F.interpolate(x, size=(height, width), mode="bilinear").movedim(1, -1)
+    return F.interpolate(x, size=(height, width), mode=mode).movedim(1, -1)
 
 
 def vae_encode(vae, frames: torch.Tensor) -> torch.Tensor:

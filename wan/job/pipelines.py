@@ -24,6 +24,7 @@ import torch
 from .conditioning import (
     PromptEmbeds,
     VideoConditioning,
+    as_images,
     encode_prompts,
     i2v_conditioning,
     t2v_conditioning,
@@ -34,6 +35,7 @@ from ..errors import WanFileError, WanInputError
 from ..models.identify import identify_file
 from ..runtime.cancel import cancel_hook
 from . import load
+from .conditioning_animate import animate_conditioning
 from .memory import check_decode, vae_tiling
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
@@ -341,6 +343,24 @@ class VACEPipeline(WanPipeline):
         _no_inputs("VACE", inputs)
         return vace_conditioning(self.vae, width, height, num_frames, strength, reference_image=reference_image,
                                  control_video=control_video, mask=mask)
+
+
+class AnimatePipeline(WanPipeline):
+    """Wan 2.2 Animate: ``reference_image`` (the character, also seen by CLIP), ``pose_video`` and
+    ``face_video`` ([N, H, W, 3] in 0..1); one window (see ``conditioning_animate``)."""
+
+    needs_clip = True
+    default_frames = 77
+
+    def conditioning(self, width, height, num_frames, reference_image=None, pose_video=None, face_video=None,
+                     **inputs):
+        _no_inputs("Wan Animate", inputs)
+        clip_fea = None
+        if reference_image is not None and self.clip_vision is not None:
+            clip_fea = self.clip_vision.encode(as_images(reference_image, "reference_image")[:1]).float()
+        cond, _ = animate_conditioning(self.vae, width, height, num_frames, reference_image, pose_video,
+                                       face_video, clip_fea=clip_fea)
+        return cond
 
 
 class TI2VPipeline(WanPipeline):

@@ -72,12 +72,17 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         "vace_context": image.vace_context,
         "fixed_latent": image.fixed_latent,
         "denoise_mask": image.denoise_mask,
+        "pose_latents": image.pose_latents,
     }
     shared = {k: _to(v, device) for k, v in shared.items() if v is not None}
     if image.vace_context is not None:
         shared["vace_strength"] = tuple(image.vace_strength)
     pos = {"context": _to(text.positive, device), **shared}
     neg = None if text.negative is None else {"context": _to(text.negative, device), **shared}
+    if image.face_pixels is not None:
+        pos["face_pixels"] = _to(image.face_pixels, device)
+        if neg is not None:  # Animate's negative pass sees a blank face (ComfyUI's WanAnimateToVideo)
+            neg["face_pixels"] = torch.full_like(pos["face_pixels"], -1.0)
     return pos, neg
 
 
@@ -111,7 +116,8 @@ def make_dit_call(forward: Forward, num_frames: int):
             x = _hold_fixed(x, cond)
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
-        kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength") if k in cond}
+        kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels")
+              if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
     return call
@@ -123,6 +129,18 @@ def check_experts(s: SamplingOptions, has_low: bool) -> None:
     if not has_low and (s.switch_step is not None or s.split_sampling):
         raise WanInputError("switch_step, shift_low and sampler_low are options of the Wan2.2 A14B experts: "
                             "give the low-noise expert (dit_low / model_low) too")
+
+
+def _check_animate(dit, run: RunOptions) -> None:
+    # Face tokens belong to whole latent frames and the face video to the whole clip: a context
+    # window or a token split would cut them apart (long videos: windows of Wan Animate Embeds)
+    if getattr(getattr(dit, "cfg", None), "is_animate", False):
+        if run.context is not None:
+            raise WanInputError("context windows do not apply to Wan Animate: make a long video window by window "
+                                "(continue_motion and video_frame_offset of the Animate conditioning)")
+        if run.parallel is not None and run.parallel.size > 1:
+            raise WanInputError("Wan Animate runs on one GPU: its face adapter attends per latent frame, which a "
+                                "sequence split cuts")
 
 
 def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
@@ -147,6 +165,11 @@ def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: Sampli
         raise WanInputError(f"latents of shape {tuple(latents.shape)} do not match the conditioning's {shape} "
                             f"({image.width}x{image.height}, {image.num_frames} frames)")
     check_tensor("the start latent (samples)", latents)
+    if image.pose_latents is not None or image.face_pixels is not None:
+        if not getattr(getattr(dit, "cfg", None), "is_animate", False):
+            raise WanInputError("the conditioning has pose/face videos (Wan Animate) but the model is "
+                                f"{getattr(getattr(dit, 'cfg', None), 'variant', 'not an Animate DiT')}: "
+                                "load the Wan 2.2 Animate model")
 
 
 def plan_experts(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions,
@@ -278,6 +301,7 @@ def sample_video(
     run = RunOptions() if run is None else run
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
+    _check_animate(dit, run)
     layout = run.parallel
     if layout is not None and layout.size > 1:
         check_parallel(layout, [m for m in (dit, dit_low) if m is not None], run)
@@ -323,6 +347,8 @@ def sample_video(
         for module, loras in _experts(dit, dit_low, run):
             if loras:
                 stack.enter_context(apply_loras(module, loras, warn=False))
+            if hasattr(module, "face_memo"):  # Animate: face tokens once per run, under its LoRAs
+                stack.enter_context(module.face_memo())
             wrap = stack.enter_context(use_feta(module, run.feta))
             nag = stack.enter_context(use_nag(module, guide.nag, None if neg is None else neg["context"]))
             forward = plain_forward(module)

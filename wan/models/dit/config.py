@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v")
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate")
+FACE_EVERY = 5  # Animate: one face adapter block after every fifth DiT block
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class DiTConfig:
     ``model_type`` says which inputs the network takes: "t2v" (noise only), "i2v" (noise + 20
     conditioning channels, with a CLIP image path when ``has_image_emb``), "flf2v" (i2v with a
     position embedding over first+last frame CLIP tokens), "vace" (t2v + VACE context blocks) and
-    "ti2v" (Wan2.2 5B: 48 latent channels, per-frame timesteps).
+    "ti2v" (Wan2.2 5B: 48 latent channels, per-frame timesteps), "animate" (Wan2.2 Animate 14B: i2v
+    with a pose patch embedding, a face motion encoder and a face adapter after every fifth block).
     """
 
     variant: str
@@ -54,8 +56,20 @@ class DiTConfig:
             raise ValueError("a first/last-frame position embedding needs the CLIP image embedding")
         if any(not 0 <= i < self.num_layers for i in self.vace_layers):
             raise ValueError(f"vace_layers {self.vace_layers} outside 0..{self.num_layers - 1}")
+        if self.model_type == "animate" and (self.num_layers % FACE_EVERY or not self.has_image_emb):
+            raise ValueError(f"an Animate DiT has the CLIP image path and a multiple of {FACE_EVERY} blocks "
+                             f"(one face adapter block per {FACE_EVERY}), got {self.num_layers}")
         if self.vace_layers and self.vace_layers[0] != 0:
             raise ValueError("the first VACE block must follow block 0 (it owns before_proj)")
+
+    @property
+    def is_animate(self) -> bool:
+        return self.model_type == "animate"
+
+    @property
+    def face_blocks(self) -> int:
+        """Face adapter blocks of an Animate DiT (0 for every other variant)."""
+        return self.num_layers // FACE_EVERY if self.is_animate else 0
 
     @property
     def head_dim(self) -> int:
@@ -90,6 +104,8 @@ class DiTConfig:
         fields = dict(dim=dim, ffn_dim=ffn_dim, num_layers=num_layers, num_heads=max(1, dim // 128))
         if self.vace_layers:
             fields["vace_layers"] = tuple(range(0, num_layers, 2))
+        if self.is_animate and num_layers % FACE_EVERY:
+            fields["num_layers"] = FACE_EVERY  # the fewest blocks with a face adapter block
         fields["variant"] = f"{self.variant}_tiny"
         fields.update(overrides)
         return dataclasses.replace(self, **fields)
@@ -121,6 +137,7 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         # Each Wan2.2 A14B expert (high noise, low noise) is one 14B network of this shape.
         DiTConfig("wan22_t2v_a14b", "t2v", in_dim=16, out_dim=16, **_LARGE),
         DiTConfig("wan22_i2v_a14b", "i2v", in_dim=36, out_dim=16, **_LARGE),
+        DiTConfig("wan22_animate_14b", "animate", in_dim=36, out_dim=16, has_image_emb=True, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
     )
 }

@@ -11,6 +11,7 @@ import os
 import torch
 import torch.nn as nn
 
+from .animate import is_blur_constant
 from .config import DiTConfig
 from .model import WanDiT
 from .shapes import config_from_shapes
@@ -37,6 +38,8 @@ def checked_state_dict(state_dict: dict, path: str | os.PathLike | None = None) 
             raise WanFileError(path, f"not a Wan diffusion model: it looks like {who.detail}")
     cfg = config_from_shapes(state_dict, path)
     sd = dit_to_official(state_dict)
+    if cfg.is_animate:  # Animate checkpoints carry the motion encoder's constant blur kernels
+        sd = {k: v for k, v in sd.items() if not is_blur_constant(k)}
     with torch.device("meta"):
         model = WanDiT(cfg)
     check_tensors(model, sd, path, f"Wan DiT ({model.cfg.variant})")

@@ -1,4 +1,4 @@
-"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V).
+"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate).
 
 ``forward`` is ``embed`` -> ``run_block`` for each block -> ``finish``; wrappers (block swap,
 caching, skipping) call those three pieces themselves instead of copying the loop.
@@ -6,6 +6,7 @@ caching, skipping) call those three pieces themselves instead of copying the loo
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import DiTConfig
+from .animate import FaceAdapter, FaceBlock, FaceEncoder, MotionEncoder, face_tokens
+from .config import FACE_EVERY, DiTConfig
 from ...errors import WanInputError
 from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
@@ -42,6 +44,7 @@ class DiTState:
     fp32 time projection (blocks); context: [B, Lc, C] compute dtype, CLIP tokens first;
     rope: rotary table; grid: token grid (f, h, w); size: unpadded latent (F, H, W).
     VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
+    Animate only: face [B, f, 5, C] face tokens per latent frame (None: no face video).
     """
 
     x: torch.Tensor
@@ -55,6 +58,7 @@ class DiTState:
     x0: torch.Tensor | None = None
     vace: list[torch.Tensor] | None = None
     vace_strength: tuple[float, ...] = ()
+    face: torch.Tensor | None = None
 
 
 class WanDiT(nn.Module):
@@ -88,6 +92,14 @@ class WanDiT(nn.Module):
             )
             self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_dim, d, kernel_size=p, stride=p)
         self._vace_after = {layer: n for n, layer in enumerate(cfg.vace_layers)}
+        if cfg.is_animate:
+            self.pose_patch_embedding = nn.Conv3d(cfg.out_dim, d, kernel_size=p, stride=p)
+            self.motion_encoder = MotionEncoder()
+            self.face_adapter = FaceAdapter(d, cfg.num_heads, cfg.face_blocks)
+            self.face_encoder = FaceEncoder(d)
+        # Animate: face tokens of the face videos seen inside ``face_memo`` (they do not change
+        # between the steps of a run; the motion encoder is the costliest part of a forward)
+        self._face_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
         # The rotary table depends only on the token grid; a sampler calls with the same grid at
         # every step, so the last one is kept (a plain attribute: not part of the state dict).
         self._rope_cache: tuple[tuple, torch.Tensor] | None = None
@@ -111,7 +123,7 @@ class WanDiT(nn.Module):
         WanInputError, and no change, if it is unknown, its package is missing or the GPU is too old."""
         kernel = attention_kernel(mode, device)
         for m in self.modules():
-            if isinstance(m, WanSelfAttention):
+            if isinstance(m, (WanSelfAttention, FaceBlock)):
                 m.kernel = kernel
 
     def rope(self, grid: tuple[int, int, int], device: torch.device) -> torch.Tensor:
@@ -165,6 +177,8 @@ class WanDiT(nn.Module):
         y: torch.Tensor | None = None,
         vace_context: torch.Tensor | None = None,
         vace_strength: float | Sequence[float] = 1.0,
+        pose_latents: torch.Tensor | None = None,
+        face_pixels: torch.Tensor | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
@@ -178,6 +192,10 @@ class WanDiT(nn.Module):
             )
         batch = x.shape[0]
         tokens = self._conv_fp32(self.patch_embedding, self._pad(x))  # [B, C, f, h, w]
+        if cfg.is_animate and pose_latents is not None:
+            tokens = self._add_pose(tokens, pose_latents)
+        elif pose_latents is not None or face_pixels is not None:
+            raise WanInputError(f"{cfg.variant}: pose and face videos are inputs of the Animate model only")
         grid = tuple(tokens.shape[2:])
         tokens = tokens.flatten(2).transpose(1, 2).to(self.residual_dtype).contiguous()  # [B, L, C]
 
@@ -199,7 +217,44 @@ class WanDiT(nn.Module):
         state = DiTState(tokens, e, e0, context, context_img_len, self.rope(grid, x.device), grid, size)
         if cfg.vace_layers:
             self._embed_vace(state, vace_context, vace_strength, batch)
+        if face_pixels is not None:
+            state.face = self._face(face_pixels, grid[0], batch)
         return state
+
+    def _add_pose(self, tokens: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        # Pose latents cover the video frames, not the reference frame in front of them.
+        if pose.ndim != 5 or pose.shape[1] != self.cfg.out_dim or pose.shape[0] not in (1, tokens.shape[0]):
+            raise WanInputError(f"pose_latents of shape {tuple(pose.shape)}: expected [B, {self.cfg.out_dim}, F, H, W]")
+        pose = self._conv_fp32(self.pose_patch_embedding, self._pad(pose))
+        if pose.shape[3:] != tokens.shape[3:]:
+            raise WanInputError(f"pose latent grid {tuple(pose.shape[2:])} differs from the latent's {tuple(tokens.shape[2:])}")
+        n = min(pose.shape[2], tokens.shape[2] - 1)
+        tokens[:, :, 1:n + 1] += pose[:, :, :n]  # tokens is the patch embedding's own new tensor
+        return tokens
+
+    def _face(self, faces: torch.Tensor, frames: int, batch: int) -> torch.Tensor:
+        if faces.ndim != 5 or faces.shape[1] != 3 or faces.shape[0] not in (1, batch):
+            raise WanInputError(f"face_pixels of shape {tuple(faces.shape)}: expected [B, 3, frames, 512, 512]")
+        memo, key = self._face_memo, id(faces)
+        hit = None if memo is None else memo.get(key)
+        if hit is not None and hit[0] is faces:
+            tokens = hit[1]
+        else:
+            tokens = face_tokens(self.motion_encoder, self.face_encoder, faces, frames, self.compute_dtype)
+            if memo is not None:
+                memo[key] = (faces, tokens)  # the tensor held, so its id stays unique while memoized
+        return tokens.expand(batch, -1, -1, -1)
+
+    @contextlib.contextmanager
+    def face_memo(self):
+        """Within: the face tokens of each face video are computed once (a run's weights and face
+        videos do not change between its steps); the memo is dropped on exit."""
+        outer = self._face_memo
+        self._face_memo = {} if outer is None else outer
+        try:
+            yield self
+        finally:
+            self._face_memo = outer
 
     def _embed_vace(self, state: DiTState, vace_context, vace_strength, batch: int) -> None:
         if vace_context is None:
@@ -239,6 +294,10 @@ class WanDiT(nn.Module):
                     c, state.x0, state.e0, state.rope, state.context, state.context_img_len
                 )
                 state.x = state.x + hint * state.vace_strength[j]
+        if state.face is not None and i % FACE_EVERY == 0:
+            # after the block even when it is skipped: the adapter is not part of the block
+            fuser = self.face_adapter.fuser_blocks[i // FACE_EVERY]
+            state.x = state.x + fuser(state.x, state.face, state.context.dtype).to(state.x.dtype)
 
     def finish(self, state: DiTState) -> torch.Tensor:
         """Head and unpatchify -> [B, out_dim, F, H, W] fp32."""
@@ -259,6 +318,8 @@ class WanDiT(nn.Module):
         y: torch.Tensor | None = None,
         vace_context: torch.Tensor | None = None,
         vace_strength: float | Sequence[float] = 1.0,
+        pose_latents: torch.Tensor | None = None,
+        face_pixels: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -267,9 +328,11 @@ class WanDiT(nn.Module):
         embeddings (zero-padded here to text_len); clip_fea: [B, 257 or 514, 1280] CLIP tokens
         (I2V/FLF2V; without it the image path is skipped); y: [B, in_dim - out_dim, F, H, W]
         conditioning (I2V); vace_context: [B, 96, F, H, W] or [B, N, 96, F, H, W] with one
-        strength per context. Returns [B, out_dim, F, H, W] fp32.
+        strength per context; Animate: pose_latents [B, 16, F - 1, H, W] (normalized, the frames
+        after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1. Returns
+        [B, out_dim, F, H, W] fp32.
         """
-        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength)
+        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents, face_pixels)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .config import DIT_PRESETS, DiTConfig, same_network
+from .config import DIT_PRESETS, FACE_EVERY, DiTConfig, same_network
 from ...errors import WanFileError
 from ...weights.checks import block_count, model_dims
 from ...weights.names import dit_to_official
@@ -71,6 +71,12 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
         fields.update(vace_in_dim=shape("vace_patch_embedding.weight", 5)[1],
                       vace_layers=tuple(range(0, num_layers, num_layers // n))[:n])
         model_type = "vace"
+    elif "face_adapter.fuser_blocks.0.k_norm.weight" in sd:
+        n = block_count(sd, "face_adapter.fuser_blocks.", path, "Wan Animate face adapter")
+        if n * FACE_EVERY != num_layers:
+            raise WanFileError(path, f"Wan Animate DiT with {n} face adapter blocks for {num_layers} blocks "
+                                     f"(expected one per {FACE_EVERY})")
+        model_type = "animate"
     elif fields.get("has_flf_pos_emb"):
         model_type = "flf2v"
     elif in_dim > out_dim:

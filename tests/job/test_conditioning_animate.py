@@ -1,0 +1,117 @@
+"""Wan Animate conditioning against ComfyUI's WanAnimateToVideo (comfy_extras/nodes_wan.py), run
+in-process on comfy.sd.VAE holding the same seeded tiny weights as our VAE. ``y`` is compared with
+what ComfyUI's model builds from the node's outputs (model_base.WAN21.concat_cond), the pose latent
+with its WAN22_Animate.extra_conds (process_latent_in), the face pixels as the node leaves them.
+Inputs come at other sizes and aspects than the target, so the crop-and-resize is compared too.
+
+Tolerance: max|ours - ComfyUI| <= 1e-5 * max|ComfyUI| (the two VAEs' own agreement); masks and face
+pixels exact.
+"""
+
+import pytest
+import torch
+from refs import comfy, comfy_extras
+from vae_fixtures import random_weights, rel_err
+
+from test_pipeline_conditioning import _clip_output, _comfy_y, _cond
+
+from wan.errors import WanInputError
+from wan.job.conditioning import normalize_latent
+from wan.job.conditioning_animate import animate_conditioning
+from wan.models.vae.layers import VAEConfig
+from wan.models.vae.wan21 import WanVAE
+
+TOL = 1e-5
+W, H, FRAMES = 32, 48, 9
+
+
+@pytest.fixture(scope="module")
+def vae21():
+    torch.set_num_threads(2)
+    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
+    sd = random_weights(ours.state_dict(), seed=41)
+    ours.load_state_dict(sd)
+    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+
+
+def _comfy(vae, **kw):
+    node = comfy_extras("nodes_wan").WanAnimateToVideo
+    args = dict(width=W, height=H, length=FRAMES, batch_size=1, continue_motion_max_frames=5, video_frame_offset=0)
+    args.update(kw)
+    pos, neg, latent, trim_latent, trim_image, offset = node.execute(_cond(), _cond(), vae, **args)
+    return pos[0][1], neg[0][1], latent["samples"], trim_latent, trim_image, offset
+
+
+def _compare(ours, window, ref, label):
+    pos, neg, latent, trim_latent, trim_image, offset = ref
+    assert ours.latent_shape() == tuple(latent.shape)
+    assert ours.trim_latent == trim_latent and window.trim_image == trim_image
+    assert window.video_frame_offset == offset
+    ref_y = _comfy_y(pos, latent.shape)
+    assert ours.y.shape == ref_y.shape
+    assert torch.equal(ours.y[:, :4], ref_y[:, :4])
+    err = rel_err(ours.y[:, 4:], ref_y[:, 4:])
+    print(f"Animate {label}: y rel err vs ComfyUI {err:.2e}", end="")
+    assert err <= TOL
+    if "pose_video_latent" in pos:
+        ref_pose = normalize_latent(pos["pose_video_latent"].float())  # WAN22_Animate: process_latent_in
+        perr = rel_err(ours.pose_latents, ref_pose)
+        print(f", pose latent {perr:.2e}", end="")
+        assert perr <= TOL
+    else:
+        assert ours.pose_latents is None
+    if "face_video_pixels" in pos:
+        assert torch.equal(ours.face_pixels, pos["face_video_pixels"].float())
+        assert bool((neg["face_video_pixels"] == -1).all())  # what sample_video gives the negative
+    else:
+        assert ours.face_pixels is None
+    print()
+
+
+def test_reference_pose_face_clip(vae21):
+    ours_vae, ref_vae = vae21
+    g = torch.Generator().manual_seed(5)
+    ref_img = torch.rand(1, 40, 64, 3, generator=g)
+    pose = torch.rand(12, 56, 40, 3, generator=g)  # longer than asked, another aspect
+    face = torch.rand(7, 96, 80, 3, generator=g)  # shorter than asked
+    ref = _comfy(ref_vae, reference_image=ref_img, pose_video=pose, face_video=face,
+                 clip_vision_output=_clip_output(ref_img))
+    cond, window = animate_conditioning(ours_vae, W, H, FRAMES, ref_img, pose, face,
+                                        clip_fea=ref[0]["clip_vision_output"].penultimate_hidden_states)
+    _compare(cond, window, ref, "reference + pose + face")
+    assert torch.equal(cond.clip_fea, ref[0]["clip_vision_output"].penultimate_hidden_states)
+
+
+def test_short_pose_video_is_padded_and_no_reference(vae21):
+    ours_vae, ref_vae = vae21
+    pose = torch.rand(3, H, W, 3, generator=torch.Generator().manual_seed(6))
+    ref = _comfy(ref_vae, pose_video=pose)
+    with pytest.warns(Warning, match="pose_video has 3 frames"):
+        cond, window = animate_conditioning(ours_vae, W, H, FRAMES, pose_video=pose)
+    _compare(cond, window, ref, "short pose, no reference")
+
+
+@pytest.mark.parametrize("offset, kept", [(9, 5), (2, 3), (20, 4)])
+def test_windowed_continuation(vae21, offset, kept):
+    """The next window: the previous window's last frames kept in front, the driving videos read
+    from ``video_frame_offset`` (less the kept frames); past their end they are left out."""
+    ours_vae, ref_vae = vae21
+    g = torch.Generator().manual_seed(7)
+    pose = torch.rand(24, 56, 40, 3, generator=g)
+    face = torch.rand(24, 64, 64, 3, generator=g)
+    previous = torch.rand(9, 40, 64, 3, generator=g)
+    ref_img = torch.rand(1, H, W, 3, generator=g)
+    kw = dict(continue_motion_max_frames=kept, video_frame_offset=offset)
+    ref = _comfy(ref_vae, reference_image=ref_img, pose_video=pose, face_video=face, continue_motion=previous, **kw)
+    cond, window = animate_conditioning(ours_vae, W, H, FRAMES, ref_img, pose, face, continue_motion=previous, **kw)
+    _compare(cond, window, ref, f"continuation offset {offset} keep {kept}")
+
+
+def test_bad_inputs_are_refused_before_encoding(vae21):
+    ours_vae, _ = vae21
+    with pytest.raises(WanInputError, match="pose_video"):
+        animate_conditioning(ours_vae, W, H, FRAMES, pose_video=torch.rand(4, H, W))
+    with pytest.raises(WanInputError, match="video_frame_offset"):
+        animate_conditioning(ours_vae, W, H, FRAMES, video_frame_offset=-1)
+    with pytest.raises(WanInputError, match="clip_embeds"):
+        animate_conditioning(ours_vae, W, H, FRAMES, clip_fea=torch.zeros(1, 257, 1024))
