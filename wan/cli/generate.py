@@ -35,6 +35,7 @@ from ..parallel.launch import launch
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
+from ..runtime.dequant_cache import DEQUANT_CACHE_MODES
 from ..runtime.feta import FetaArgs
 from ..sampling.cfg_zero import CFGZeroStar
 from ..sampling.guidance import GuidanceOptions
@@ -130,6 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
     opts.add_argument("--fp16-accumulation", action="store_true",
                       help="with --dtype fp16: matrix products accumulate in fp16 (faster on GeForce GPUs)")
+    opts.add_argument("--dequant-cache", default="off", choices=DEQUANT_CACHE_MODES,
+                      help="keep packed (GGUF/fp8/nvfp4) blocks' expanded weights on the device: no per-step "
+                           "expansion, at their bf16 size (auto: what fits in free GPU memory)")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
                       help="fp8_e4m3fn: store a safetensors DiT's block weights as fp8; _fast: also multiply in fp8")
     opts.add_argument("--cache", type=float, default=None, metavar="THRESHOLD",
@@ -237,6 +241,7 @@ def _options(args: argparse.Namespace):
         raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
     load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
                        attention=args.attention, fp16_accumulation=args.fp16_accumulation,
+                       dequant_cache=args.dequant_cache,
                        block_swap=BlockSwapArgs(args.block_swap) if args.block_swap else None,
                        compile=TorchCompileArgs() if args.compile else None)
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),

@@ -17,6 +17,7 @@ from ..parallel.layout import ParallelLayout
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
+from ..runtime.dequant_cache import check_mode as check_dequant_cache
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.experts import check_switch
@@ -48,6 +49,9 @@ class LoadOptions:
     and fp8 files keep their own format); "fp8_e4m3fn_fast" also multiplies in fp8. attention: the
     attention mode of the DiT (``attention_backends.ATTENTION_MODES``; "auto": the fastest kernel
     the computing device runs, else SDPA). block_swap / compile: runtime options applied at load.
+    dequant_cache: "off", "on" or "auto": keep the expanded weights of packed (GGUF, fp8, nvfp4)
+    blocks that stay on the device, trading their compute-dtype size for no per-step expansion
+    (``wan.runtime.dequant_cache``).
     """
 
     dtype: torch.dtype = torch.bfloat16
@@ -58,8 +62,10 @@ class LoadOptions:
     block_swap: BlockSwapArgs | None = None
     compile: TorchCompileArgs | None = None
     fp16_accumulation: bool = False
+    dequant_cache: str = "off"
 
     def __post_init__(self):
+        check_dequant_cache(self.dequant_cache)
         if self.dtype not in PRECISIONS.values():
             raise WanInputError(f"dtype {self.dtype} is not one of bf16, fp16, fp32")
         if self.quantization not in QUANTIZATIONS:

@@ -112,7 +112,15 @@ class PackedLinear(nn.Module):
 
     The packed bytes are never rewritten: a LoRA on such a layer adds its product to the layer's
     output through a forward hook (``wan.weights.lora.apply``).
+
+    ``keep_dequantized`` (``wan.runtime.dequant_cache``) holds the expanded weight where the bytes
+    are, so forwards in that dtype on that device skip the expansion; any move or cast of the layer
+    (``.to()``, ``.cuda()``, ComfyUI unloading the model) drops it, and ``refill`` expands it again
+    where the bytes are then.
     """
+
+    dequantized: torch.Tensor | None = None
+    keep_dtype: torch.dtype | None = None  # set while the expansion is to be kept
 
     def __init__(self, weight: PackedTensor, bias: torch.Tensor | None = None):
         super().__init__()
@@ -134,9 +142,30 @@ class PackedLinear(nn.Module):
     def dequantized_weight(self, dtype: torch.dtype, device=None) -> torch.Tensor:
         return dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, dtype, device)
 
+    def keep_dequantized(self, dtype: torch.dtype) -> int:
+        """Expand the weight once into ``dtype`` where the bytes are and keep it; its bytes."""
+        self.keep_dtype = dtype
+        self.refill()
+        return self.dequantized.numel() * self.dequantized.element_size()
+
+    def refill(self) -> None:
+        """The kept expansion again after a move dropped it (nothing when none is to be kept)."""
+        if self.keep_dtype is not None and self.dequantized is None:
+            self.dequantized = self.dequantized_weight(self.keep_dtype)
+
+    def drop_dequantized(self) -> None:
+        self.keep_dtype = None
+        self.dequantized = None
+
+    def _apply(self, fn, recurse=True):
+        self.dequantized = None  # a kept expansion would stay behind on the old device
+        return super()._apply(fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., out_features] in x's dtype."""
-        w = self.dequantized_weight(x.dtype, x.device)
+        w = self.dequantized
+        if w is None or w.dtype != x.dtype or w.device != x.device:
+            w = self.dequantized_weight(x.dtype, x.device)
         b = None if self.bias is None else self.bias.to(device=x.device, dtype=x.dtype)
         return F.linear(x, w, b)
 
