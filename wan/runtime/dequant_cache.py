@@ -3,7 +3,7 @@
 A packed Linear (GGUF, fp8, int8, nvfp4) expands its weight on every forward: a few memory-bound
 kernels per layer, which at 14B 480p made a GGUF step 11-16% slower than bf16. Keeping the
 expansion of the blocks that stay on the device removes that cost and spends, per block, the
-weights' size in the compute dtype (a 14B block: 0.63 GB in bf16) instead of their packed size.
+weights' size in the compute dtype (a 14B block: 0.70 GB in bf16) instead of their packed size.
 Blocks that block swap streams are never kept (their bytes leave the device after each use).
 
 Modes: "off" (nothing kept), "on" (every resident block), "auto" (on a CUDA device, the resident
