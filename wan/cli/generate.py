@@ -129,6 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     opts.add_argument("--attention", default="auto", choices=ATTENTION_MODES,
                       help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
+    opts.add_argument("--sdpa-edge-steps", type=int, default=0, metavar="N",
+                      help="with 8-bit attention (int8, sage, auto): the first and last N steps use sdpa")
     opts.add_argument("--fp16-accumulation", action="store_true",
                       help="with --dtype fp16: matrix products accumulate in fp16 (faster on GeForce GPUs)")
     opts.add_argument("--dequant-cache", default="off", choices=DEQUANT_CACHE_MODES,
@@ -247,7 +249,8 @@ def _options(args: argparse.Namespace):
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
                      cache=None if args.cache is None else CacheArgs(threshold=args.cache),
-                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context)
+                     feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context,
+                     sdpa_edge_steps=args.sdpa_edge_steps)
     return load, run
 
 

@@ -185,7 +185,8 @@ class RunOptions:
     the Wan2.2 low-noise expert), step caching, Enhance-A-Video and context windows.
     offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``.
     parallel: the split of each DiT forward over torch.distributed processes (``wan.parallel``;
-    None: one process)."""
+    None: one process). sdpa_edge_steps: the first and last this many steps run SDPA attention
+    when the model's attention is 8-bit (``wan.runtime.edge_steps``; 0: every step its kernel)."""
 
     loras: tuple = ()
     cache: CacheArgs | None = None
@@ -194,8 +195,11 @@ class RunOptions:
     loras_low: tuple = ()
     offload_device: str | torch.device = "cpu"
     parallel: ParallelLayout | None = None
+    sdpa_edge_steps: int = 0
 
     def __post_init__(self):
+        if isinstance(self.sdpa_edge_steps, bool) or not isinstance(self.sdpa_edge_steps, int) or self.sdpa_edge_steps < 0:
+            raise WanInputError(f"sdpa_edge_steps must be a whole number >= 0, got {self.sdpa_edge_steps!r}")
         if self.parallel is not None and not isinstance(self.parallel, ParallelLayout):
             raise WanInputError(f"parallel must be a ParallelLayout, got {type(self.parallel).__name__}")
         for item in tuple(self.loras) + tuple(self.loras_low):
