@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from comfy080_quant import quantize_with_comfy080
 from comfy_installs import comfy_install
 from dit_fixtures import ATOL, RTOL, make_inputs, random_weights, tiny_config
-from wan.job.load import load_dit
+from wan.job.load import dit_header, load_dit
 from wan.job.options import LoadOptions
 from wan.models.dit.model import WanDiT
 from wan.models.identify import identify_file
@@ -53,6 +53,11 @@ def comfy_files(tmp_path_factory):
 def test_comfyuis_file_loads_packed_and_equals_its_dequantization(comfy_files, fmt):
     path, ref_path = comfy_files[fmt]
     assert identify_file(path).detail.endswith("in ComfyUI's comfy_quant format")
+    # the header check (the loader node's, before any weight is read) sees each layer's own shape,
+    # so a LoRA is matched against the model it patches
+    cfg, shapes = dit_header(path)
+    assert cfg.dim == CFG.dim and cfg.ffn_dim == CFG.ffn_dim
+    assert {k: tuple(v.shape) for k, v in random_weights(CFG).items()}.items() <= shapes.items()
     ours = load_dit(path, LoadOptions(dtype=torch.float32, device="cpu", attention="sdpa"))
     packed = {n: m for n, m in ours.named_modules() if isinstance(m, PackedLinear)}
     assert len(packed) == 10 * CFG.num_layers

@@ -55,6 +55,18 @@ def layer_formats(state_dict: dict, metadata: dict | None, path=None) -> dict[st
     return layers
 
 
+def logical_shapes(shapes: dict) -> dict:
+    """Header shapes with each nvfp4 weight at its logical shape (two values per stored byte). From
+    the header alone the format is not readable (it is in the marker's bytes), but nvfp4 is the one
+    format with a ``weight_scale_2``."""
+    out = dict(shapes)
+    for key in shapes:
+        weight = key[: -len("_scale_2")] if key.endswith(".weight_scale_2") else None
+        if weight in out and len(out[weight]) == 2:
+            out[weight] = (out[weight][0], 2 * out[weight][1])
+    return out
+
+
 def unpack_comfy_quant(state_dict: dict, metadata: dict | None, path=None) -> dict:
     """The tensors of a comfy_quant file with each quantized weight as our form (see the module
     docstring); markers and scales consumed, everything else unchanged."""
