@@ -98,7 +98,8 @@ def measure(fn, device, reps: int, sdpa: str = "any") -> tuple[list[float], floa
 
 def timing_row(label: str, times: list[float], peak: float | None, seconds_key: str = "s_per_step") -> dict:
     return {"case": label, seconds_key: round(statistics.median(times), 4), "min": round(min(times), 4),
-            "max": round(max(times), 4), "timed_steps": len(times), "peak_gib": None if peak is None else round(peak, 2)}
+            "max": round(max(times), 4), "timed_steps": len(times),
+            "peak_gib": None if peak is None else round(peak, 2)}
 
 
 def free(device):

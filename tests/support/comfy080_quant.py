@@ -55,7 +55,6 @@ def _main(src: str, jobs: list) -> None:
 
 def _write(ops, plain: dict, dst: str, ref: str, plan: dict[str, str]) -> None:
     import comfy.utils
-    import torch
     from comfy.quant_ops import QUANT_ALGOS, QuantizedTensor
     from safetensors.torch import load_file, save_file
 

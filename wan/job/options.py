@@ -198,7 +198,8 @@ class RunOptions:
     sdpa_edge_steps: int = 0
 
     def __post_init__(self):
-        if isinstance(self.sdpa_edge_steps, bool) or not isinstance(self.sdpa_edge_steps, int) or self.sdpa_edge_steps < 0:
+        n = self.sdpa_edge_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise WanInputError(f"sdpa_edge_steps must be a whole number >= 0, got {self.sdpa_edge_steps!r}")
         if self.parallel is not None and not isinstance(self.parallel, ParallelLayout):
             raise WanInputError(f"parallel must be a ParallelLayout, got {type(self.parallel).__name__}")
