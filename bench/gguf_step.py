@@ -1,7 +1,8 @@
 """One Wan DiT forward: plain weights vs packed Q8_0 vs packed Q4_K (our GGUF writer and reader).
 
 Prints time per step, weight memory (and CUDA peak) as ratios to the plain model, and the share
-of the packed step spent dequantizing. Plain is bf16 on a GPU and fp32 on the CPU.
+of the packed step spent dequantizing; then the same file with ``dequant_cache="on"`` (expansions
+kept on the device). Plain is bf16 on a GPU and fp32 on the CPU.
 
     python bench/gguf_step.py [--dim 1536 --ffn 8960 --layers 4 --frames 5 --size 32 --device cuda]
 """
@@ -116,6 +117,11 @@ def main() -> None:
                   f"(x{w / w_plain:.2f}, file {os.path.getsize(path) / 2**20:.1f} MiB){peak_txt}   "
                   f"dequant {share * 100:.0f}% of step")
             del model
+            kept = load_dit(path, LoadOptions(dtype=dtype, device=device, dequant_cache="on"))
+            t, peak = timed_step(kept, inputs, device, args.reps)
+            peak_txt = f"   CUDA peak x{peak / peak_plain:.2f}" if peak_plain else ""
+            print(f"{qtype + '+kept':6s} step {t * 1e3:8.1f} ms (x{t / t_plain:.2f}){peak_txt}")
+            del kept
 
 
 if __name__ == "__main__":

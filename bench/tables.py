@@ -6,7 +6,8 @@
 Each table sits between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md and is
 made from bench/results/NAME.json alone, with the GPU, versions, date and code version of the run
 beneath it; a row's ratio is ours over ComfyUI native at equal settings (below 1: ours is faster).
-``bench/gpu.py --results bench/results/models.json`` writes the whole-model JSON.
+``bench/gpu.py --results bench/results/models.json`` writes the whole-model JSON, ``bench/e2e.py
+--models <ComfyUI models folder> --results bench/results/e2e.json`` the end-to-end one.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def num(v: float) -> str:
     return f"{v:#.3g}".rstrip(".")
 
 
-def cell(row: dict | None, bold_peak: bool = False) -> str:
+def cell(row: dict | None, bold_peak: bool = False, key: str = "s_per_step") -> str:
     if row is None:
         return ""
     if "error" in row:
         return "error"
-    text = f"{num(row['s_per_step'])} s"
+    text = f"{num(row[key])} s"
     if row.get("min") is not None and row.get("max") is not None:
         text += f" ({num(row['min'])}-{num(row['max'])})"
     if row.get("peak_gib") is not None:
@@ -50,10 +51,10 @@ def cell(row: dict | None, bold_peak: bool = False) -> str:
     return text
 
 
-def ratio(ours: dict | None, ref: dict | None) -> str:
-    if not ours or not ref or "s_per_step" not in ours or "s_per_step" not in ref:
+def ratio(ours: dict | None, ref: dict | None, key: str = "s_per_step") -> str:
+    if not ours or not ref or key not in ours or key not in ref:
         return "not measured"
-    return f"{ours['s_per_step'] / ref['s_per_step']:.2f}x"
+    return f"{ours[key] / ref[key]:.2f}x"
 
 
 def provenance(data: dict) -> str:
@@ -110,7 +111,20 @@ def gguf_table(data: dict) -> str:
     return "\n".join(out + ["", provenance(data)])
 
 
-TABLES = {"models": models_table, "components": components_table, "gguf": gguf_table}
+def e2e_table(data: dict) -> str:
+    """bench/e2e.py: one graph end to end, seconds per run (median, min-max), ours / ComfyUI."""
+    rows = {r["case"]: r for r in data["rows"]}
+    ref, ours = rows.get("ComfyUI native"), rows.get("ours")
+    out = ["| graph | ComfyUI native | ours | ours / native |", "| --- | --- | --- | --- |",
+           f"| {data['graph']}, {data['size']} | {cell(ref, key='s_per_run') or 'not measured'} | "
+           f"{cell(ours, key='s_per_run') or 'not measured'} | {ratio(ours, ref, 's_per_run')} |"]
+    if not data["rows"]:  # written without a GPU: nothing measured to attribute
+        return "\n".join(out + ["", f"Not measured yet: no GPU was available since bench/e2e.py was written "
+                                    f"({data['date']}, code {data['code_version']})."])
+    return "\n".join(out + ["", provenance(data)])
+
+
+TABLES = {"models": models_table, "components": components_table, "gguf": gguf_table, "e2e": e2e_table}
 
 
 def render(name: str, results: Path = RESULTS) -> str:

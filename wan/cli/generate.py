@@ -36,6 +36,7 @@ from ..parallel.launch import launch
 from ..runtime.blockswap import AUTO, BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
+from ..runtime.dequant_cache import DEQUANT_CACHE_MODES
 from ..runtime.feta import FetaArgs
 from ..sampling.cfg_zero import CFGZeroStar
 from ..sampling.guidance import GuidanceOptions
@@ -133,8 +134,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     opts.add_argument("--compile", action="store_true", help="torch.compile each transformer block")
     opts.add_argument("--attention", default="auto", choices=ATTENTION_MODES,
                       help="attention kernel (auto: the fastest this GPU runs, else sdpa)")
+    opts.add_argument("--sdpa-edge-steps", type=int, default=0, metavar="N",
+                      help="with 8-bit attention (int8, sage, auto): the first and last N steps use sdpa")
     opts.add_argument("--fp16-accumulation", action="store_true",
                       help="with --dtype fp16: matrix products accumulate in fp16 (faster on GeForce GPUs)")
+    opts.add_argument("--dequant-cache", default="off", choices=DEQUANT_CACHE_MODES,
+                      help="keep packed (GGUF/fp8/nvfp4) blocks' expanded weights on the device: no per-step "
+                           "expansion, at their bf16 size (auto: what fits in free GPU memory)")
     opts.add_argument("--quantization", default="disabled", choices=QUANTIZATIONS,
                       help="fp8_e4m3fn: store a safetensors DiT's block weights as fp8; _fast: also multiply in fp8")
     opts.add_argument("--cache", type=float, default=None, metavar="THRESHOLD",
@@ -244,13 +250,14 @@ def _options(args: argparse.Namespace):
         raise WanInputError("--lora-low is for the low-noise expert: give --dit-low too")
     load = LoadOptions(dtype=PRECISIONS[args.dtype], device=args.device, quantization=args.quantization,
                        attention=args.attention, fp16_accumulation=args.fp16_accumulation,
-                       block_swap=BlockSwapArgs(args.block_swap),
+                       dequant_cache=args.dequant_cache, block_swap=BlockSwapArgs(args.block_swap),
                        compile=TorchCompileArgs() if args.compile else None)
     run = RunOptions(loras=tuple((load_lora(path), strength) for path, strength in args.lora),
                      loras_low=tuple((load_lora(path), strength) for path, strength in args.lora_low),
                      cache=None if args.cache is None else CacheArgs(threshold=args.cache),
                      feta=None if args.feta is None else FetaArgs(weight=args.feta), context=args.context,
-                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 1e9))
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 1e9),
+                     sdpa_edge_steps=args.sdpa_edge_steps)
     return load, run
 
 

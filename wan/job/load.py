@@ -32,6 +32,7 @@ from ..models.text.umt5 import checked_umt5_state_dict, convert_wan_to_hf, hf_t5
 from ..models.vae.loading import load_vae as _vae_from_state_dict
 from ..runtime.blockswap import apply_block_swap
 from ..runtime.compile import compile_blocks
+from ..runtime.dequant_cache import enable_dequant_cache
 from ..runtime.fp16_accumulation import enable_fp16_accumulation
 from ..runtime.fp8_matmul import enable_fp8_fast
 from ..weights.fp8 import quantize_fp8
@@ -98,8 +99,8 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
 
     ``keep_format``: the tensors are a GGUF file's, whose quantization stays as it is (fp8 on load
     is skipped). Order matters: fp8 weights are made before the model is built, the attention kernel
-    and the fp8 layers are chosen before compiling (compiled code captures them), and block swap
-    places the tensors before that.
+    and the fp8 layers are chosen before compiling (compiled code captures them), block swap
+    places the tensors before that, and the dequantization cache keeps what block swap left resident.
     """
     if options.quantization != "disabled" and not keep_format:
         state_dict = quantize_fp8(state_dict, "fp8_e4m3fn")  # weights already fp8 stay as they are
@@ -116,6 +117,7 @@ def build_dit(state_dict: dict, options: LoadOptions = LoadOptions(), path: str 
         apply_block_swap(dit, options.block_swap, device, options.offload_device)
     else:
         dit.to(device)
+    enable_dequant_cache(dit, options.dequant_cache, options.dtype, device)
     compile_blocks(dit, options.compile)
     return dit
 

@@ -17,6 +17,7 @@ from ..parallel.layout import ParallelLayout
 from ..runtime.blockswap import BlockSwapArgs
 from ..runtime.cache import CacheArgs
 from ..runtime.compile import TorchCompileArgs
+from ..runtime.dequant_cache import check_mode as check_dequant_cache
 from ..runtime.feta import FetaArgs
 from ..sampling.context import ContextOptions
 from ..sampling.experts import check_switch
@@ -50,6 +51,9 @@ class LoadOptions:
     the computing device runs, else SDPA). block_swap / compile: runtime options applied at load; block
     swap "auto" (the default) places the model for its weights alone at load and lets each job's memory
     plan re-place it (``wan.job.memory.plan_job``); on the CPU it streams nothing.
+    dequant_cache: "off", "on" or "auto": keep the expanded weights of packed (GGUF, fp8, nvfp4)
+    blocks that stay on the device, trading their compute-dtype size for no per-step expansion
+    (``wan.runtime.dequant_cache``).
     """
 
     dtype: torch.dtype = torch.bfloat16
@@ -60,8 +64,10 @@ class LoadOptions:
     block_swap: BlockSwapArgs | None = BlockSwapArgs()  # "auto": each job's memory plan decides
     compile: TorchCompileArgs | None = None
     fp16_accumulation: bool = False
+    dequant_cache: str = "off"
 
     def __post_init__(self):
+        check_dequant_cache(self.dequant_cache)
         if self.dtype not in PRECISIONS.values():
             raise WanInputError(f"dtype {self.dtype} is not one of bf16, fp16, fp32")
         if self.quantization not in QUANTIZATIONS:
@@ -184,7 +190,9 @@ class RunOptions:
     offload_device: where the step cache keeps its residuals when ``cache.offload_residuals``.
     parallel: the split of each DiT forward over torch.distributed processes (``wan.parallel``;
     None: one process). memory_budget: bytes the memory plan of a block swap "auto" model may use on
-    its device (None: what the device has free); planned against even on the CPU, to simulate a device."""
+    its device (None: what the device has free); planned against even on the CPU, to simulate a device.
+    sdpa_edge_steps: the first and last this many steps run SDPA attention when the model's attention
+    is 8-bit (``wan.runtime.edge_steps``; 0: every step its kernel)."""
 
     loras: tuple = ()
     cache: CacheArgs | None = None
@@ -194,8 +202,12 @@ class RunOptions:
     offload_device: str | torch.device = "cpu"
     parallel: ParallelLayout | None = None
     memory_budget: int | None = None
+    sdpa_edge_steps: int = 0
 
     def __post_init__(self):
+        n = self.sdpa_edge_steps
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise WanInputError(f"sdpa_edge_steps must be a whole number >= 0, got {self.sdpa_edge_steps!r}")
         if self.parallel is not None and not isinstance(self.parallel, ParallelLayout):
             raise WanInputError(f"parallel must be a ParallelLayout, got {type(self.parallel).__name__}")
         if self.memory_budget is not None and (isinstance(self.memory_budget, bool)

@@ -34,6 +34,7 @@ from ..finite import check_tensor, nonfinite
 from ..parallel.job import check_parallel, parallel_run
 from ..runtime.cache import StepCache
 from ..runtime.cancel import cancel_hook, current_hook
+from ..runtime.edge_steps import use_sdpa_edges
 from ..runtime.feta import use_feta
 from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.loop import NonFiniteStep, finite_checked
@@ -349,15 +350,16 @@ def sample_video(
                 stack.enter_context(apply_loras(module, loras, warn=False))
             if hasattr(module, "face_memo"):  # Animate: face tokens once per run, under its LoRAs
                 stack.enter_context(module.face_memo())
+            edges = stack.enter_context(use_sdpa_edges(module, run.sdpa_edge_steps))  # before FETA wraps the kernels
             wrap = stack.enter_context(use_feta(module, run.feta))
             nag = stack.enter_context(use_nag(module, guide.nag, None if neg is None else neg["context"]))
             forward = plain_forward(module)
             if run.cache is not None:
                 forward = StepCache(module, run.cache, run.offload_device)
                 caches.append(forward)
-            forwards[id(module)] = nag(wrap(forward))
+            forwards[id(module)] = nag(wrap(edges(forward)))
             if guide.slg is not None:
-                skips[id(module)] = nag(wrap(skip_forward(module, guide.slg.layers)))
+                skips[id(module)] = nag(wrap(edges(skip_forward(module, guide.slg.layers))))
         x = _run_experts(s, guide, forwards, skips, dit, dit_low, image_embeds, run, pos, neg, shape, x,
                          sigmas, timesteps, step_callback, cancel,
                          dict(generator=generator, **reseed))

@@ -7,12 +7,14 @@ beside ``<layer>.weight`` and its scales:
 
 - ``float8_e4m3fn`` / ``float8_e5m2``: fp8 weight, ``weight_scale`` one float32 per tensor
   (real weight = fp8 value x scale), optional ``input_scale`` (fp8 matmul only; dropped);
-- ``int8_tensorwise``: int8 weight, ``weight_scale`` one float32 per tensor or one per output row.
+- ``int8_tensorwise``: int8 weight, ``weight_scale`` one float32 per tensor or one per output row;
+- ``nvfp4``: uint8 weight of packed E2M1 pairs, ``weight_scale`` float8_e4m3fn block scales in
+  cuBLAS's tiled layout, ``weight_scale_2`` the float32 tensor scale (``nvfp4.py``).
 
-fp8 and per-tensor int8 weights stay packed (``PackedTensor``) and are expanded per layer by the one
-dequantizer; per-row int8 is expanded here. Formats whose layout this pack does not read
-(``nvfp4``'s swizzled block scales, ``mxfp8``, int8 with ``convrot`` rotation, ...) are refused
-naming the layer and the format, never guessed.
+fp8, per-tensor int8 and nvfp4 weights stay packed (``PackedTensor``) and are expanded per layer by
+the one dequantizer; per-row int8 is expanded here. Formats whose layout this pack does not read
+(``mxfp8``, int8 with ``convrot`` rotation, ...) are refused naming the layer and the format,
+never guessed.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import json
 import torch
 
 from ..errors import WanFileError
+from .nvfp4 import BLOCK, pack_nvfp4
 from .packed import PackedTensor
 
 MARK = ".comfy_quant"
 META = "_quantization_metadata"
 _FP8 = {"float8_e4m3fn": ("fp8_e4m3fn", torch.float8_e4m3fn), "float8_e5m2": ("fp8_e5m2", torch.float8_e5m2)}
-FORMATS = (*_FP8, "int8_tensorwise")
+FORMATS = (*_FP8, "int8_tensorwise", "nvfp4")
 
 
 def has_comfy_quant(names, metadata: dict | None) -> bool:
@@ -52,6 +55,18 @@ def layer_formats(state_dict: dict, metadata: dict | None, path=None) -> dict[st
     return layers
 
 
+def logical_shapes(shapes: dict) -> dict:
+    """Header shapes with each nvfp4 weight at its logical shape (two values per stored byte). From
+    the header alone the format is not readable (it is in the marker's bytes), but nvfp4 is the one
+    format with a ``weight_scale_2``."""
+    out = dict(shapes)
+    for key in shapes:
+        weight = key[: -len("_scale_2")] if key.endswith(".weight_scale_2") else None
+        if weight in out and len(out[weight]) == 2:
+            out[weight] = (out[weight][0], 2 * out[weight][1])
+    return out
+
+
 def unpack_comfy_quant(state_dict: dict, metadata: dict | None, path=None) -> dict:
     """The tensors of a comfy_quant file with each quantized weight as our form (see the module
     docstring); markers and scales consumed, everything else unchanged."""
@@ -68,6 +83,9 @@ def unpack_comfy_quant(state_dict: dict, metadata: dict | None, path=None) -> di
                                      f"(it reads {', '.join(FORMATS)})")
         weight, scale = out.pop(key), out.pop(f"{layer}.weight_scale", None)
         out.pop(f"{layer}.input_scale", None)
+        if fmt == "nvfp4":
+            out[key] = _nvfp4(key, weight, scale, out.pop(f"{layer}.weight_scale_2", None), path)
+            continue
         scale = torch.ones(()) if scale is None else scale.float()
         if fmt in _FP8:
             qtype, dtype = _FP8[fmt]
@@ -84,3 +102,20 @@ def unpack_comfy_quant(state_dict: dict, metadata: dict | None, path=None) -> di
         else:
             out[key] = weight.float() * scale.reshape(-1, 1)
     return out
+
+
+def _nvfp4(key: str, weight, block_scale, tensor_scale, path) -> PackedTensor:
+    """ComfyUI's nvfp4 tensors -> our packed form; the logical shape is the stored (16-padded) one,
+    which for every Wan layer is the layer's own (all its widths are multiples of 16)."""
+    if weight.dtype != torch.uint8 or weight.ndim != 2 or (2 * weight.shape[1]) % BLOCK:
+        raise WanFileError(path, f"{key}: nvfp4 needs a 2-D uint8 weight of packed pairs, whole blocks of "
+                                 f"{BLOCK} per row, got {weight.dtype} {tuple(weight.shape)}")
+    if block_scale is None or tensor_scale is None or tensor_scale.numel() != 1:
+        raise WanFileError(path, f"{key}: nvfp4 needs weight_scale (block scales) and one weight_scale_2")
+    rows, cols = weight.shape[0], 2 * weight.shape[1]
+    try:
+        data = pack_nvfp4(weight, block_scale)
+    except (ValueError, RuntimeError) as e:
+        raise WanFileError(path, f"{key}: nvfp4 block scales {tuple(block_scale.shape)} do not fit the "
+                                 f"weight ({e})") from e
+    return PackedTensor(data, "nvfp4", (rows, cols), float(tensor_scale.float()))

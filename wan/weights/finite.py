@@ -16,6 +16,7 @@ import torch
 from ..errors import WanFileError
 from ..finite import nonfinite
 from .dequant import block_scales
+from .nvfp4 import block_scales as nvfp4_block_scales
 
 
 def tensor_problem(value) -> str | None:
@@ -26,6 +27,10 @@ def tensor_problem(value) -> str | None:
         if value.qtype.startswith("fp8"):
             return nonfinite(value.data.view({"fp8_e4m3fn": torch.float8_e4m3fn,
                                               "fp8_e5m2": torch.float8_e5m2}[value.qtype]))
+        if value.qtype == "int8":  # integers and a finite scale
+            return None
+        if value.qtype == "nvfp4":  # E2M1 codes are all finite: only the fp8 block scales can be NaN
+            return nonfinite(nvfp4_block_scales(value.data, value.shape))
         return nonfinite(block_scales(value.data, value.qtype))
     if isinstance(value, torch.Tensor):
         return nonfinite(value)

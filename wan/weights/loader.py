@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from ..errors import WanFileError
-from .comfy_quant import has_comfy_quant, unpack_comfy_quant
+from .comfy_quant import has_comfy_quant, logical_shapes, unpack_comfy_quant
 from .finite import check_finite_weights
 from .fp8 import has_fp8, pack_fp8_state_dict
 from .gguf import GGUF_MAGIC, read_gguf, read_gguf_header
@@ -67,11 +67,15 @@ def load_state_dict(path: str | os.PathLike, architectures=("wan",), pack_fp8: b
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict[str, tuple[int, ...]], dict]:
-    """({tensor name: shape}, metadata) of a safetensors or GGUF file, from its header only.
+    """({tensor name: shape}, metadata) of a safetensors or GGUF file, from its header only
+    (comfy_quant nvfp4 weights at their logical shape).
 
     Raises WanFileError for a file that is unreadable, not in either format, or truncated.
     """
     path = os.fspath(path)
     read = read_gguf_header if sniff(path) == "gguf" else read_safetensors_header
     entries, metadata = read(path)
-    return {k: tuple(v[1]) for k, v in entries.items()}, metadata
+    shapes = {k: tuple(v[1]) for k, v in entries.items()}
+    if has_comfy_quant(shapes, metadata):  # packed nvfp4 pairs: the shape the model's layer has
+        shapes = logical_shapes(shapes)
+    return shapes, metadata

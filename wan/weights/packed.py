@@ -1,6 +1,7 @@
 """Packed weights: kept in their file's quantized bytes, expanded only inside a layer's forward.
 
-One type serves GGUF quant types and fp8 safetensors. A ``PackedTensor`` is deliberately a plain
+One type serves GGUF quant types, fp8 safetensors and ComfyUI's comfy_quant formats (fp8, int8,
+nvfp4: ``nvfp4.py``). A ``PackedTensor`` is deliberately a plain
 object, not a ``torch.Tensor``: handing it to a torch op by mistake fails loudly instead of
 computing on raw bytes. ``PackedLinear`` stores the bytes as a uint8 buffer, so ``model.to(device)``
 moves them packed and ``model.to(dtype)`` leaves them alone.
@@ -14,19 +15,23 @@ from torch import nn
 
 from ..errors import WanFileError
 from .dequant import DEQUANTIZERS, dequantize
+from .nvfp4 import dequantize_nvfp4
 
 FP8_TYPES = {"fp8_e4m3fn": torch.float8_e4m3fn, "fp8_e5m2": torch.float8_e5m2}
 # one element per byte times one float32 scale: fp8 files, and comfy_quant's per-tensor int8
 SCALED_TYPES = {**FP8_TYPES, "int8": torch.int8}
+# values, block scales and a tensor scale in one buffer (the layout is nvfp4.py's)
+BLOCK_SCALED_TYPES = ("nvfp4",)
 
 
 class PackedTensor:
-    """A quantized weight: uint8 ``data``, quant type ``qtype``, LOGICAL ``shape``, fp8 ``scale``."""
+    """A quantized weight: uint8 ``data``, quant type ``qtype``, LOGICAL ``shape``, the tensor
+    ``scale`` of fp8, int8 and nvfp4 weights."""
 
     is_packed = True
 
     def __init__(self, data: torch.Tensor, qtype: str, shape, scale: float | None = None):
-        if qtype not in DEQUANTIZERS and qtype not in SCALED_TYPES:
+        if qtype not in DEQUANTIZERS and qtype not in SCALED_TYPES and qtype not in BLOCK_SCALED_TYPES:
             raise ValueError(f"unknown packed type {qtype!r}")
         self.data = data if data.dtype == torch.uint8 else data.view(torch.uint8)
         self.qtype = qtype
@@ -93,6 +98,8 @@ def dequantize_packed(data: torch.Tensor, qtype: str, shape: torch.Size, scale: 
         # internally; no float32 copy of the weight is written. int8 (|v| <= 128) converts exactly
         # to every compute dtype too.
         return w.to(dtype) * scale
+    if qtype == "nvfp4":
+        return dequantize_nvfp4(data, shape, scale, dtype)
     return dequantize(data, qtype, shape, dtype)
 
 
@@ -105,7 +112,15 @@ class PackedLinear(nn.Module):
 
     The packed bytes are never rewritten: a LoRA on such a layer adds its product to the layer's
     output through a forward hook (``wan.weights.lora.apply``).
+
+    ``keep_dequantized`` (``wan.runtime.dequant_cache``) holds the expanded weight where the bytes
+    are, so forwards in that dtype on that device skip the expansion; any move or cast of the layer
+    (``.to()``, ``.cuda()``, ComfyUI unloading the model) drops it, and ``refill`` expands it again
+    where the bytes are then.
     """
+
+    dequantized: torch.Tensor | None = None
+    keep_dtype: torch.dtype | None = None  # set while the expansion is to be kept
 
     def __init__(self, weight: PackedTensor, bias: torch.Tensor | None = None):
         super().__init__()
@@ -127,9 +142,30 @@ class PackedLinear(nn.Module):
     def dequantized_weight(self, dtype: torch.dtype, device=None) -> torch.Tensor:
         return dequantize_packed(self.packed, self.qtype, self.weight_shape, self.scale, dtype, device)
 
+    def keep_dequantized(self, dtype: torch.dtype) -> int:
+        """Expand the weight once into ``dtype`` where the bytes are and keep it; its bytes."""
+        self.keep_dtype = dtype
+        self.refill()
+        return self.dequantized.numel() * self.dequantized.element_size()
+
+    def refill(self) -> None:
+        """The kept expansion again after a move dropped it (nothing when none is to be kept)."""
+        if self.keep_dtype is not None and self.dequantized is None:
+            self.dequantized = self.dequantized_weight(self.keep_dtype)
+
+    def drop_dequantized(self) -> None:
+        self.keep_dtype = None
+        self.dequantized = None
+
+    def _apply(self, fn, recurse=True):
+        self.dequantized = None  # a kept expansion would stay behind on the old device
+        return super()._apply(fn, recurse)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., in_features] -> [..., out_features] in x's dtype."""
-        w = self.dequantized_weight(x.dtype, x.device)
+        w = self.dequantized
+        if w is None or w.dtype != x.dtype or w.device != x.device:
+            w = self.dequantized_weight(x.dtype, x.device)
         b = None if self.bias is None else self.bias.to(device=x.device, dtype=x.dtype)
         return F.linear(x, w, b)
 
