@@ -59,6 +59,7 @@ class WanModel:
     block_swap: bool = False
     path: str | None = None  # the file and how it loads: what each rank of Wan Multi-GPU loads
     options: LoadOptions | None = dataclasses.field(default=None, compare=False)
+    sdpa_edge_steps: int = 0  # from Wan Speed Options: a run option the sampler takes from its model
 
     @property
     def dit(self) -> torch.nn.Module:
@@ -104,6 +105,7 @@ class WanModelLoader:
                 "lora": (WANLORA, {"tooltip": "LoRAs from Wan LoRA Select, applied while sampling."}),
                 "block_swap_args": ("WANBLOCKSWAPARGS", {"tooltip": "From Wan Block Swap Args."}),
                 "compile_args": ("WANCOMPILEARGS", {"tooltip": "From Wan Torch Compile Args."}),
+                "speed_args": ("WANSPEEDARGS", {"tooltip": "From Wan Speed Options."}),
                 "fp16_accumulation": ("BOOLEAN", {"default": False,
                                       "tooltip": "fp16 compute only: matrix products accumulate in fp16, about "
                                                  "2x the matmul rate on GeForce GPUs (none on A100/H100), "
@@ -116,12 +118,13 @@ class WanModelLoader:
         return identity_of(model, *DIT_FOLDERS)
 
     def load(self, model, base_precision, quantization, load_device, attention_mode, lora=None,
-             block_swap_args=None, compile_args=None, fp16_accumulation=False):
+             block_swap_args=None, compile_args=None, fp16_accumulation=False, speed_args=None):
         path = full_path(model, *DIT_FOLDERS)
         home = _home(load_device)
         options = LoadOptions(dtype=dtype_of(base_precision), device=home, offload_device=offload_device(),
                               quantization=quantization, attention=attention_mode, block_swap=block_swap_args,
-                              compile=compile_args, fp16_accumulation=bool(fp16_accumulation))
+                              compile=compile_args, fp16_accumulation=bool(fp16_accumulation),
+                              dequant_cache="off" if speed_args is None else speed_args.dequant_cache)
         # A swapping model computes on the main device from blocks kept on the offload device; any
         # other lives at its home between runs and the sampler moves it to the main device.
         swap = options.swaps
@@ -144,7 +147,8 @@ class WanModelLoader:
         def cached():  # the sampler reports how each LoRA matches, per expert
             return MODEL_CACHE.get("dit", path, options, load, offload=None if swap else offload_device())
 
-        return (WanModel(model, cfg, cached, loras, swap, path, options),)
+        edges = 0 if speed_args is None else speed_args.sdpa_edge_steps
+        return (WanModel(model, cfg, cached, loras, swap, path, options, sdpa_edge_steps=edges),)
 
 
 class WanTextEncoderLoader:

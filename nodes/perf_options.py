@@ -6,6 +6,7 @@ take them as optional inputs and hand them to ``wan.job.load`` (LoadOptions) and
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from ._common import CATEGORY
@@ -25,6 +26,7 @@ def compile_cache_dir() -> str:
 WANCOMPILEARGS = "WANCOMPILEARGS"
 WANCACHEARGS = "WANCACHEARGS"
 WANFETAARGS = "WANFETAARGS"
+WANSPEEDARGS = "WANSPEEDARGS"
 
 
 class WanBlockSwapArgs:
@@ -156,15 +158,54 @@ class WanEnhanceVideoArgs:
         return (FetaArgs(weight, start_percent, end_percent),)
 
 
+@dataclasses.dataclass(frozen=True)
+class SpeedArgs:
+    """What Wan Speed Options hands the model loader: a LoadOptions field and a RunOptions field."""
+
+    dequant_cache: str = "off"
+    sdpa_edge_steps: int = 0
+
+
+class WanSpeedArgs:
+    """The speed options that are neither a kernel choice nor a cache of steps: the expanded weights of
+    packed blocks kept on the device, and SDPA on the first/last steps under 8-bit attention."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (WANSPEEDARGS,)
+    RETURN_NAMES = ("speed_args",)
+    FUNCTION = "make"
+    DESCRIPTION = ("For Wan Model Loader: keep dequantized GGUF/fp8/nvfp4 weights of resident blocks (faster steps, "
+                   "their bf16 size in memory), and run the first/last steps with SDPA when attention is 8-bit.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..wan.runtime.dequant_cache import DEQUANT_CACHE_MODES
+
+        return {"required": {
+            "dequant_cache": (list(DEQUANT_CACHE_MODES), {"default": "off", "tooltip":
+                              "on: every resident packed block keeps its expanded weights (about 0.7 GB per 14B "
+                              "block in bf16); auto: as many as fit the free GPU memory; off: expand per step."}),
+            "sdpa_edge_steps": ("INT", {"default": 0, "min": 0, "max": 100, "tooltip":
+                                "With int8/sage/auto attention: this many first and last steps use SDPA."}),
+        }}
+
+    def make(self, dequant_cache, sdpa_edge_steps):
+        from ..wan.runtime.dequant_cache import check_mode
+
+        return (SpeedArgs(check_mode(dequant_cache), int(sdpa_edge_steps)),)
+
+
 NODE_CLASS_MAPPINGS = {
     "WanBlockSwapArgs": WanBlockSwapArgs,
     "WanTorchCompileArgs": WanTorchCompileArgs,
     "WanCacheArgs": WanCacheArgs,
     "WanEnhanceVideoArgs": WanEnhanceVideoArgs,
+    "WanSpeedArgs": WanSpeedArgs,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "WanBlockSwapArgs": "Wan Block Swap Options",
     "WanTorchCompileArgs": "Wan Torch Compile Options",
     "WanCacheArgs": "Wan Step Cache (TeaCache) Options",
     "WanEnhanceVideoArgs": "Wan Enhance-A-Video Options",
+    "WanSpeedArgs": "Wan Speed Options",
 }

@@ -183,7 +183,8 @@ class WanSampler:
             log.warning("Wan Sampler: model_low is the same model as model; its LoRAs are those of model")
         loras_low = () if model_low is None or same_expert else tuple(model_low.loras)
         run = RunOptions(loras=tuple(model.loras), loras_low=loras_low, cache=cache_args, feta=feta_args,
-                         context=context_options, offload_device=offload_device())
+                         context=context_options, offload_device=offload_device(),
+                         sdpa_edge_steps=model.sdpa_edge_steps)
         # how each LoRA matches (the loaders read no weights, and cannot know which expert they load)
         if model_low is not None and not same_expert:
             check_loras(model.dit, run.loras, HIGH_NOISE)
