@@ -74,6 +74,18 @@ FORMATS: dict[str, VideoFormat] = {
     ),
 }
 
+# The format a file name asks for (the CLI's --out, a pipeline's write): .mp4 is H.264.
+BY_EXTENSION = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """The format ``path``'s extension asks for (``BY_EXTENSION``), or WanInputError."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BY_EXTENSION:
+        raise WanInputError(f"{short(Path(path).name)}: the file name must end in {', '.join(BY_EXTENSION)}")
+    return BY_EXTENSION[suffix]
+
+
 def extension(format: str) -> str:
     """File extension (no dot) that ``format`` writes."""
     return _format(format).extension
@@ -103,7 +115,7 @@ def write_video(
     metadata: key -> JSON-able value (or a JSON string), embedded as described in the module doc.
     on_frame: called as on_frame(position, total) before each frame is written; may raise to abort.
     """
-    _check_options(format, fps, loop_count, crf, audio)
+    check_options(format, fps, loop_count, crf, audio)
     frames = _sequence(frames)
     if len(frames) == 0:
         raise WanInputError("no frames to write: the image batch is empty")
@@ -131,7 +143,7 @@ def write_frames(
     generator that decodes them, say), each piped to ffmpeg before the next is asked for, so memory
     is flat in the frame count. ``count`` times the audio and the progress; the other arguments are
     ``write_video``'s."""
-    fmt, fps, crf = _check_options(format, fps, loop_count, crf, audio)
+    fmt, fps, crf = check_options(format, fps, loop_count, crf, audio)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise WanInputError(f"no frames to write: count must be an integer >= 1, got {count!r}")
     path = Path(path)
@@ -176,8 +188,8 @@ def write_frames(
     return path
 
 
-def _check_options(format, fps, loop_count, crf, audio) -> tuple[VideoFormat, float, int | None]:
-    """(format, fps, crf) ready for ffmpeg, or WanInputError before any frame is made."""
+def check_options(format, fps, loop_count=0, crf=None, audio=None) -> tuple[VideoFormat, float, int | None]:
+    """(format, fps, crf) ready for ffmpeg, or WanInputError: callers check before making frames."""
     fmt = _format(format)
     fps = _check_fps(fps)
     if not isinstance(loop_count, int) or isinstance(loop_count, bool) or loop_count < 0:
