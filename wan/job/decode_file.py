@@ -63,8 +63,8 @@ def decode_to_file(
 def to_uint8(chunk: torch.Tensor) -> np.ndarray:
     """Decoded frames [3, n, H, W] in -1..1 -> uint8 [n, H, W, 3] on the host, by the same float
     steps as ``decode_frames`` followed by the writer's conversion (so both give equal bytes)."""
-    x = (chunk.float().clamp(-1, 1) + 1) / 2
-    x = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+    x = chunk.float().clamp(-1, 1)  # one new buffer, then in place: a chunk is ~20 MB at 832x480
+    x = x.add_(1).div_(2).mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
     return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 
 
@@ -72,7 +72,7 @@ def _frames(vae, latent: torch.Tensor, tile, spool):
     """The decoded frames one by one (uint8 [H, W, 3]); with ``spool``, then backwards from the
     last but one to frame 1."""
     written = 0
-    for chunk in vae.decode_chunks(latent, tile):
+    for chunk in vae.decode_chunks(latent, tile, clamp=False):  # to_uint8 clamps
         for frame in to_uint8(chunk[0]):
             if spool is not None:
                 spool.write(frame.data)
