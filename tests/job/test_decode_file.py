@@ -107,6 +107,7 @@ def test_pingpong_goes_back_to_frame_one(vae, latent, tmp_path, monkeypatch):
     expected = _expected(vae, latent)
     order = list(range(9)) + list(range(7, 0, -1))
     np.testing.assert_array_equal(np.stack(seen), expected[order])
+    assert len(_read(out)) == len(order)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.gif"]  # the spool is gone
 
 

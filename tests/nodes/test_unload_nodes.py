@@ -77,7 +77,7 @@ def _wait_for_release():
 def test_unload_node_drops_the_cache_and_the_pinned_copies(mm, common, swapped, pinned):
     path, dit, host = swapped["path"], swapped.pop("dit"), swapped["host"]
     cache = common.MODEL_CACHE
-    assert cache.get("dit", path, (), lambda: dit, offload=None) is dit  # block swap: never moved
+    assert cache.get("dit", path, (), lambda d=dit: d, offload=None) is dit  # block swap: never moved
     model = weakref.ref(dit)
     del dit
     gc.collect()
@@ -94,7 +94,7 @@ def test_unload_node_drops_the_cache_and_the_pinned_copies(mm, common, swapped, 
 
 def test_comfyui_free_path_releases_the_pinned_copies(mm, common, swapped, pinned):
     path, dit, host = swapped["path"], swapped.pop("dit"), swapped["host"]
-    common.MODEL_CACHE.get("dit", path, (), lambda: dit, offload=None)
+    common.MODEL_CACHE.get("dit", path, (), lambda d=dit: d, offload=None)
     model = weakref.ref(dit)
     mm.unload_all_models()  # POST /free: ComfyUI unloads, the cache then holds the model weakly
     gc.collect()
