@@ -2,7 +2,7 @@
 Decode's frames (``decode_frames``) written by Video Combine's writer (``write_video``). The frames
 piped to ffmpeg equal the in-memory decode's, converted to uint8 by rounding; the files decode to the
 same frames and carry the same audio and metadata; cancel leaves nothing; the node writes into
-ComfyUI's output folder."""
+ComfyUI's output folder; a pipeline's ``write`` is its frames in a file."""
 
 import subprocess
 
@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 import refs
+from cli_runs import H, W, files, spiece_bytes  # noqa: F401 (fixtures)
 from vae_fixtures import TINY21, random_weights
 from wan.errors import WanInputError
 from wan.job import decode_file
-from wan.job.pipelines import decode_frames
+from wan.job.pipelines import T2VPipeline, decode_frames
 from wan.models.vae.wan21 import WanVAE
 from wan.runtime.cancel import Cancelled, cancel_hook
 from wan.video import write_video
@@ -166,3 +167,16 @@ def test_node_writes_into_the_output_folder(vae, latent):
         assert path.startswith(root) and path.endswith(entry["filename"]) and entry["subfolder"] == "wan"
         np.testing.assert_array_equal(_read(path).shape, (9, 32, 48, 3))
     assert paths[0] != paths[1]
+
+
+def test_pipeline_write_is_the_pipeline_frames_in_a_file(files, tmp_path):
+    pipe = T2VPipeline.from_files(dit=files / "t2v_1_3b.safetensors", text_encoder=files / "te.safetensors",
+                                  vae=files / "vae.safetensors", dtype=torch.float32, device="cpu")
+    job = dict(width=W, height=H, num_frames=5, steps=2, cfg=3.0, seed=7)
+    out = pipe.write(tmp_path / "fox.webm", "a red fox", fps=8, **job)
+    combine = write_video(tmp_path / "combine.webm", pipe("a red fox", **job), fps=8, format="video/webm")
+    np.testing.assert_array_equal(_read(out), _read(combine))
+    with pytest.raises(WanInputError, match="must end in"):  # refused before sampling
+        pipe.write(tmp_path / "fox.avi", "a red fox", fps=8, **job)
+    with pytest.raises(WanInputError, match="crf for video/webm"):
+        pipe.write(tmp_path / "fox.webm", "a red fox", fps=8, crf=99, **job)

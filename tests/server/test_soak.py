@@ -11,18 +11,22 @@ The switching soak: 50 T2V jobs that swap between two model sets every 5 jobs, t
 block ending in Wan Unload Models (one set decodes straight to a file with Wan Decode To Video): each
 block reads its DiT from disk again, every job writes its file, the RSS floor does not rise after 10
 jobs of warm-up (1 % limit: a leak of 1 MiB per job fails, tests/bench/test_soak_growth.py), and
-the readings after each unload stay within 5 % of each other.
+the readings after each unload stay within 5 % of each other. Its own server, allocating large
+buffers with mmap (bench/soak.py SWITCH_ENV), so that a leak cannot hide in what the unloads free.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import imageio_ffmpeg
+import pytest
 
 from bench.soak import JOBS as SOAK_JOBS
-from bench.soak import (LOADED, MAX_GROWTH, SWITCH_EVERY, SWITCH_JOBS, SWITCH_WARMUP, WARMUP, job_graph, rss_bytes,
-                        run_soak, run_switching)
+from bench.soak import (LOADED, MAX_GROWTH, SWITCH_ENV, SWITCH_EVERY, SWITCH_JOBS, SWITCH_WARMUP, WARMUP, job_graph,
+                        rss_bytes, run_soak, run_switching)
+from comfy_server import ComfyServer
 
 JOBS = int(os.environ.get("WAN_SOAK_JOBS", str(SOAK_JOBS)))
 SWITCHES = int(os.environ.get("WAN_SOAK_SWITCH_JOBS", str(SWITCH_JOBS)))
@@ -79,8 +83,29 @@ def test_soak_mixed_jobs_finish_reuse_models_and_hold_memory(comfy_server):
     print(f"RSS before /free {rss_before / 2**20:.1f} MiB, after {rss_after / 2**20:.1f} MiB")
 
 
-def test_switching_model_sets_with_unloads_holds_memory(comfy_server):
-    result = run_switching(comfy_server, SWITCHES, prefix_root="switch_test")
+@pytest.fixture
+def switch_server(comfy_server, tmp_path):
+    """A server of the session's release of its own, allocating as bench/soak.py SWITCH_ENV says."""
+    saved = {k: os.environ.get(k) for k in SWITCH_ENV}
+    os.environ.update(SWITCH_ENV)
+    server = ComfyServer(tmp_path, {"comfyui-wan-nodes": Path(__file__).resolve().parents[2]},
+                         comfyui=comfy_server.version)
+    try:
+        server.start(timeout=180)
+    finally:
+        for key, value in saved.items():  # the session's other servers start without it
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_switching_model_sets_with_unloads_holds_memory(switch_server):
+    result = run_switching(switch_server, SWITCHES, prefix_root="switch_test")
     report = result.report(SWITCH_WARMUP)
     print(report)
     assert [j.error for j in result.jobs if j.error] == [], report
