@@ -50,13 +50,13 @@ MAX_GROWTH = 0.01  # rise of the RSS floor over jobs WARMUP..N (SoakResult.growt
 LOADED = "Wan: loaded "  # the DiT loader's log line for a file read from disk
 
 
-def prepare(server) -> dict[str, Path]:
+def prepare(server, roles=MODEL_ROLES) -> dict[str, Path]:
     """Tiny model files in ``server``'s model folders and the I2V start image in its input folder."""
     import numpy as np
     from PIL import Image
     from tiny_models import write_set
 
-    files = write_set(server.base_dir / "models", only=MODEL_ROLES)
+    files = write_set(server.base_dir / "models", only=roles)
     server.input_dir.mkdir(parents=True, exist_ok=True)
     image = server.input_dir / START_IMAGE
     if not image.exists():
@@ -88,6 +88,42 @@ def job_graph(kind: str, index: int, prefix_root: str = "soak", steps: int = 2) 
             inputs["image"] = START_IMAGE
         elif cls in ("WanVideoCombine", "SaveImage"):
             inputs["filename_prefix"] = f"{prefix_root}/{index:03d}_{kind}"
+    return graph
+
+
+# The switching soak: two model sets, swapped every SWITCH_EVERY jobs; the last job before a switch
+# ends with Wan Unload Models, so each block reads its set from disk again. Set 1 decodes straight
+# to a file (Wan Decode To Video), set 0 through Wan VAE Decode + Wan Video Combine.
+SWITCH_ROLES = ("t2v_gguf", "umt5", "wan22_high", "umt5_gguf", "vae21")
+MODEL_SETS = (("Wan2.1-T2V-1.3B-Q8_0.gguf", "umt5_xxl_fp8_e4m3fn_scaled.safetensors"),
+              ("wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors", "umt5-xxl-encoder-Q8_0.gguf"))
+SWITCH_JOBS = 50
+SWITCH_EVERY = 5
+SWITCH_WARMUP = 10  # 40 readings judged: a leak of 1 MiB per job lifts the second half's floor ~20 MiB
+# The switching soak's server allocates every buffer of 64 KiB or more with mmap, so freed buffers go back
+# to the system at once and each reading is what the server holds. With glibc's sliding threshold, a leak
+# first refills the holes the unloaded models leave in the heap: a 1 MiB/job leak then lifted the floor
+# by 0.16 % in 50 jobs (passing); with this threshold by 2.0 % (failing), while no leak stays flat.
+SWITCH_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}
+
+
+def switch_graph(index: int, prefix_root: str = "switch", steps: int = 2, leak_mib: float = 0.0) -> dict:
+    """Job ``index`` of the switching soak: T2V at a tiny size with model set (index // SWITCH_EVERY) % 2."""
+    graph = job_graph("t2v", index, prefix_root, steps)
+    which = index // SWITCH_EVERY % 2
+    graph["1"]["inputs"]["model"], graph["2"]["inputs"]["text_encoder"] = MODEL_SETS[which]
+    saver = "8"
+    if which == 1:
+        combine = graph.pop("8")["inputs"]
+        del graph["7"]
+        decode = {"vae": ["3", 0], "samples": ["6", 0]}
+        graph["9"] = {"class_type": "WanDecodeToVideo",
+                      "inputs": {**decode, **{k: v for k, v in combine.items() if k != "images"}}}
+        saver = "9"
+    if index % SWITCH_EVERY == SWITCH_EVERY - 1:
+        graph["10"] = {"class_type": "WanUnloadModels", "inputs": {"value": [saver, 0]}}
+    if leak_mib:
+        graph["11"] = {"class_type": "WanSoakLeak", "inputs": {"mib": leak_mib}}
     return graph
 
 
@@ -148,13 +184,13 @@ class SoakResult:
         rise = min(ys[half:]) - min(ys[:half])
         return least_squares_slope(xs, ys), rise / (sum(ys) / len(ys))
 
-    def report(self) -> str:
+    def report(self, warmup: int = WARMUP) -> str:
         lines = [f"{'job':>4} {'kind':<4} {'seconds':>8} {'RSS MiB':>8}  output ('*': RSS read while idle)"]
         for j in self.jobs:
             out = j.error or ", ".join(os.path.basename(f) for f in j.files)
             lines.append(f"{j.index:>4} {j.kind:<4} {j.seconds:>8.2f} {j.rss / 2**20:>8.1f}{'*' if j.idle else ' '} {out}")
-        slope, growth = self.growth()
-        lines.append(f"RSS slope over jobs {WARMUP}..{len(self.jobs) - 1}: {slope / 2**10:+.1f} KiB/job, "
+        slope, growth = self.growth(warmup)
+        lines.append(f"RSS slope over jobs {warmup}..{len(self.jobs) - 1}: {slope / 2**10:+.1f} KiB/job, "
                      f"floor rise {growth * 100:+.2f}% of the mean")
         lines.append(f"DiT loads from disk: {self.dit_loads}")
         return "\n".join(lines)
@@ -166,12 +202,23 @@ def _seconds(entry: dict) -> float:
     return (end - start) / 1000 if start and end else float("nan")
 
 
+def run_switching(server, jobs: int = SWITCH_JOBS, timeout: float = 300.0, steps: int = 2,
+                  prefix_root: str = "switch", leak_mib: float = 0.0, log=None) -> SoakResult:
+    """The switching soak: ``jobs`` prompts one at a time (``switch_graph``), each read while idle."""
+    prepare(server, SWITCH_ROLES)
+    graph = lambda index: ("t2v", switch_graph(index, prefix_root, steps, leak_mib))  # noqa: E731
+    return run_soak(server, jobs, timeout, steps, prefix_root, bursts=(1,), log=log, graph=graph)
+
+
 def run_soak(server, jobs: int = 50, timeout: float = 300.0, steps: int = 2, prefix_root: str = "soak",
-             bursts=BURSTS, log=None) -> SoakResult:
-    """Queue ``jobs`` prompts in ``bursts``, wait for each, record time, memory and outputs."""
+             bursts=BURSTS, log=None, graph=None) -> SoakResult:
+    """Queue ``jobs`` prompts in ``bursts``, wait for each, record time, memory and outputs.
+    ``graph(index) -> (kind, graph)``: the jobs (default: the mixed T2V / I2V / T2I ones)."""
     from comfy_client import execution_error
 
-    prepare(server)
+    if graph is None:
+        prepare(server)
+        graph = lambda index: (job_kind(index), job_graph(job_kind(index), index, prefix_root, steps))  # noqa: E731
     loads_before = server.log.count(LOADED)
     done: list[Job] = []
     index = 0
@@ -179,8 +226,8 @@ def run_soak(server, jobs: int = 50, timeout: float = 300.0, steps: int = 2, pre
     while index < jobs:
         burst = []
         for _ in range(min(bursts[burst_no % len(bursts)], jobs - index)):
-            kind = job_kind(index)
-            burst.append(Job(index, kind, server.queue(job_graph(kind, index, prefix_root, steps))))
+            kind, prompt = graph(index)
+            burst.append(Job(index, kind, server.queue(prompt)))
             index += 1
         burst_no += 1
         for job in burst:
@@ -206,27 +253,42 @@ def main(argv=None) -> int:
     parser.add_argument("--max-growth", type=float, default=MAX_GROWTH,
                         help=f"fail (exit 1) when the RSS floor rises more than this fraction over jobs {WARMUP}..N")
     parser.add_argument("--keep", action="store_true", help="keep the server's base folder")
+    parser.add_argument("--switching", action="store_true",
+                        help=f"the switching soak ({SWITCH_JOBS} jobs unless --jobs; two model sets, "
+                             f"swapped and unloaded every {SWITCH_EVERY} jobs)")
+    parser.add_argument("--leak-mib", type=float, default=0.0,
+                        help="switching soak: leak this many MiB per job on purpose (the verdict must fail)")
     args = parser.parse_args(argv)
 
     from comfy_server import ComfyServer
 
     base = Path(tempfile.mkdtemp(prefix="wan_soak_"))
-    server = ComfyServer(base, {"comfyui-wan-nodes": REPO})
+    packs = {"comfyui-wan-nodes": REPO}
+    if args.leak_mib:
+        packs["soak_leak_node.py"] = REPO / "tests" / "support" / "soak_leak_node.py"
+    if args.switching:
+        os.environ.update(SWITCH_ENV)  # the server inherits it
+    server = ComfyServer(base, packs)
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    warmup = SWITCH_WARMUP if args.switching else WARMUP
     t0 = time.monotonic()
     try:
         server.start(timeout=120)
         print(f"server up in {time.monotonic() - t0:.1f} s (base {base})", file=sys.stderr)
-        result = run_soak(server, args.jobs, args.timeout, args.steps,
-                          log=lambda line: print(line, file=sys.stderr, flush=True))
+        if args.switching:
+            jobs = SWITCH_JOBS if args.jobs == JOBS else args.jobs
+            result = run_switching(server, jobs, args.timeout, args.steps, leak_mib=args.leak_mib, log=say)
+        else:
+            result = run_soak(server, args.jobs, args.timeout, args.steps, log=say)
     finally:
         server.stop()
         if not args.keep:
             import shutil
 
             shutil.rmtree(base, ignore_errors=True)
-    print(result.report())
+    print(result.report(warmup))
     failed = [j for j in result.jobs if j.error or len(j.files) != 1]
-    _, growth = result.growth()
+    _, growth = result.growth(warmup)
     print(f"{len(result.jobs) - len(failed)}/{len(result.jobs)} jobs finished with their own output; "
           f"wall {time.monotonic() - t0:.0f} s")
     return 1 if failed or growth > args.max_growth else 0

@@ -51,6 +51,7 @@ from typing import Any, Callable, Hashable
 import torch
 
 from ..wan.runtime.cancel import cancel_hook
+from ..wan.runtime.host_memory import release_soon
 from ._cache_budget import cache_budget, on_compute_device, to_evict
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,8 @@ class _Entry:
         self.swapped = module is not None and offload is None
         self.patcher = None if module is None else _patcher(module, offload, self.release)
         self.home = None if module is None else _device_of(module)
+        if module is not None:  # its memory (pinned block-swap copies too) back to the system when it goes
+            weakref.finalize(module, release_soon)
 
     def release(self) -> None:
         """ComfyUI unloaded the model: hold it only weakly from now on."""
@@ -274,6 +277,14 @@ class ModelCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def clear(self) -> int:
+        """Drop every entry (Wan Unload Models); returns how many there were. A model lives on only
+        while something else (a ComfyUI node output) still refers to it."""
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+        return count
 
     def touch(self, entry: _Entry) -> None:
         entry.used = next(self._clock)

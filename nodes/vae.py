@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._common import CATEGORY, WANVAE, cancellable, main_device, on_device
 from ._validate import check_received, validate
 
+from ..wan.errors import WanInputError
 from ..wan.values import window_problem
 
 TILE_SIZE, TILE_OVERLAP = (64, 4096), (0, 2048)  # pixels
@@ -17,6 +18,18 @@ TILE_SIZE, TILE_OVERLAP = (64, 4096), (0, 2048)  # pixels
 def tile_rule(tile_size=None, tile_overlap=None) -> str | None:
     """The one rule of the tile inputs (VALIDATE_INPUTS and the node's run, see _common)."""
     return window_problem("tile_size", tile_size, TILE_SIZE, "tile_overlap", tile_overlap, TILE_OVERLAP)
+
+
+def check_latent(vae, samples):
+    """The LATENT's tensor, a Wan video latent [B, C, T, h, w] with the channels ``vae`` decodes."""
+    latent = samples["samples"]
+    if latent.ndim != 5:
+        raise WanInputError(f"expected a Wan video latent [B, C, T, h, w], got shape {tuple(latent.shape)} "
+                            "(an image model's latent?)")
+    if latent.shape[1] != vae.z_dim:
+        raise WanInputError(f"latent has {latent.shape[1]} channels but this VAE decodes {vae.z_dim} "
+                            f"({'Wan2.2' if vae.z_dim == 48 else 'Wan2.1'} VAE): wrong VAE for this model?")
+    return latent
 
 
 class WanVAEDecode:
@@ -45,17 +58,10 @@ class WanVAEDecode:
     def decode(self, vae, samples, enable_vae_tiling, tile_size, tile_overlap):
         import torch
 
-        from ..wan.errors import WanInputError
         from ..wan.job.pipelines import decode_frames
 
         check_received(tile_rule, tile_size=tile_size, tile_overlap=tile_overlap)
-        latent = samples["samples"]
-        if latent.ndim != 5:
-            raise WanInputError(f"expected a Wan video latent [B, C, T, h, w], got shape {tuple(latent.shape)} "
-                                "(an image model's latent?)")
-        if latent.shape[1] != vae.z_dim:
-            raise WanInputError(f"latent has {latent.shape[1]} channels but this VAE decodes {vae.z_dim} "
-                                f"({'Wan2.2' if vae.z_dim == 48 else 'Wan2.1'} VAE): wrong VAE for this model?")
+        latent = check_latent(vae, samples)
         tile = (tile_size, tile_overlap) if enable_vae_tiling else None
         with on_device(vae, main_device()), cancellable():
             frames = [decode_frames(vae, latent[i:i + 1], tile=tile) for i in range(latent.shape[0])]

@@ -24,7 +24,7 @@ def _seeded():
 def pytest_collection_modifyitems(config, items):
     """Markers by where a test lives, so ``-m "not server"`` and friends select without per-file
     decorations: tests/server/ is ``server`` (test_browser.py also ``browser``), test_fuzz_* and
-    *_fuzz.py are ``fuzz``, *_gpu.py is ``gpu``."""
+    *_fuzz.py are ``fuzz``, *_gpu.py is ``gpu``, *_slow.py is ``slow``."""
     for item in items:
         path = Path(str(item.fspath))
         if "server" in path.parent.parts[-1:]:
@@ -35,3 +35,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.fuzz)
         if path.stem.endswith("_gpu"):
             item.add_marker(pytest.mark.gpu)
+        if path.stem.endswith("_slow"):
+            item.add_marker(pytest.mark.slow)

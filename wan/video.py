@@ -17,11 +17,10 @@ saver): a webp of a still scene holds fewer frames than were given, with the sam
 
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import os
 import secrets
-import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import numpy as np
 from .errors import WanInputError
 from .runtime.cancel import check as check_cancel
 from .video_checks import NAME_MAX_BYTES, fps_problem, short
+from .video_metadata import add_gif_comment, add_webp_exif, write_ffmetadata
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,16 @@ FORMATS: dict[str, VideoFormat] = {
     ),
 }
 
-# Core ComfyUI's EXIF slots for animated webp: prompt in Model, the rest from Make downwards.
-_EXIF_PROMPT_TAG = 0x0110
-_EXIF_FIRST_EXTRA_TAG = 0x010F
+# The format a file name asks for (the CLI's --out, a pipeline's write): .mp4 is H.264.
+BY_EXTENSION = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """The format ``path``'s extension asks for (``BY_EXTENSION``), or WanInputError."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in BY_EXTENSION:
+        raise WanInputError(f"{short(Path(path).name)}: the file name must end in {', '.join(BY_EXTENSION)}")
+    return BY_EXTENSION[suffix]
 
 
 def extension(format: str) -> str:
@@ -108,22 +115,37 @@ def write_video(
     metadata: key -> JSON-able value (or a JSON string), embedded as described in the module doc.
     on_frame: called as on_frame(position, total) before each frame is written; may raise to abort.
     """
-    fmt = _format(format)
-    fps = _check_fps(fps)
-    if not isinstance(loop_count, int) or isinstance(loop_count, bool) or loop_count < 0:
-        raise WanInputError(f"loop_count must be an integer >= 0 (0 = loop forever), got {loop_count!r}")
-    crf = _check_crf(fmt, format, crf)
-    if audio is not None and fmt.audio_codec is None:
-        raise WanInputError(f"{format} cannot hold audio; use video/h264-mp4, video/h265-mp4 or video/webm")
+    check_options(format, fps, loop_count, crf, audio)
     frames = _sequence(frames)
     if len(frames) == 0:
         raise WanInputError("no frames to write: the image batch is empty")
-    first = _to_rgb24(frames[0], 0)
-    height, width = first.shape[:2]
     order = list(range(len(frames)))
     if pingpong:
         order += order[-2:0:-1]  # back to frame 1: 2N-2 frames, the ends not doubled
+    return write_frames(path, (frames[i] for i in order), count=len(order), fps=fps, format=format,
+                        loop_count=loop_count, crf=crf, audio=audio, metadata=metadata, on_frame=on_frame)
 
+
+def write_frames(
+    path: str | os.PathLike,
+    frames: Iterable,
+    *,
+    count: int,
+    fps: float,
+    format: str,
+    loop_count: int = 0,
+    crf: int | None = None,
+    audio: tuple[Any, int] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    on_frame: Callable[[int, int], None] | None = None,
+) -> Path:
+    """``write_video`` of a stream: ``frames`` yields ``count`` frames [H, W, C] one at a time (a
+    generator that decodes them, say), each piped to ffmpeg before the next is asked for, so memory
+    is flat in the frame count. ``count`` times the audio and the progress; the other arguments are
+    ``write_video``'s."""
+    fmt, fps, crf = check_options(format, fps, loop_count, crf, audio)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise WanInputError(f"no frames to write: count must be an integer >= 1, got {count!r}")
     path = Path(path)
     if not path.parent.is_dir():
         raise WanInputError(f"output folder does not exist: {path.parent}")
@@ -131,6 +153,12 @@ def write_video(
     if name_bytes > NAME_MAX_BYTES:  # the temporary name below must fit the file system too
         raise WanInputError(f"file name {short(path.name)} is too long: {name_bytes} bytes while it is "
                             f"written; the limit is {NAME_MAX_BYTES}")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise WanInputError("no frames to write: the image batch is empty")
+    first = _to_rgb24(first, 0)  # its size makes ffmpeg's command
+    height, width = first.shape[:2]
     # Not mkstemp: its 0600 mode would survive the rename; O_EXCL still guards against clashes.
     tmp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part"
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
@@ -139,16 +167,16 @@ def write_video(
         audio_args: list[str] = []
         if audio is not None:
             audio_tmp = tmp.with_suffix(".f32")
-            audio_args = _write_audio(audio_tmp, audio, len(order) / fps)
+            audio_args = _write_audio(audio_tmp, audio, count / fps)
         if metadata and fmt.muxer in ("mp4", "webm"):
             meta_tmp = tmp.with_suffix(".meta")
-            _write_ffmetadata(meta_tmp, metadata)
+            write_ffmetadata(meta_tmp, metadata)
         cmd = _command(fmt, width, height, fps, loop_count, crf, audio_args, meta_tmp, tmp)
-        _encode(cmd, frames, order, first, on_frame)
+        _encode(cmd, itertools.chain([first], frames), count, first.shape, on_frame)
         if metadata and fmt.muxer == "gif":
-            _add_gif_comment(tmp, metadata)
+            add_gif_comment(tmp, metadata)
         elif metadata and fmt.muxer == "webp":
-            _add_webp_exif(tmp, metadata, width, height)
+            add_webp_exif(tmp, metadata, width, height)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -158,6 +186,18 @@ def write_video(
             if extra is not None:
                 extra.unlink(missing_ok=True)
     return path
+
+
+def check_options(format, fps, loop_count=0, crf=None, audio=None) -> tuple[VideoFormat, float, int | None]:
+    """(format, fps, crf) ready for ffmpeg, or WanInputError: callers check before making frames."""
+    fmt = _format(format)
+    fps = _check_fps(fps)
+    if not isinstance(loop_count, int) or isinstance(loop_count, bool) or loop_count < 0:
+        raise WanInputError(f"loop_count must be an integer >= 0 (0 = loop forever), got {loop_count!r}")
+    crf = _check_crf(fmt, format, crf)
+    if audio is not None and fmt.audio_codec is None:
+        raise WanInputError(f"{format} cannot hold audio; use video/h264-mp4, video/h265-mp4 or video/webm")
+    return fmt, fps, crf
 
 
 def _format(format: str) -> VideoFormat:
@@ -252,17 +292,6 @@ def _write_audio(path: Path, audio, duration: float) -> list[str]:
     return ["-f", "f32le", "-ar", str(rate), "-ac", str(waveform.shape[0]), "-i", str(path)]
 
 
-def _write_ffmetadata(path: Path, metadata: Mapping[str, Any]) -> None:
-    """ffmpeg's FFMETADATA file: on ffmpeg's command line a big graph's workflow exceeds the OS's limit."""
-    def escape(text: str) -> str:
-        for ch in "\\=;#\n":
-            text = text.replace(ch, "\\" + ch)
-        return text
-
-    lines = [";FFMETADATA1"] + [f"{escape(str(key))}={escape(_json(value))}" for key, value in metadata.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
 def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata_file, out: Path) -> list[str]:
     import imageio_ffmpeg
 
@@ -303,25 +332,28 @@ def _command(fmt, width, height, fps, loop_count, crf, audio_args, metadata_file
     return cmd
 
 
-def _encode(cmd, frames, order, first, on_frame) -> None:
+def _encode(cmd, frames, count: int, shape, on_frame) -> None:
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors)
         try:
-            converted = {0: first}
             try:
-                for position, index in enumerate(order):
-                    check_cancel(f"while writing {position} of {len(order)} frames")
+                written = 0
+                for position, frame in enumerate(frames):
+                    check_cancel(f"while writing {position} of {count} frames")
+                    if position >= count:
+                        raise WanInputError(f"more frames than the {count} announced")
                     if on_frame is not None:
-                        on_frame(position, len(order))
-                    frame = converted.pop(index, None)
-                    if frame is None:
-                        frame = _to_rgb24(frames[index], index)
-                    if frame.shape != first.shape:
+                        on_frame(position, count)
+                    frame = _to_rgb24(frame, position)
+                    if frame.shape != shape:
                         raise WanInputError(
-                            f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, "
-                            f"frame 0 is {first.shape[1]}x{first.shape[0]}: all frames must have one size"
+                            f"frame {position} is {frame.shape[1]}x{frame.shape[0]}, "
+                            f"frame 0 is {shape[1]}x{shape[0]}: all frames must have one size"
                         )
-                    proc.stdin.write(frame.tobytes())
+                    proc.stdin.write(frame.data)  # the array's own bytes, no copy
+                    written += 1
+                if written != count:
+                    raise WanInputError(f"{written} frames written, {count} announced")
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # ffmpeg stopped early; its exit status and message say why
@@ -343,58 +375,3 @@ def _wait(proc: subprocess.Popen) -> int:
             return proc.wait(timeout=0.2)
         except subprocess.TimeoutExpired:
             check_cancel("while the encoder finishes the video")
-
-
-def _json(value) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _add_gif_comment(path: Path, metadata: Mapping[str, Any]) -> None:
-    """Insert a comment extension after the GIF's header and global colour table."""
-    data = path.read_bytes()
-    if data[:6] not in (b"GIF87a", b"GIF89a"):
-        raise RuntimeError(f"ffmpeg wrote no GIF header to {path.name}")
-    flags = data[10]
-    at = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
-    text = json.dumps({key: _loads(value) for key, value in metadata.items()}).encode("utf-8")
-    blocks = b"".join(bytes([len(chunk)]) + chunk for chunk in (text[i : i + 255] for i in range(0, len(text), 255)))
-    comment = b"\x21\xfe" + blocks + b"\x00"
-    # A comment needs GIF89a; ffmpeg writes 89a whenever it loops or animates, but be sure.
-    path.write_bytes(b"GIF89a" + data[6:at] + comment + data[at:])
-
-
-def _loads(value):
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _add_webp_exif(path: Path, metadata: Mapping[str, Any], width: int, height: int) -> None:
-    """Append an EXIF chunk (flagged in VP8X) to the RIFF/WEBP file ffmpeg wrote."""
-    from PIL import Image
-
-    exif = Image.Exif()
-    tag = _EXIF_FIRST_EXTRA_TAG
-    for key, value in metadata.items():
-        if key == "prompt":
-            exif[_EXIF_PROMPT_TAG] = f"prompt:{_json(value)}"
-        else:
-            exif[tag] = f"{key}:{_json(value)}"
-            tag -= 1
-    payload = exif.tobytes()
-    if payload.startswith(b"Exif\x00\x00"):
-        payload = payload[6:]  # the WebP chunk holds the bare TIFF structure, as Pillow writes it
-    data = bytearray(path.read_bytes())
-    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        raise RuntimeError(f"ffmpeg wrote no RIFF/WEBP header to {path.name}")
-    if data[12:16] != b"VP8X":
-        # A simple (single-image) WebP: the extended header that announces EXIF must be added.
-        vp8x = bytes([0, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
-        data[12:12] = b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
-    data[20] |= 0x08  # VP8X flags: EXIF present
-    data += b"EXIF" + struct.pack("<I", len(payload)) + payload + (b"\x00" if len(payload) % 2 else b"")
-    data[4:8] = struct.pack("<I", len(data) - 8)
-    path.write_bytes(bytes(data))

@@ -4,7 +4,7 @@ a steady leak of 1 MiB per job is, at the soak's own job count, warm-up and limi
 
 import random
 
-from bench.soak import JOBS, MAX_GROWTH, WARMUP, Job, SoakResult
+from bench.soak import JOBS, MAX_GROWTH, SWITCH_JOBS, SWITCH_WARMUP, WARMUP, Job, SoakResult
 
 MIB = 2**20
 
@@ -31,13 +31,13 @@ def test_a_leak_of_four_mib_per_job_is_growth_past_the_soak_limit():
     assert rise > MAX_GROWTH
 
 
-def _noisy_server(leak_mib_per_job: float, seed: int) -> list[float]:
-    """Readings of a soak of JOBS jobs: the floor climbs ~6 MiB over the first 15 jobs, then each
+def _noisy_server(leak_mib_per_job: float, seed: int, jobs: int = JOBS) -> list[float]:
+    """Readings of a soak of ``jobs`` jobs: the floor climbs ~6 MiB over the first 15 jobs, then each
     reading is the floor or, as the allocator keeps a job's buffers, up to 45 MiB above it (never
     more than five high readings in a row, as on CI), plus ``leak_mib_per_job`` per job."""
     rng = random.Random(seed)
     readings, high_run = [], 0
-    for i in range(JOBS):
+    for i in range(jobs):
         floor = 1190.0 + 0.4 * min(i, 15) + leak_mib_per_job * i
         high = high_run < 5 and rng.random() < 0.5
         high_run = high_run + 1 if high else 0
@@ -54,4 +54,13 @@ def test_allocator_noise_at_the_soak_size_passes():
 def test_a_leak_of_one_mib_per_job_at_the_soak_size_fails():
     for seed in range(50):
         _, rise = _result(_noisy_server(1.0, seed)).growth()
+        assert rise > MAX_GROWTH, (seed, rise)
+
+
+def test_the_switching_soak_passes_noise_and_fails_a_leak_of_one_mib_per_job():
+    # 50 jobs judged after 10: 40 readings, a floor for each half of 20
+    for seed in range(50):
+        _, rise = _result(_noisy_server(0.0, seed, SWITCH_JOBS)).growth(SWITCH_WARMUP)
+        assert rise <= MAX_GROWTH, (seed, rise)
+        _, rise = _result(_noisy_server(1.0, seed, SWITCH_JOBS)).growth(SWITCH_WARMUP)
         assert rise > MAX_GROWTH, (seed, rise)

@@ -6,18 +6,30 @@ reused, and ComfyUI's "free memory" must make the next job read them again.
 80 jobs (WAN_SOAK_JOBS overrides), 20 of warm-up, a 1 % limit on the floor's rise: enough readings
 that a leak of 1 MiB per job fails while the allocator's noise passes (see bench/soak.py and
 tests/bench/test_soak_growth.py).
+
+The switching soak: 50 T2V jobs that swap between two model sets every 5 jobs, the last job of each
+block ending in Wan Unload Models (one set decodes straight to a file with Wan Decode To Video): each
+block reads its DiT from disk again, every job writes its file, the RSS floor does not rise after 10
+jobs of warm-up (1 % limit: a leak of 1 MiB per job fails, tests/bench/test_soak_growth.py), and
+the readings after each unload stay within 5 % of each other. Its own server, allocating large
+buffers with mmap (bench/soak.py SWITCH_ENV), so that a leak cannot hide in what the unloads free.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import imageio_ffmpeg
+import pytest
 
 from bench.soak import JOBS as SOAK_JOBS
-from bench.soak import LOADED, MAX_GROWTH, WARMUP, job_graph, rss_bytes, run_soak
+from bench.soak import (LOADED, MAX_GROWTH, SWITCH_ENV, SWITCH_EVERY, SWITCH_JOBS, SWITCH_WARMUP, WARMUP, job_graph,
+                        rss_bytes, run_soak, run_switching)
+from comfy_server import ComfyServer
 
 JOBS = int(os.environ.get("WAN_SOAK_JOBS", str(SOAK_JOBS)))
+SWITCHES = int(os.environ.get("WAN_SOAK_SWITCH_JOBS", str(SWITCH_JOBS)))
 DIT_FILES = 2  # the T2V GGUF (t2v and t2i jobs) and the I2V fp8 safetensors
 
 
@@ -69,3 +81,39 @@ def test_soak_mixed_jobs_finish_reuse_models_and_hold_memory(comfy_server):
     assert comfy_server.log.count(LOADED) == loads + 1, comfy_server.log_tail(20)
     assert outputs["8"]["images"][0]["filename"].startswith(f"{JOBS:03d}_t2v_")
     print(f"RSS before /free {rss_before / 2**20:.1f} MiB, after {rss_after / 2**20:.1f} MiB")
+
+
+@pytest.fixture
+def switch_server(comfy_server, tmp_path):
+    """A server of the session's release of its own, allocating as bench/soak.py SWITCH_ENV says."""
+    saved = {k: os.environ.get(k) for k in SWITCH_ENV}
+    os.environ.update(SWITCH_ENV)
+    server = ComfyServer(tmp_path, {"comfyui-wan-nodes": Path(__file__).resolve().parents[2]},
+                         comfyui=comfy_server.version)
+    try:
+        server.start(timeout=180)
+    finally:
+        for key, value in saved.items():  # the session's other servers start without it
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_switching_model_sets_with_unloads_holds_memory(switch_server):
+    result = run_switching(switch_server, SWITCHES, prefix_root="switch_test")
+    report = result.report(SWITCH_WARMUP)
+    print(report)
+    assert [j.error for j in result.jobs if j.error] == [], report
+    assert all(len(j.files) == 1 and j.files[0].stat().st_size > 0 for j in result.jobs), report
+    # Each block of SWITCH_EVERY jobs read its DiT again: the unload emptied the cache.
+    assert result.dit_loads == -(-SWITCHES // SWITCH_EVERY), report
+    _, growth = result.growth(SWITCH_WARMUP)
+    assert len(result.jobs) >= SWITCH_WARMUP + 40 or "WAN_SOAK_SWITCH_JOBS" in os.environ
+    assert growth <= MAX_GROWTH, report
+    after_unload = [j.rss for j in result.jobs[SWITCH_WARMUP:] if j.index % SWITCH_EVERY == SWITCH_EVERY - 1]
+    assert max(after_unload) <= 1.05 * min(after_unload), report

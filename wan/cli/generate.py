@@ -46,11 +46,11 @@ from ..sampling.slg import SkipLayerGuidance
 from ..sampling.samplers import SAMPLERS
 from ..sampling.schedules import SCHEDULERS
 from ..runtime.cancel import Cancelled, cancel_on_sigint
-from ..video import write_video
+from ..job.decode_file import decode_to_file
+from ..video import BY_EXTENSION as FORMATS
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
-FORMATS = {".mp4": "video/h264-mp4", ".webm": "video/webm", ".gif": "image/gif", ".webp": "image/webp"}
 
 
 def add_guidance_arguments(parser: argparse.ArgumentParser) -> None:
@@ -229,19 +229,23 @@ def _pipeline_class(dit, args):
     return pipelines.TI2VPipeline
 
 
-def _write(path: str, frames, fps: float) -> None:
+def _write(path: str, vae, latent, fps: float) -> tuple[int, int, int]:
+    """The latent to ``path``: a video decoded straight into the file (``decode_file``), or a .png
+    of its one frame; returns (frames, width, height)."""
+    _b, _c, frames, height, width = vae.decoded_shape(latent.shape)
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".png":
-        if frames.shape[0] != 1:
-            raise WanInputError(f".png holds one frame, got {frames.shape[0]}; use --frames 1 or a video extension")
-        from PIL import Image
+    if ext != ".png":
+        decode_to_file(vae, latent, path, fps=fps, format=FORMATS[ext])
+        return frames, width, height
+    if frames != 1:
+        raise WanInputError(f".png holds one frame, got {frames}; use --frames 1 or a video extension")
+    from PIL import Image
 
-        arr = (frames[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-        tmp = path + ".part"
-        Image.fromarray(arr).save(tmp, format="PNG")
-        os.replace(tmp, path)
-        return
-    write_video(path, frames, fps=fps, format=FORMATS[ext])
+    arr = (pipelines.decode_frames(vae, latent)[0].clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    tmp = path + ".part"
+    Image.fromarray(arr).save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return frames, width, height
 
 
 def _options(args: argparse.Namespace):
@@ -341,20 +345,20 @@ def run(args: argparse.Namespace) -> int:
                         callback=ProgressBar(args.quiet), run=run_options, scheduler=args.scheduler,
                         timesteps=args.timesteps, noise=args.noise, **expert_kw, **inputs)
             if group is None:
-                frames = pipe(args.prompt, args.negative_prompt, **call)
-            else:
-                frames = group.generate(pipe, parts["dit"], parts.get("dit_low"), args.prompt,
+                latent = pipe(args.prompt, args.negative_prompt, output_type="latent", **call)
+            else:  # the latent on rank 0, None on the others
+                latent = group.generate(pipe, parts["dit"], parts.get("dit_low"), args.prompt,
                                         args.negative_prompt, **call)
                 group.close()
-            if frames is None:
+            if latent is None:
                 return 0
-            _write(args.out, frames, args.fps)
+            frames, width, height = _write(args.out, pipe.vae, latent, args.fps)
     except Cancelled as exc:
         print(f"\ngenerate: {exc} (Ctrl-C)", file=sys.stderr)
         return 130
     except (WanError, OSError) as exc:
         print(f"\ngenerate: {exc}", file=sys.stderr)
         return 1
-    _say(args, f"wrote {args.out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}) "
+    _say(args, f"wrote {args.out} ({frames} frames, {width}x{height}) "
                f"in {time.monotonic() - t0:.1f}s")
     return 0

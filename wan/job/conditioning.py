@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..errors import WanInputError
 from ..finite import check_tensor
-from .memory import check_encode
+from .memory import check_encode, size_inputs
 from ..models.vae.wan21 import WAN21_MEAN, WAN21_STD
 from ..models.vae.wan22 import WAN22_MEAN, WAN22_STD
 from ..notices import notify
@@ -180,6 +180,21 @@ def vae_encode(vae, frames: torch.Tensor) -> torch.Tensor:
     return vae.encode(video.to(p.dtype)).float()
 
 
+def vae_encode_chunks(vae, frames_of, num_frames: int, height: int, width: int) -> torch.Tensor:
+    """``vae_encode`` of a video made chunk by chunk: ``frames_of(a, b)`` gives frames a..b-1 [n, H,
+    W, 3] in 0..1, asked for in the encoder's causal steps (frame 0, then 4 at a time), so only one
+    chunk is in float at once however long the video (a VACE control video)."""
+    p = next(vae.parameters())
+    steps = [(0, 1)] + [(a, a + TEMPORAL) for a in range(1, num_frames, TEMPORAL)]
+
+    def pixels():
+        for a, b in steps:
+            yield frames_of(a, b).movedim(-1, 0)[None].to(device=p.device, dtype=torch.float32) * 2.0 - 1.0
+
+    chunks = vae.encode_chunks(pixels(), (height, width), total=len(steps))
+    return torch.cat([z.float() for z in chunks], dim=2)
+
+
 def _check_vae(vae, channels: int, task: str) -> None:
     if vae.z_dim != channels:
         family = "Wan2.1 (16 latent channels)" if channels == 16 else "Wan2.2 (48 latent channels)"
@@ -310,14 +325,17 @@ def vace_conditioning(
         control_video = as_images(control_video, "control_video")
     if mask is not None:
         check_tensor("VACE mask", mask)
-    check_encode(vae, f, h, w, host_videos=3)  # the control video, it centred, each masked half in turn
+    # encoded one causal chunk at a time: on the host a chunk fitted, centred and masked
+    check_encode(vae, min(f, TEMPORAL), h, w, host_videos=3, inputs=size_inputs(w, h, f))
     t = (f - 1) // TEMPORAL + 1
-    if control_video is not None:
-        video = fit_images(control_video[:f], w, h).cpu()
-        if video.shape[0] < f:
-            video = F.pad(video, (0, 0, 0, 0, 0, 0, 0, f - video.shape[0]), value=0.5)
-    else:
-        video = torch.full((f, h, w, 3), 0.5)
+    given = 0 if control_video is None else min(control_video.shape[0], f)
+
+    def control(a: int, b: int) -> torch.Tensor:  # frames a..b-1 fitted, grey past the end
+        frames = torch.full((b - a, h, w, 3), 0.5)
+        if a < given:
+            frames[: min(b, given) - a] = fit_images(control_video[a:min(b, given)], w, h).cpu()
+        return frames
+
     if mask is None:
         m = torch.ones(f, h, w, 1)
     else:
@@ -331,9 +349,8 @@ def vace_conditioning(
         m = fit_images(m[:f, :, :, None], w, h).cpu()
         if m.shape[0] < f:
             m = F.pad(m, (0, 0, 0, 0, 0, 0, 0, f - m.shape[0]), value=1.0)
-    centred = video - 0.5
-    inactive = vae_encode(vae, centred * (1 - m) + 0.5)
-    reactive = vae_encode(vae, centred * m + 0.5)
+    inactive = vae_encode_chunks(vae, lambda a, b: (control(a, b) - 0.5) * (1 - m[a:b]) + 0.5, f, h, w)
+    reactive = vae_encode_chunks(vae, lambda a, b: (control(a, b) - 0.5) * m[a:b] + 0.5, f, h, w)
     frames = torch.cat([normalize_latent(inactive), normalize_latent(reactive)], dim=1)  # [1, 32, T, h, w]
 
     hm, wm = h // VACE_STRIDE, w // VACE_STRIDE

@@ -36,17 +36,19 @@ from ..models.identify import identify_file
 from ..runtime.cancel import cancel_hook
 from . import load
 from .conditioning_animate import animate_conditioning
+from .decode_file import decode_to_file
 from .memory import check_decode, vae_tiling
 from .options import LoadOptions, RunOptions, SamplingOptions
 from .sample import sample_video
 from ..sampling.context import ContextOptions
 from ..sampling.guidance import GuidanceOptions
+from ..video import check_options, format_of
 
 __all__ = [
     "FLF2VPipeline", "I2VPipeline", "T2IPipeline", "T2VPipeline", "TI2VPipeline", "VACEPipeline",
     "WanPipeline", "decode_frames", "encode_prompts", "i2v_conditioning", "sample_video",
     "t2v_conditioning", "ti2v_conditioning", "vace_conditioning", "PromptEmbeds", "VideoConditioning",
-    "load_components", "find_components", "LoadOptions", "PreparedJob",
+    "load_components", "find_components", "LoadOptions", "PreparedJob", "decode_to_file",
 ]
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".sft")
@@ -229,6 +231,20 @@ class WanPipeline:
             if output_type == "latent":
                 return latent
             return decode_frames(self.vae, latent)
+
+    def write(self, path: str | os.PathLike, prompt: str, negative_prompt: str = "", *, fps: float = 16.0,
+              format: str | None = None, tile=None, crf: int | None = None, audio=None, metadata=None,
+              **kw) -> Path:
+        """Generate and write the video to ``path`` (returned), decoded straight into the file
+        (``decode_file``): host RAM stays flat in the frame count. ``format`` None: from the file's
+        extension (.mp4 .webm .gif .webp); ``tile``: the VAE's tiling; ``crf``, ``audio``,
+        ``metadata``: ``wan.video.write_video``'s; the rest are ``__call__``'s."""
+        format = format_of(path) if format is None else format
+        check_options(format, fps, crf=crf, audio=audio)  # before minutes of sampling
+        latent = self(prompt, negative_prompt, output_type="latent", **kw)
+        with cancel_hook(kw.get("cancel")):
+            return decode_to_file(self.vae, latent, path, fps=fps, format=format, tile=tile, crf=crf,
+                                  audio=audio, metadata=metadata)
 
     def prepare(self, prompt: str, negative_prompt: str = "", width: int = 832, height: int = 480,
                 num_frames: int | None = None, steps: int = 30, cfg: float = 5.0, shift: float | None = None,

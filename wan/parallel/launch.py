@@ -11,7 +11,6 @@ import torch.distributed as dist
 
 from ..errors import WanError, WanInputError
 from ..job.options import LoadOptions
-from ..job.pipelines import decode_frames
 from ..job.sample import sample_video
 from .job import check_parallel, forget_groups
 from .layout import ParallelLayout
@@ -32,7 +31,7 @@ class Launch:
         return self.rank == 0
 
     def generate(self, pipe, dit, dit_low, prompt: str, negative: str, callback=None, **kw):
-        """Frames on rank 0 (None on the others) of ``pipe(prompt, negative, **kw)`` split over the
+        """The raw latent on rank 0 (None on the others) of ``pipe(prompt, negative, **kw)`` split over the
         layout; ``pipe`` is None except on rank 0. A refusal on rank 0 (bad image, options) stops
         every rank with its message before any sampling."""
         check_parallel(self.layout, [m for m in (dit, dit_low) if m is not None], kw["run"])
@@ -49,7 +48,7 @@ class Launch:
             raise WanInputError(f"rank 0 refused the job: {message}")
         latent = sample_video(dit, shared.text, shared.image, shared.sampling, shared.run, dit_low=dit_low,
                               latents=shared.latents, callback=callback if self.first else None)
-        return decode_frames(pipe.vae, latent) if self.first else None
+        return latent if self.first else None
 
     def close(self) -> None:
         forget_groups()

@@ -203,22 +203,33 @@ class WanVAEBase(nn.Module):
 
         Frames are encoded 1, then 4 at a time; `tile` = (tile_px, overlap_px) tiles space.
         """
-        s = self.spatial_compression
         if video.ndim != 5 or video.shape[1] != 3:
             raise WanInputError(f"VAE encode expects video [B, 3, F, H, W], got shape {tuple(video.shape)}")
         b, _, f, h, w = video.shape
         if f % 4 != 1:
             raise WanInputError(f"VAE encode needs 1 + 4k frames (1, 5, 9, ...), got {f}")
+        chunks = [video[:, :, :1]] + [video[:, :, i:i + 4] for i in range(1, f, 4)]
+        return torch.cat(list(self.encode_chunks(iter(chunks), (h, w), tile, total=len(chunks))), dim=2)
+
+    @torch.no_grad()
+    def encode_chunks(self, chunks, size_hw: tuple[int, int], tile=None, total: int | None = None):
+        """The streaming ``encode``: ``chunks`` yields video [B, 3, n, H, W] in -1..1, 1 frame
+        first and 4 after that (the encoder's causal steps); yields each one's latent [B, z_dim, 1,
+        H/s, W/s]. Only one chunk of frames is needed at a time: a long control video is encoded
+        without all of it in float at once."""
+        s = self.spatial_compression
+        h, w = size_hw
         if h % s or w % s:
             raise WanInputError(f"VAE encode needs height and width divisible by {s}, got {h}x{w}")
-        x = video.to(device=self.device, dtype=self.dtype)
         run = self._runner(tile, (h // s, w // s), in_unit=s, out_unit=1)
-        chunks = [x[:, :, :1]] + [x[:, :, i:i + 4] for i in range(1, f, 4)]
-        latents = []
-        for n, c in enumerate(chunks):
-            check_cancel(f"in the VAE encode, before chunk {n + 1} of {len(chunks)}")
-            latents.append(run(self._encode_chunk, c))
-        return torch.cat(latents, dim=2)
+        of = "" if total is None else f" of {total}"
+        for n, chunk in enumerate(chunks):
+            check_cancel(f"in the VAE encode, before chunk {n + 1}{of}")
+            want = 1 if n == 0 else 4
+            if chunk.ndim != 5 or chunk.shape[1] != 3 or chunk.shape[2] != want or tuple(chunk.shape[3:]) != (h, w):
+                raise WanInputError(f"VAE encode chunk {n + 1} must be [B, 3, {want}, {h}, {w}], "
+                                    f"got shape {tuple(chunk.shape)}")
+            yield run(self._encode_chunk, chunk.to(device=self.device, dtype=self.dtype))
 
     @torch.no_grad()
     def decode(self, latent: torch.Tensor, tile=None, frame_callback=None, clamp: bool = True):
@@ -226,30 +237,41 @@ class WanVAEBase(nn.Module):
 
         One latent frame is decoded at a time (1 video frame, then 4 per latent frame). With
         `frame_callback`, each decoded chunk [B, 3, 1 or 4, H, W] is handed to it instead of kept,
-        and None is returned, so memory stays flat in the frame count.
+        and None is returned, so memory stays flat in the frame count (``decode_chunks`` is the
+        same as a generator).
         """
         s = self.spatial_compression
-        if latent.ndim != 5 or latent.shape[1] != self.z_dim:
-            raise WanInputError(
-                f"VAE decode expects a latent [B, {self.z_dim}, T, h, w], got shape {tuple(latent.shape)}"
-            )
+        self._check_latent(latent)
         b, _, t, h, w = latent.shape
-        if t < 1:
-            raise WanInputError("VAE decode needs at least one latent frame, got 0")
-        z = latent.to(device=self.device, dtype=self.dtype)
-        run = self._runner(tile, (h, w), in_unit=1, out_unit=s)
         out = None
         if frame_callback is None:
-            out = torch.empty(b, 3, 1 + 4 * (t - 1), h * s, w * s, dtype=z.dtype, device=z.device)
+            out = torch.empty(b, 3, 1 + 4 * (t - 1), h * s, w * s, dtype=self.dtype, device=self.device)
         pos = 0
-        for i in range(t):
-            check_cancel(f"in the VAE decode, before latent frame {i + 1} of {t}")
-            y = run(self._decode_chunk, z[:, :, i:i + 1])
-            if clamp:
-                y = y.clamp(-1.0, 1.0)
+        for y in self.decode_chunks(latent, tile, clamp):
             if frame_callback is not None:
                 frame_callback(y)
             else:
                 out[:, :, pos:pos + y.shape[2]] = y
             pos += y.shape[2]
         return out
+
+    @torch.no_grad()
+    def decode_chunks(self, latent: torch.Tensor, tile=None, clamp: bool = True):
+        """``decode`` as a generator: yields each decoded chunk [B, 3, 1 (the first) or 4, H, W]
+        in -1..1, one latent frame's worth, on the VAE's device."""
+        self._check_latent(latent)
+        b, _, t, h, w = latent.shape
+        z = latent.to(device=self.device, dtype=self.dtype)
+        run = self._runner(tile, (h, w), in_unit=1, out_unit=self.spatial_compression)
+        for i in range(t):
+            check_cancel(f"in the VAE decode, before latent frame {i + 1} of {t}")
+            y = run(self._decode_chunk, z[:, :, i:i + 1])
+            yield y.clamp(-1.0, 1.0) if clamp else y
+
+    def _check_latent(self, latent: torch.Tensor) -> None:
+        if latent.ndim != 5 or latent.shape[1] != self.z_dim:
+            raise WanInputError(
+                f"VAE decode expects a latent [B, {self.z_dim}, T, h, w], got shape {tuple(latent.shape)}"
+            )
+        if latent.shape[2] < 1:
+            raise WanInputError("VAE decode needs at least one latent frame, got 0")
