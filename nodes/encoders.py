@@ -58,7 +58,7 @@ class WanTextEncode:
         from ..wan.job.conditioning import encode_prompts, prompt_list
 
         prompt_list(negative_prompt, "negative_prompt")  # the node always has one (None means none in the API)
-        with on_device(text_encoder.model, main_device()), cancellable():
+        with on_device(text_encoder.model, _encode_device(text_encoder, "text encoder")), cancellable():
             embeds = encode_prompts(text_encoder, positive_prompt, negative_prompt)
         return (embeds._replace(positive=embeds.positive.cpu(), negative=embeds.negative.cpu()),)
 
@@ -87,7 +87,7 @@ class WanCLIPVisionEncode:
 
         from ..wan.job.conditioning import as_images
 
-        with on_device(clip_vision, main_device()):
+        with on_device(clip_vision, _encode_device(clip_vision, "CLIP vision")):
             tokens = [clip_vision.encode(as_images(image, "image")[:1])]
             if end_image is not None:
                 tokens.append(clip_vision.encode(as_images(end_image, "end_image")[-1:]))
@@ -201,6 +201,23 @@ class WanVACEEncode:
             cond = vace_conditioning(vae, width, height, num_frames, strength, reference_image=reference_image,
                                      control_video=control_images, mask=control_masks)
         return (_to_cpu(cond),)
+
+
+def _encode_device(encoder, what: str):
+    """The compute device, or the CPU when the encoder does not fit into what the device has
+    available (the memory plan's rule: ``wan.job.memory.encoder_device_now``)."""
+    import logging
+
+    import torch
+
+    from ..wan.job.memory import encoder_device_now
+
+    device = main_device()
+    if encoder_device_now(encoder, device) != "cpu":
+        return device
+    logging.getLogger(__name__).info("Wan memory plan: %s on cpu (it does not fit beside what %s holds)",
+                                     what, device)
+    return torch.device("cpu")
 
 
 def _to_cpu(cond):

@@ -14,6 +14,8 @@ holds unused. Where neither can be read (other devices, no /proc), nothing is re
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -24,8 +26,9 @@ import torch
 from ..errors import WanInputError
 from ..models.vae.base import Tiling
 from ..runtime.blockswap import BlockSwapArgs, enable_block_swap
-from ..runtime.plan import MemoryPlan, plan_memory
-from ..runtime.plan_sizes import dit_activation_bytes, weight_sizes
+from ..runtime.plan import FOR_THE_ENCODE, MemoryPlan, encoder_device, plan_memory
+from ..runtime.plan_sizes import dit_activation_bytes, module_bytes, weight_sizes
+from ..weights.lora import device_bytes as lora_device_bytes
 
 log = logging.getLogger(__name__)
 
@@ -217,41 +220,108 @@ def place_auto(dit, args: BlockSwapArgs, device, offload_device) -> None:
         _place(dit, auto, streamed)
 
 
-def plan_job(experts, shape, batch: int, budget: int | None = None, image_tokens: int = 0,
-             vace_contexts: int = 0, job: str = "this job") -> MemoryPlan | None:
-    """The plan of one sample_video run for its DiT experts, applied to them (blocks re-placed when
-    the count changes) and logged in one line; None (and nothing changed) when a model has a
-    manual block swap or none, or computes on the CPU without a ``budget`` (nothing to swap there).
+def _job_budget(experts, auto: AutoSwap, budget: int | None) -> int | None:
+    if budget is not None:
+        return budget
+    if auto.device.type == "cpu":
+        return None
+    available = available_bytes(auto.device)
+    if available is None:
+        return None
+    # what the experts hold there is theirs to re-place; the reserve covers allocator
+    # fragmentation and library workspaces, and the 2-4% the prediction fell under the peaks
+    # measured on an H100 (README, Memory plan)
+    return int((available + sum(_device_bytes(m, auto.device) for m in experts)) * (1 - DEVICE_RESERVE))
 
-    ``budget``: bytes to plan against (simulated device); None: what the device has available plus
-    what the experts already hold there (they are re-placed). WanInputError, before any work, when
-    even streaming every block does not fit."""
+
+def job_plan(experts, shape, batch: int, budget: int | None = None, image_tokens: int = 0,
+             vace_contexts: int = 0, job: str = "this job", loras=None,
+             text_encoder_bytes: int = 0) -> MemoryPlan | None:
+    """The plan of one sample_video run for its DiT experts, nothing applied (``plan_job`` applies
+    it); None when a model has a manual block swap or none, or computes on the CPU without a
+    ``budget``. ``loras``: each expert's LoRA chain, whose device bytes the plan holds beside the
+    weights; ``text_encoder_bytes``: an encoder to place beside the plan (``plan.encoder_device``)."""
     autos = [getattr(m, "_wan_auto_swap", None) for m in experts]
     if not experts or any(a is None for a in autos):
         return None
     auto = autos[0]
-    cpu = auto.device.type == "cpu"
+    budget = _job_budget(experts, auto, budget)
     if budget is None:
-        if cpu:
-            return None
-        available = available_bytes(auto.device)
-        if available is None:
-            return None
-        # what the experts hold there is theirs to re-place; the reserve covers allocator
-        # fragmentation and library workspaces, and the 2-4% the prediction fell under the peaks
-        # measured on an H100 (README, Memory plan)
-        budget = int((available + sum(_device_bytes(m, auto.device) for m in experts)) * (1 - DEVICE_RESERVE))
+        return None
     dit = experts[0]
     compute = dit.compute_dtype
-    weights = [weight_sizes(m, compute.itemsize) for m in experts]
+    chains = loras if loras is not None else [()] * len(experts)
+    weights = [dataclasses.replace(weight_sizes(m, compute.itemsize),
+                                   lora=lora_device_bytes(m, chain, compute.itemsize) if chain else 0)
+               for m, chain in zip(experts, chains)]
     activations = SAMPLING_LATENTS * nbytes(shape) + dit_activation_bytes(
         dit.cfg, shape, batch, compute, dit.residual_dtype, image_tokens, vace_contexts,
         max(w.dequant for w in weights), fused_norms=auto.device.type == "cuda")
-    plan = plan_memory(weights, activations, budget, auto.args.prefetch, device=str(auto.device), job=job)
-    for m, a in zip(experts, autos):
-        _place(m, a, plan.streamed)
+    return plan_memory(weights, activations, budget, auto.args.prefetch, text_encoder_bytes,
+                       device=str(auto.device), job=job)
+
+
+def plan_job(experts, shape, batch: int, budget: int | None = None, image_tokens: int = 0,
+             vace_contexts: int = 0, job: str = "this job", loras=None) -> MemoryPlan | None:
+    """``job_plan`` applied to the experts (blocks re-placed when the count changes) and logged in
+    one line, which says where the job's text encoder ran when ``place_encoder`` placed it
+    (``budget`` None: what the device has available plus what the experts already hold there).
+    WanInputError, before any work, when even streaming every block does not fit."""
+    plan = job_plan(experts, shape, batch, budget, image_tokens, vace_contexts, job, loras)
+    if plan is None:
+        return None
+    ran = getattr(experts[0], "_wan_encoder_ran", None)
+    if ran is not None:
+        plan = dataclasses.replace(plan, text_encoder_device=ran)
+        del experts[0]._wan_encoder_ran
+    for m in experts:
+        _place(m, m._wan_auto_swap, plan.streamed)
     log.info("%s", plan)
     return plan
+
+
+def encoder_bytes(encoder) -> int:
+    """Bytes of a text encoder (``TextEncoder``: its ``model``) or CLIP vision's tensors as held."""
+    return module_bytes(getattr(encoder, "model", encoder))
+
+
+def place_encoder(encoder, experts, shape, batch: int, budget: int | None = None, **job) -> str | None:
+    """Where ``encoder`` runs for this job (``plan.encoder_device`` beside the job's plan) and
+    moves it there: None (left where it is) when the job has no plan. For ``encoder_on``."""
+    plan = job_plan(experts, shape, batch, budget, text_encoder_bytes=encoder_bytes(encoder), **job)
+    return None if plan is None else plan.text_encoder_device
+
+
+def encoder_device_now(encoder, device) -> str:
+    """Where an encoder runs outside a planned job (the encode nodes, which see no DiT):
+    ``plan.encoder_device`` against what ``device`` has available now, the encoder's own bytes
+    there included, less the reserve; ``device`` when that cannot be read."""
+    device = torch.device(device)
+    available = available_bytes(device) if device.type != "cpu" else None
+    if available is None:
+        return str(device)
+    module = getattr(encoder, "model", encoder)
+    budget = int((available + _device_bytes(module, device)) * (1 - DEVICE_RESERVE))
+    return encoder_device(encoder_bytes(encoder), 0, 0, budget, str(device))
+
+
+@contextlib.contextmanager
+def encoder_on(encoder, where: str | None, device: torch.device | str, dit=None):
+    """Run ``encoder`` where ``place_encoder`` said: on ``device`` (left there), on ``device`` for
+    the encode and then on the CPU, or on the CPU; ``where`` None: where it is. The DiT ``dit``
+    carries the choice to the job's plan line."""
+    module = getattr(encoder, "model", encoder)
+    if where is None:
+        yield encoder
+        return
+    module.to("cpu" if where == "cpu" else device)
+    if dit is not None:
+        dit._wan_encoder_ran = where
+    try:
+        yield encoder
+    finally:
+        if where.endswith(FOR_THE_ENCODE):
+            module.to("cpu")
 
 
 def vae_tiling(vae, latent_shape, budget: int | None = None, overlap_px: int = 64):

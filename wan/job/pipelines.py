@@ -37,9 +37,9 @@ from ..runtime.cancel import cancel_hook
 from . import load
 from .conditioning_animate import animate_conditioning
 from .decode_file import decode_to_file
-from .memory import check_decode, vae_tiling
+from .memory import check_decode, encoder_on, place_encoder, vae_tiling
 from .options import LoadOptions, RunOptions, SamplingOptions
-from .sample import sample_video
+from .sample import plan_args, sample_video
 from ..sampling.context import ContextOptions
 from ..sampling.guidance import GuidanceOptions
 from ..video import check_options, format_of
@@ -274,7 +274,12 @@ class WanPipeline:
         num_frames = self.default_frames if num_frames is None else num_frames
         with cancel_hook(cancel):  # the VAE's encode polls it too
             image_embeds = self.conditioning(width, height, num_frames, **inputs)
-            text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
+            # the text encoder runs where this job's memory plan has room for it (memory.place_encoder)
+            plan = plan_args(self.dit, self.dit_low, sampling.needs_negative, image_embeds, sampling, run)
+            where = place_encoder(self.text_encoder, **plan)
+            device = plan["experts"][0]._wan_auto_swap.device if where is not None else None
+            with encoder_on(self.text_encoder, where, device, self.dit):
+                text = encode_prompts(self.text_encoder, prompt, negative_prompt if sampling.needs_negative else None)
         if shift is None:
             sampling = dataclasses.replace(sampling, shift=self.default_shift(image_embeds.width, image_embeds.height))
         return PreparedJob(text, image_embeds, sampling, run, latents)

@@ -173,18 +173,26 @@ def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: Sampli
                                 "load the Wan 2.2 Animate model")
 
 
+def plan_args(dit, dit_low, has_negative: bool, image: VideoConditioning, s: SamplingOptions,
+              run: RunOptions) -> dict:
+    """The arguments of ``memory.plan_job`` / ``job_plan`` for this run (the prompt encode plans
+    the same job before its embeddings exist: ``has_negative``)."""
+    experts = _experts(dit, dit_low, run)
+    clip = image.clip_fea
+    vace = image.vace_context
+    return dict(experts=[m for m, _loras in experts], shape=image.latent_shape(),
+                batch=2 if s.batch_cfg and has_negative and s.needs_negative else 1, budget=run.memory_budget,
+                image_tokens=0 if clip is None else int(clip.shape[-2]),
+                vace_contexts=0 if vace is None else (int(vace.shape[1]) if vace.ndim == 6 else 1),
+                job=size_inputs(image.width, image.height, image.num_frames),
+                loras=[loras for _m, loras in experts])
+
+
 def plan_experts(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions,
                  run: RunOptions):
     """The memory plan of this run (``memory.plan_job``) applied to block swap "auto" experts before
     any work: a second expert, a LoRA or a bigger size re-places their blocks."""
-    experts = [m for m, _loras in _experts(dit, dit_low, run)]
-    batch = 2 if s.batch_cfg and text.negative is not None and s.needs_negative else 1
-    clip = image.clip_fea
-    vace = image.vace_context
-    plan_job(experts, image.latent_shape(), batch, run.memory_budget,
-             image_tokens=0 if clip is None else int(clip.shape[-2]),
-             vace_contexts=0 if vace is None else (int(vace.shape[1]) if vace.ndim == 6 else 1),
-             job=size_inputs(image.width, image.height, image.num_frames))
+    plan_job(**plan_args(dit, dit_low, text.negative is not None, image, s, run))
 
 
 def _experts(dit, dit_low, run: RunOptions) -> list[tuple[torch.nn.Module, tuple]]:

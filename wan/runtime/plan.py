@@ -37,23 +37,43 @@ class MemoryPlan:
     vae_tiling: Tiling | None = None
     vae_planned: bool = False
     prefetch: bool = True
+    lora_bytes: int = 0  # LoRA factors held on the device while sampling (counted in the peak)
 
     def __str__(self) -> str:
         vae = ""
         if self.vae_planned:
             vae = ", VAE untiled" if self.vae_tiling is None else f", VAE tiled {self.vae_tiling.tile_px}px"
         te = "" if self.text_encoder_device is None else f", text encoder on {self.text_encoder_device}"
-        return (f"Wan memory plan: {self.resident} resident + {self.streamed} streamed blocks{te}{vae}; "
+        lora = f" (LoRAs {self.lora_bytes / GIB:.2f} GiB)" if self.lora_bytes else ""
+        return (f"Wan memory plan: {self.resident} resident + {self.streamed} streamed blocks{lora}{te}{vae}; "
                 f"predicted peak {self.predicted_peak_bytes / GIB:.1f} GiB of {self.budget / GIB:.1f} GiB")
 
 
 def peak_bytes(experts: list[WeightSizes], streamed: int, activations: int, prefetch: bool = True) -> int:
     """Predicted device peak with the last ``streamed`` blocks of every expert streamed."""
-    held = sum(w.other + sum(w.blocks[:len(w.blocks) - streamed]) for w in experts)
+    held = sum(w.other + w.lora + sum(w.blocks[:len(w.blocks) - streamed]) for w in experts)
     in_flight = 0
     if streamed:
         in_flight = (2 if prefetch and streamed > 1 else 1) * max(max(w.blocks[-streamed:]) for w in experts)
     return held + in_flight + activations
+
+
+# an encoder that fits only beside the weights, not beside the sampling peak, visits the device
+FOR_THE_ENCODE = " for the encode, then cpu"
+
+
+def encoder_device(encoder_bytes: int, held: int, peak: int, budget: int, device: str = "cuda") -> str:
+    """Where an encoder of ``encoder_bytes`` (weights and its own activations) runs in a job that
+    holds ``held`` bytes of weights on ``device`` and peaks at ``peak`` while sampling: on the
+    device, where it may stay, when it fits beside the peak; moved there for the encode and back
+    to the CPU when it fits only beside the weights (the sampling activations come after the
+    encode); else on the CPU. The one place this is decided (``plan_memory``, the pipelines, the
+    encode nodes)."""
+    if peak + encoder_bytes <= budget:
+        return device
+    if held + encoder_bytes <= budget:
+        return device + FOR_THE_ENCODE
+    return "cpu"
 
 
 def plan_memory(experts: list[WeightSizes], activations: int, budget: int, prefetch: bool = True,
@@ -61,8 +81,8 @@ def plan_memory(experts: list[WeightSizes], activations: int, budget: int, prefe
     """The fewest streamed blocks whose predicted peak fits ``budget`` (bytes).
 
     ``activations``: everything the job allocates besides weights (``plan_sizes.dit_activation_bytes``
-    plus the sampler's latents); ``text_encoder_bytes``: the text encoder, kept on ``device`` only
-    when it fits beside the planned peak. WanInputError, before any work, when even streaming
+    plus the sampler's latents); ``text_encoder_bytes``: the text encoder, placed by
+    ``encoder_device`` beside this plan. WanInputError, before any work, when even streaming
     every block does not fit: it names the smallest budget that does and what to lower.
     """
     n = min(len(w.blocks) for w in experts)
@@ -71,8 +91,9 @@ def plan_memory(experts: list[WeightSizes], activations: int, budget: int, prefe
         if peak <= budget:
             te = None
             if text_encoder_bytes:
-                te = device if peak + text_encoder_bytes <= budget else "cpu"
-            return MemoryPlan(n - streamed, streamed, peak, budget, te, prefetch=prefetch)
+                te = encoder_device(text_encoder_bytes, peak - activations, peak, budget, device)
+            return MemoryPlan(n - streamed, streamed, peak, budget, te, prefetch=prefetch,
+                              lora_bytes=sum(w.lora for w in experts))
     smallest = peak_bytes(experts, n, activations, prefetch)
     weights = smallest - activations
     raise WanInputError(

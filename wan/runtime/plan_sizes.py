@@ -51,15 +51,17 @@ def module_bytes(module: nn.Module) -> int:
 class WeightSizes:
     """What a DiT holds: ``blocks`` bytes per transformer block, ``other`` the rest (embeddings,
     head, VACE blocks), ``dequant`` the largest packed Linear expanded for one forward (0 when
-    nothing is packed)."""
+    nothing is packed), ``lora`` the factors of this job's LoRAs held on the device beside them
+    (``wan.weights.lora.device_bytes``; resident whichever blocks stream)."""
 
     blocks: tuple[int, ...]
     other: int
     dequant: int = 0
+    lora: int = 0
 
     @property
     def total(self) -> int:
-        return sum(self.blocks) + self.other
+        return sum(self.blocks) + self.other + self.lora
 
 
 def weight_sizes(dit: nn.Module, compute_bytes: int = 2) -> WeightSizes:

@@ -236,3 +236,23 @@ def apply_loras(model: nn.Module, loras, *, merge: str = "auto", warn: bool = Tr
         raise
     _ACTIVE[model] = handle
     return handle
+
+
+def device_bytes(model: nn.Module, loras, itemsize: int = 2) -> int:
+    """Bytes a chain of LoRAs holds on ``model``'s compute device while applied, beside its weights:
+    the factors (and full deltas) of packed Linear layers, cast by their hooks to the compute dtype
+    (``itemsize`` bytes) and kept while the handle lives. Merged tensors add nothing there: on an
+    accelerator "auto" writes them in place (the backup is in host RAM). For the memory plan."""
+    chain = [(lora, s) for lora, s in _normalise(loras) if s != 0.0]
+    if not chain:
+        return 0
+    tensors = _tensors(model)
+    index = build_index({k: tuple(t.shape) for k, (_, _, t) in tensors.items()})
+    total = 0
+    for lora, _strength in chain:
+        patches, _report = lora.resolve(index)
+        for target, plist in patches.items():
+            if _is_packed(tensors[target][2]):
+                total += sum((p.up.numel() + p.down.numel() if isinstance(p, LowRank) else p.diff.numel())
+                             * itemsize for p in plist)
+    return total
