@@ -61,7 +61,8 @@ class VideoConditioning:
     y: [1, 20, T, h, w] I2V/FLF2V mask + latent; clip_fea: [1, 257 or 514, 1280] CLIP tokens;
     vace_context: [1, N, 96, T, h, w] with one strength per context; fixed_latent / denoise_mask:
     [1, C, T, h, w] / [1, 1, T, h, w] latent frames held fixed where the mask is 0 (TI2V);
-    trim_latent: latent frames in front (VACE reference) removed after sampling.
+    trim_latent: latent frames in front (VACE reference) removed after sampling; camera: [1, 24,
+    T, H, W] Plücker embedding (Fun camera); reference: [1, 16, h, w] reference latent (Fun ref conv).
     """
 
     width: int
@@ -75,6 +76,8 @@ class VideoConditioning:
     fixed_latent: torch.Tensor | None = None
     denoise_mask: torch.Tensor | None = None
     trim_latent: int = 0
+    camera: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
 
     @property
     def latent_frames(self) -> int:
