@@ -107,3 +107,30 @@ def test_comfyui_detects_our_fun_presets():
             sd = WanDiT(DIT_PRESETS[variant].tiny()).state_dict()
         config = detect.model_config_from_unet(sd, "")
         assert type(config).__name__ == name, (variant, type(config).__name__)
+
+
+@pytest.mark.parametrize("variant", ["wan22_fun_control_a14b", "camera_14b"])
+def test_fun_block_swap_and_step_cache_paths(variant):
+    """Block swap (simulated on the CPU: swapped blocks cloned in and dropped) gives the unswapped
+    output bit for bit with the reference tokens / camera adapter in play; the embed -> run_block
+    -> finish path the wrappers use equals forward."""
+    from wan.runtime.blockswap import enable_block_swap
+
+    cfg = DIT_PRESETS[variant].tiny(num_layers=3)
+    sd = random_weights(cfg, seed=12)
+    plain, swapped = _model(cfg, sd), _model(cfg, sd)
+    inp = make_inputs(cfg, frames=2, height=4, width=4)
+    kw = dict(clip_fea=inp.clip_fea, y=inp.y, **_extras(cfg, inp))
+    with torch.no_grad():
+        want = plain(inp.x, inp.t, inp.context, **kw)
+        swapper = enable_block_swap(swapped, 2, "cpu", "cpu", prefetch=False, offload_embeddings=True, simulate=True)
+        assert swapper.active
+        got = swapped(inp.x, inp.t, inp.context, **kw)
+        state = plain.embed(inp.x, inp.t, inp.context, inp.clip_fea, inp.y, None, 1.0, kw.get("camera"),
+                            kw.get("reference"))
+        for i in range(cfg.num_layers):
+            plain.run_block(i, state)
+        pieces = plain.finish(state)
+    assert torch.equal(got, want) and torch.equal(pieces, want)
+    if cfg.ref_in_dim:
+        assert state.prefix == 16 // 4 and state.x.shape[1] == 2 * 4 + state.prefix  # one frame of h*w/4 tokens
