@@ -294,7 +294,7 @@ class WanDiT(nn.Module):
         camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
         Returns [B, out_dim, F, H, W] fp32.
         """
-        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, camera, reference)
+        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, camera=camera, reference=reference)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)
