@@ -169,7 +169,7 @@ def test_bad_fun_inputs_are_refused_before_sampling(vae21):
     with pytest.raises(WanInputError, match="not one of"):
         camera_motion("Dolly", 9)
     cond = fun_control_conditioning(ours_vae, None, W, H, FRAMES, control_video=torch.rand(9, H, W, 3))
-    with pytest.raises(WanInputError, match="takes 20 conditioning channels"):
+    with pytest.raises(WanInputError, match="i2v_14b \\(task i2v\\) takes 20 conditioning channels, the image_embeds hold 36"):
         fit_to_model(cond, DIT_PRESETS["i2v_14b"])
     with pytest.raises(WanInputError, match="no camera adapter"):
         fit_to_model(cond.replace(camera=camera), DIT_PRESETS["fun_control_1_3b"])

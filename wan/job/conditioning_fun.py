@@ -151,12 +151,14 @@ def check_camera(camera, width: int, height: int, num_frames: int) -> None:
     check_tensor("camera embedding", camera)
 
 
-def fit_to_model(cond: VideoConditioning, cfg) -> VideoConditioning:
+def fit_to_model(cond: VideoConditioning, cfg, name: str | None = None) -> VideoConditioning:
     """``cond`` in the layout the DiT of ``cfg`` takes, or WanInputError before sampling: the 2.1
     Fun control and camera models take ``y`` without the mask; a Fun control or camera model
-    without a start image gets zeros (as ComfyUI gives them); a camera embedding needs a camera model."""
+    without a start image gets zeros (as ComfyUI gives them); a camera embedding needs a camera model.
+    ``name``: the model's file, named in the errors (else its variant)."""
     if cfg is None:
         return cond
+    model = f"{name} ({cfg.variant})" if name else cfg.variant
     lc, y = cfg.out_dim, cond.y
     if y is not None and y.shape[1] == cfg.cond_channels + 4 and cfg.model_type in ("fun_control", "camera"):
         keep = [c for c in range(y.shape[1]) if not (y.shape[1] - lc - 4 <= c < y.shape[1] - lc)]
@@ -164,12 +166,12 @@ def fit_to_model(cond: VideoConditioning, cfg) -> VideoConditioning:
     if y is None and cfg.model_type in ("fun_control", "camera") and cfg.cond_channels:
         y = torch.zeros(1, cfg.cond_channels, *cond.latent_shape()[2:])
     if y is not None and y.shape[1] != cfg.cond_channels:
-        raise WanInputError(f"the diffusion model ({cfg.variant}, {cfg.model_type}) takes {cfg.cond_channels} "
+        raise WanInputError(f"the diffusion model {model} (task {cfg.model_type}) takes {cfg.cond_channels} "
                             f"conditioning channels, the image_embeds hold {y.shape[1]}: use the encode node "
                             f"of this model's task")
     if cond.camera is not None and not cfg.camera_in_dim:
-        raise WanInputError(f"a camera embedding was given but the diffusion model ({cfg.variant}) has no camera "
+        raise WanInputError(f"a camera embedding was given but the diffusion model {model} has no camera "
                             "adapter: use a Fun camera (Control-Camera) model")
     if cond.reference is not None and not cfg.ref_in_dim:
-        notify(f"the diffusion model ({cfg.variant}) has no reference conv: the reference image is not used")
+        notify(f"the diffusion model {model} has no reference conv: the reference image is not used")
     return cond if y is cond.y else cond.replace(y=y)
