@@ -59,9 +59,10 @@ def test_control_video_and_reference(files, monkeypatch):
                                          text_encoder=files / "te.safetensors", vae=files / "vae.safetensors",
                                          dtype=torch.float32, device="cpu")
     control = _read_video(str(files / "control.mp4"))
-    api = _api_latent(pipe, monkeypatch, control_video=control, reference_image=_read_image(str(files / "ref.png")))
+    ref = _read_image(str(files / "ref.png"))
+    api = _api_latent(pipe, monkeypatch, control_video=control, reference_image=ref)
     assert torch.equal(cli, api)
-    other = _api_latent(pipe, monkeypatch, control_video=control.flip(1), reference_image=_read_image(str(files / "ref.png")))
+    other = _api_latent(pipe, monkeypatch, control_video=control.flip(1), reference_image=ref)
     assert (other - api).abs().max() > 1e-4
     no_ref = _api_latent(pipe, monkeypatch, control_video=control)
     assert (no_ref - api).abs().max() > 1e-4
