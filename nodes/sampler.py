@@ -151,6 +151,7 @@ class WanSampler:
         from ..wan.errors import WanInputError
         from ..wan.job import sample as job_sample
         from ..wan.job.conditioning import t2v_conditioning
+        from ..wan.job.conditioning_fun import fit_to_model
         from ..wan.job.options import RunOptions
         from ..wan.weights.lora import HIGH_NOISE, LOW_NOISE, check_loras
 
@@ -169,6 +170,7 @@ class WanSampler:
         plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
         if plain and cond.latent_channels != channels:  # Wan Empty Embeds default to the Wan2.1 latent
             cond = t2v_conditioning(cond.width, cond.height, cond.num_frames, channels)
+        fit_to_model(cond, model.cfg, model.name)  # a Fun embeds / model mismatch, named before any model loads
         latents = None
         if samples is not None:
             latents = samples["samples"]

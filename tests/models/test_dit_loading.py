@@ -20,8 +20,9 @@ from wan.weights.loader import load_state_dict
 
 torch.set_num_threads(2)
 
-# Variants diffusers implements (every one: T2V, I2V, FLF2V, VACE, Wan2.2 A14B experts and TI2V 5B).
-DIFFUSERS_VARIANTS = list(DIT_PRESETS)
+# Variants diffusers implements (T2V, I2V, FLF2V, VACE, Wan2.2 A14B experts and TI2V 5B; of the
+# Fun models only those without a reference conv or camera adapter, which are I2V-shaped networks).
+DIFFUSERS_VARIANTS = [v for v, c in DIT_PRESETS.items() if not (c.ref_in_dim or c.camera_in_dim)]
 
 
 def meta_shapes(module) -> dict:

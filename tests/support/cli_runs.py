@@ -12,6 +12,7 @@ from text_fixtures import tiny_hf
 from vae_fixtures import TINY21, random_weights
 
 from dit_fixtures import random_weights as dit_weights
+from wan.cli import generate as cli_generate
 from wan.cli import main
 from wan.job import pipelines
 from wan.models.dit.config import DIT_PRESETS
@@ -24,6 +25,9 @@ def generate_latent(argv: list[str], monkeypatch) -> torch.Tensor:
     decode = pipelines.decode_frames
     monkeypatch.setattr(pipelines, "decode_frames",
                         lambda vae, latent, tile=None: seen.append(latent) or decode(vae, latent, tile))
+    to_file = cli_generate.decode_to_file  # videos decode straight into the file
+    monkeypatch.setattr(cli_generate, "decode_to_file",
+                        lambda vae, latent, *a, **k: seen.append(latent) or to_file(vae, latent, *a, **k))
     assert main(["generate", *argv]) == 0
     assert len(seen) == 1
     return seen[0]

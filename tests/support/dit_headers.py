@@ -27,7 +27,11 @@ def comfy_dit(cfg, dtype=torch.bfloat16):
     )
     if cfg.vace_layers:
         return wan.VaceWanModel(vace_layers=len(cfg.vace_layers), vace_in_dim=cfg.vace_in_dim, **kw)
-    return wan.WanModel(model_type="i2v" if cfg.has_image_emb else "t2v", **kw)
+    if getattr(cfg, "camera_in_dim", 0):  # the Fun camera models
+        return wan.CameraWanModel(model_type="camera" if cfg.has_image_emb else "camera_2.2",
+                                  in_dim_control_adapter=cfg.camera_in_dim, **kw)
+    return wan.WanModel(model_type="i2v" if cfg.has_image_emb else "t2v",
+                        in_dim_ref_conv=getattr(cfg, "ref_in_dim", 0) or None, **kw)
 
 
 def comfy_dit_shapes(cfg) -> dict[str, tuple[int, ...]]:

@@ -262,6 +262,9 @@ NAMES = {
     "lightning_i2v_low": ("loras", "wan2.2_i2v_lightx2v_4steps_lora_v1_low_noise.safetensors"),
     "lightning_t2v_high": ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_high_noise.safetensors"),
     "lightning_t2v_low": ("loras", "wan2.2_t2v_lightx2v_4steps_lora_v1.1_low_noise.safetensors"),
+    "fun_control": ("diffusion_models", "wan2.1_fun_control_1.3B_bf16.safetensors"),
+    "fun_inpaint": ("diffusion_models", "wan2.1_fun_inp_1.3B_bf16.safetensors"),
+    "fun_camera": ("diffusion_models", "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"),
 }
 
 
@@ -290,6 +293,9 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "lightning_i2v_low": lambda p: write_lora(p, "wan22_i2v_a14b", seed=13),
         "lightning_t2v_high": lambda p: write_lora(p, "wan22_t2v_a14b", seed=14),
         "lightning_t2v_low": lambda p: write_lora(p, "wan22_t2v_a14b", seed=15),
+        "fun_control": lambda p: write_dit(p, "fun_control_1_3b", seed=16),
+        "fun_inpaint": lambda p: write_dit(p, "fun_inpaint_1_3b", seed=17),
+        "fun_camera": lambda p: write_dit(p, "camera_1_3b", seed=18),
     }
     out = {}
     for role, (folder, name) in NAMES.items():

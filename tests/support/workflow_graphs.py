@@ -26,7 +26,8 @@ def shrink(graph: dict, tag: str) -> dict:
     windows = any(n["class_type"] == "WanContextOptions" for n in g.values())
     for node in g.values():
         inputs, kind = node["inputs"], node["class_type"]
-        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode", "WanAnimateEmbeds"):
+        if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode", "WanAnimateEmbeds", "WanFunInpaintEmbeds",
+                    "WanFunControlEmbeds", "WanCameraEmbeds"):
             inputs.update(width=SIZE, height=SIZE)
             if inputs["num_frames"] > 1:
                 inputs["num_frames"] = LONG_FRAMES if windows else FRAMES
@@ -45,6 +46,8 @@ def shrink(graph: dict, tag: str) -> dict:
                 inputs["end_at_step"] = STEPS // 2
         elif kind == "WanExpertOptions" and inputs["switch_step"] > 0:
             inputs["switch_step"] = STEPS // 2  # the experts still split, inside the shorter run
+        elif kind == "RepeatImageBatch":  # a control video as long as the shrunk video
+            inputs["amount"] = FRAMES
         elif kind == "WanContextOptions":
             inputs.update(context_frames=5, context_overlap=1, context_stride=4)
         elif kind == "WanModelLoader":

@@ -5,7 +5,8 @@
 
 The task follows the diffusion model (read from its weights): T2V, I2V (``--image``; with
 ``--end-image`` first-last-frame), VACE (``--reference-image``, ``--control-video``), Wan2.2 TI2V
-(optional ``--image``), Wan2.2 A14B (``--dit`` high-noise + ``--dit-low``). The output format comes
+(optional ``--image``), Wan2.2 A14B (``--dit`` high-noise + ``--dit-low``), the Fun models (control:
+``--control-video``; inpaint: ``--image``/``--end-image``; camera: ``--camera-motion``, fun_args.py). The output format comes
 from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes to stderr.
 
 Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repeatable; ``--lora-low``
@@ -30,6 +31,7 @@ import torch
 from ..errors import WanError, WanInputError
 from .animate_args import add_animate_arguments, animate_inputs
 from ..job import pipelines
+from ..job.pipelines_fun import fun_pipeline_class
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
@@ -49,6 +51,7 @@ from ..runtime.cancel import Cancelled, cancel_on_sigint
 from ..job.decode_file import decode_to_file
 from ..video import BY_EXTENSION as FORMATS
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
+from .fun_args import add_fun_arguments, fun_inputs
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 
@@ -104,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--control-video", help="VACE control video")
     inputs.add_argument("--vace-strength", type=float, default=1.0)
     add_animate_arguments(inputs)
+    add_fun_arguments(parser)
     gen = parser.add_argument_group("generation")
     gen.add_argument("--width", type=int, default=832)
     gen.add_argument("--height", type=int, default=480)
@@ -214,6 +218,9 @@ def _read_video(path: str):
 
 def _pipeline_class(dit, args):
     kind = dit.cfg.model_type
+    fun = fun_pipeline_class(dit.cfg)
+    if fun is not None:
+        return fun
     if kind == "t2v":
         if args.image or args.end_image:
             raise WanInputError("this diffusion model is text-to-video: it takes no --image/--end-image")
@@ -227,6 +234,30 @@ def _pipeline_class(dit, args):
     if kind == "animate":
         return pipelines.AnimatePipeline
     return pipelines.TI2VPipeline
+
+
+def _inputs(args: argparse.Namespace, cls) -> dict:
+    """The pipeline's inputs from the input flags, each refused where the model takes no such input."""
+    fun = fun_inputs(args, cls, _read_image, _read_video)
+    if fun is not None:
+        return fun
+    animate = cls is pipelines.AnimatePipeline
+    inputs = animate_inputs(args, animate, _read_image, _read_video)
+    if animate:
+        return inputs
+    if args.image:
+        inputs["image"] = _read_image(args.image)
+    if args.end_image:
+        inputs["end_image"] = _read_image(args.end_image)
+    if (args.reference_image or args.control_video) and cls.__name__ != "VACEPipeline":
+        raise WanInputError("--reference-image/--control-video need a VACE, Fun control or Animate diffusion model")
+    if cls.__name__ == "VACEPipeline":
+        inputs["strength"] = args.vace_strength
+        if args.reference_image:
+            inputs["reference_image"] = _read_image(args.reference_image)
+        if args.control_video:
+            inputs["control_video"] = _read_video(args.control_video)
+    return inputs
 
 
 def _write(path: str, vae, latent, fps: float) -> tuple[int, int, int]:
@@ -323,21 +354,7 @@ def run(args: argparse.Namespace) -> int:
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
         pipe = cls(**parts, boundary=args.boundary) if group is None or group.first else None
-        animate = cls is pipelines.AnimatePipeline
-        inputs = animate_inputs(args, animate, _read_image, _read_video)
-        if args.image:
-            inputs["image"] = _read_image(args.image)
-        if args.end_image:
-            inputs["end_image"] = _read_image(args.end_image)
-        if (args.reference_image and not animate) or args.control_video:
-            if cls.__name__ != "VACEPipeline":
-                raise WanInputError("--reference-image/--control-video need a VACE diffusion model")
-        if cls.__name__ == "VACEPipeline":
-            inputs["strength"] = args.vace_strength
-            if args.reference_image:
-                inputs["reference_image"] = _read_image(args.reference_image)
-            if args.control_video:
-                inputs["control_video"] = _read_video(args.control_video)
+        inputs = _inputs(args, cls)
         t0 = time.monotonic()
         with cancel_on_sigint():  # Ctrl-C stops at the next cancel point; no output is written
             call = dict(width=args.width, height=args.height, num_frames=frames_n, steps=args.steps, cfg=args.cfg,

@@ -63,7 +63,8 @@ class VideoConditioning:
     [1, C, T, h, w] / [1, 1, T, h, w] latent frames held fixed where the mask is 0 (TI2V);
     trim_latent: latent frames in front (VACE or Animate reference) removed after sampling;
     Animate: pose_latents [1, 16, T - 1, h, w] (normalized) and face_pixels [1, 3, F, 512, 512] in
-    -1..1 (the negative pass sees a blank face, as ComfyUI's WanAnimateToVideo gives it).
+    -1..1 (the negative pass sees a blank face, as ComfyUI's WanAnimateToVideo gives it); camera:
+    [1, 24, T, H, W] Plücker embedding (Fun camera); reference: [1, 16, h, w] reference latent (Fun ref conv).
     """
 
     width: int
@@ -79,6 +80,8 @@ class VideoConditioning:
     trim_latent: int = 0
     pose_latents: torch.Tensor | None = None
     face_pixels: torch.Tensor | None = None
+    camera: torch.Tensor | None = None
+    reference: torch.Tensor | None = None
 
     @property
     def latent_frames(self) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
+from .conditioning_fun import fit_to_model
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -74,6 +75,8 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         "fixed_latent": image.fixed_latent,
         "denoise_mask": image.denoise_mask,
         "pose_latents": image.pose_latents,
+        "camera": image.camera,
+        "reference": image.reference,
     }
     shared = {k: _to(v, device) for k, v in shared.items() if v is not None}
     if image.vace_context is not None:
@@ -117,7 +120,8 @@ def make_dit_call(forward: Forward, num_frames: int):
             x = _hold_fixed(x, cond)
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
-        kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels")
+        kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels",
+                                   "camera", "reference")
               if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
@@ -311,6 +315,7 @@ def sample_video(
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     _check_animate(dit, run)
+    image_embeds = fit_to_model(image_embeds, getattr(dit, "cfg", None))
     layout = run.parallel
     if layout is not None and layout.size > 1:
         check_parallel(layout, [m for m in (dit, dit_low) if m is not None], run)

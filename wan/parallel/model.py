@@ -65,9 +65,7 @@ class _Parallel:
         self.embed, self.finish = dit.embed, dit.finish  # the model's own (bound) methods
 
     # -- entry ---------------------------------------------------------------------------------
-    def sharded_embed(self, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0,
-                      pose_latents=None, face_pixels=None):
-        # Animate's pose/face inputs never arrive here: sample_video refuses Animate under a layout
+    def sharded_embed(self, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0, **extra):
         g = self.groups
         c = g.coords[0]
         batch, parts = x.shape[0], g.layout.cfg
@@ -76,7 +74,7 @@ class _Parallel:
         if self.cfg_split:
             x, t, context, clip_fea, y, vace_context = (
                 _batch_slice(v, batch, c, parts) for v in (x, t, context, clip_fea, y, vace_context))
-        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents, face_pixels)
+        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, **extra)
         if g.sequence is None:
             return state
         tokens = state.x.shape[1]

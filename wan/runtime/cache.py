@@ -150,14 +150,14 @@ class StepCache:
         return True
 
     def __call__(self, step: Step, x, t, context, clip_fea=None, y=None, vace_context=None, vace_strength=1.0,
-                 **animate):
+                 **extra):
         dit = self.dit
         if step.index != self._step:
             self._step, self._call = step.index, 0
         else:
             self._call += 1
         stream = self._streams.setdefault(self._call, _Stream())
-        state = dit.embed(x, t, context, clip_fea, y, vace_context, vace_strength, **animate)  # pose, face
+        state = dit.embed(x, t, context, clip_fea, y, vace_context, vace_strength, **extra)
         self.stats.total += 1
         if not self._should_compute(stream, self._signal(state), step, state.grid) \
                 and stream.residual.shape == state.x.shape:

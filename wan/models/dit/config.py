@@ -1,7 +1,8 @@
 """Configurations of the Wan diffusion transformer, one frozen dataclass with a named preset per variant.
 
 Every Wan DiT is the same network; variants differ only in sizes and in a few optional parts
-(CLIP image embedding, first/last-frame position embedding, VACE blocks), so one config covers all.
+(CLIP image embedding, first/last-frame position embedding, VACE blocks, the Fun models' camera
+adapter and reference conv), so one config covers all.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate")
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera")
 FACE_EVERY = 5  # Animate: one face adapter block after every fifth DiT block
 
 
@@ -21,7 +22,12 @@ class DiTConfig:
     conditioning channels, with a CLIP image path when ``has_image_emb``), "flf2v" (i2v with a
     position embedding over first+last frame CLIP tokens), "vace" (t2v + VACE context blocks) and
     "ti2v" (Wan2.2 5B: 48 latent channels, per-frame timesteps), "animate" (Wan2.2 Animate 14B: i2v
-    with a pose patch embedding, a face motion encoder and a face adapter after every fifth block).
+    with a pose patch embedding, a face motion encoder and a face adapter after every fifth block),
+    "fun_control" (Fun control: ``y`` holds the control video's latent beside the start image's, 2.2
+    with a mask between) and "camera" (Fun camera: a camera adapter adds Plücker embeddings to the
+    patch tokens). Fun inpaint models are "i2v" networks. ``ref_in_dim``: the Fun reference conv (a
+    reference image's latent as one frame of tokens in front); ``camera_in_dim``: camera adapter input
+    channels.
     """
 
     variant: str
@@ -43,6 +49,8 @@ class DiTConfig:
     flf_pos_tokens: int = 514
     vace_layers: tuple[int, ...] = ()
     vace_in_dim: int = 0
+    ref_in_dim: int = 0
+    camera_in_dim: int = 0
     rope_theta: float = 10000.0
 
     def __post_init__(self):
@@ -138,6 +146,20 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         DiTConfig("wan22_t2v_a14b", "t2v", in_dim=16, out_dim=16, **_LARGE),
         DiTConfig("wan22_i2v_a14b", "i2v", in_dim=36, out_dim=16, **_LARGE),
         DiTConfig("wan22_animate_14b", "animate", in_dim=36, out_dim=16, has_image_emb=True, **_LARGE),
+        # VideoX-Fun's models (alibaba-pai): Fun inpaint is an I2V network (the 14B one has
+        # i2v_14b's tensors); Fun control takes [control, image] latents (2.2: [control, mask,
+        # image]); V1.1 and 2.2 add the reference conv; camera models add the camera adapter.
+        DiTConfig("fun_inpaint_1_3b", "i2v", in_dim=36, out_dim=16, has_image_emb=True, **_SMALL),
+        DiTConfig("fun_control_1_3b", "fun_control", in_dim=48, out_dim=16, has_image_emb=True, **_SMALL),
+        DiTConfig("fun_control_14b", "fun_control", in_dim=48, out_dim=16, has_image_emb=True, **_LARGE),
+        DiTConfig("fun_control_ref_1_3b", "fun_control", in_dim=48, out_dim=16, has_image_emb=True, ref_in_dim=16,
+                  **_SMALL),
+        DiTConfig("fun_control_ref_14b", "fun_control", in_dim=48, out_dim=16, has_image_emb=True, ref_in_dim=16,
+                  **_LARGE),
+        DiTConfig("wan22_fun_control_a14b", "fun_control", in_dim=52, out_dim=16, ref_in_dim=16, **_LARGE),
+        DiTConfig("camera_1_3b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_SMALL),
+        DiTConfig("camera_14b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_LARGE),
+        DiTConfig("wan22_camera_a14b", "camera", in_dim=36, out_dim=16, camera_in_dim=24, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
     )
 }

@@ -1,4 +1,4 @@
-"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate).
+"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate, Fun).
 
 ``forward`` is ``embed`` -> ``run_block`` for each block -> ``finish``; wrappers (block swap,
 caching, skipping) call those three pieces themselves instead of copying the loop.
@@ -21,6 +21,7 @@ from ...errors import WanInputError
 from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
 from .attention_select import attention_kernel
+from .camera import CameraAdapter, reference_tokens
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
@@ -45,6 +46,7 @@ class DiTState:
     rope: rotary table; grid: token grid (f, h, w); size: unpadded latent (F, H, W).
     VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
     Animate only: face [B, f, 5, C] face tokens per latent frame (None: no face video).
+    prefix: tokens in front of the video's (a Fun reference image), dropped by ``finish``.
     """
 
     x: torch.Tensor
@@ -59,6 +61,7 @@ class DiTState:
     vace: list[torch.Tensor] | None = None
     vace_strength: tuple[float, ...] = ()
     face: torch.Tensor | None = None
+    prefix: int = 0
 
 
 class WanDiT(nn.Module):
@@ -91,6 +94,10 @@ class WanDiT(nn.Module):
                 for i in range(len(cfg.vace_layers))
             )
             self.vace_patch_embedding = nn.Conv3d(cfg.vace_in_dim, d, kernel_size=p, stride=p)
+        if cfg.camera_in_dim:
+            self.control_adapter = CameraAdapter(cfg.camera_in_dim, d, p[1:])
+        if cfg.ref_in_dim:
+            self.ref_conv = nn.Conv2d(cfg.ref_in_dim, d, kernel_size=p[1:], stride=p[1:])
         self._vace_after = {layer: n for n, layer in enumerate(cfg.vace_layers)}
         if cfg.is_animate:
             self.pose_patch_embedding = nn.Conv3d(cfg.out_dim, d, kernel_size=p, stride=p)
@@ -179,6 +186,8 @@ class WanDiT(nn.Module):
         vace_strength: float | Sequence[float] = 1.0,
         pose_latents: torch.Tensor | None = None,
         face_pixels: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
@@ -197,9 +206,20 @@ class WanDiT(nn.Module):
         elif pose_latents is not None or face_pixels is not None:
             raise WanInputError(f"{cfg.variant}: pose and face videos are inputs of the Animate model only")
         grid = tuple(tokens.shape[2:])
-        tokens = tokens.flatten(2).transpose(1, 2).to(self.residual_dtype).contiguous()  # [B, L, C]
+        if camera is not None and cfg.camera_in_dim:
+            tokens = tokens + self.control_adapter(camera.to(x.device), grid)
+        tokens = tokens.flatten(2).transpose(1, 2)  # [B, L, C]
+        rope_grid, prefix = grid, 0
+        if reference is not None and cfg.ref_in_dim:
+            # one frame of tokens in front, at rotary frame 0 (the video's frames move up by one)
+            ref = reference_tokens(self.ref_conv, reference.to(x.device), batch, grid)
+            tokens, rope_grid, prefix = torch.cat([ref, tokens], dim=1), (grid[0] + 1,) + grid[1:], ref.shape[1]
+        tokens = tokens.to(self.residual_dtype).contiguous()
 
         tt = self._timesteps(torch.as_tensor(t, device=x.device), batch, grid)
+        if prefix and tt.shape[1] > 1:
+            raise WanInputError("a reference image (Fun reference conv) takes one timestep per sample, "
+                                 "not per frame or token")
         emb = sinusoidal_embedding(cfg.freq_dim, tt.flatten())
         e = linear_fp32(self.time_embedding[2], F.silu(linear_fp32(self.time_embedding[0], emb)))
         e0 = linear_fp32(self.time_projection[1], F.silu(e))
@@ -214,7 +234,8 @@ class WanDiT(nn.Module):
             context = torch.cat([self.img_emb(clip_fea, dt), context], dim=1)
             context_img_len = clip_fea.shape[1]
 
-        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(grid, x.device), grid, size)
+        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(rope_grid, x.device), grid, size,
+                         prefix=prefix)
         if cfg.vace_layers:
             self._embed_vace(state, vace_context, vace_strength, batch)
         if face_pixels is not None:
@@ -301,7 +322,7 @@ class WanDiT(nn.Module):
 
     def finish(self, state: DiTState) -> torch.Tensor:
         """Head and unpatchify -> [B, out_dim, F, H, W] fp32."""
-        out = self.head(state.x, state.e)
+        out = self.head(state.x[:, state.prefix:] if state.prefix else state.x, state.e)
         b, c = out.shape[0], self.cfg.out_dim
         (f, h, w), (pt, ph, pw) = state.grid, self.cfg.patch_size
         out = out.view(b, f, h, w, pt, ph, pw, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
@@ -320,6 +341,8 @@ class WanDiT(nn.Module):
         vace_strength: float | Sequence[float] = 1.0,
         pose_latents: torch.Tensor | None = None,
         face_pixels: torch.Tensor | None = None,
+        camera: torch.Tensor | None = None,
+        reference: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -329,10 +352,12 @@ class WanDiT(nn.Module):
         (I2V/FLF2V; without it the image path is skipped); y: [B, in_dim - out_dim, F, H, W]
         conditioning (I2V); vace_context: [B, 96, F, H, W] or [B, N, 96, F, H, W] with one
         strength per context; Animate: pose_latents [B, 16, F - 1, H, W] (normalized, the frames
-        after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1. Returns
-        [B, out_dim, F, H, W] fp32.
+        after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1; camera: [B, 24, F, 8H, 8W]
+        Plücker embedding at pixel size (Fun camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
+        Returns [B, out_dim, F, H, W] fp32.
         """
-        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents, face_pixels)
+        state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents=pose_latents,
+                           face_pixels=face_pixels, camera=camera, reference=reference)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)

@@ -64,6 +64,10 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
         fields.update(has_image_emb=True, img_dim=shape("img_emb.proj.1.weight", 2)[1])
         if "img_emb.emb_pos" in sd:
             fields.update(has_flf_pos_emb=True, flf_pos_tokens=shape("img_emb.emb_pos", 3)[1])
+    if "ref_conv.weight" in sd:
+        fields.update(ref_in_dim=shape("ref_conv.weight", 4)[1])
+    if "control_adapter.conv.weight" in sd:
+        fields.update(camera_in_dim=camera_channels(shape("control_adapter.conv.weight", 4), path))
     if "vace_patch_embedding.weight" in sd:
         n = block_count(sd, "vace_blocks.", path, "Wan DiT VACE")
         if not 0 < n <= num_layers:
@@ -77,8 +81,12 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
             raise WanFileError(path, f"Wan Animate DiT with {n} face adapter blocks for {num_layers} blocks "
                                      f"(expected one per {FACE_EVERY})")
         model_type = "animate"
+    elif fields.get("camera_in_dim"):
+        model_type = "camera"
     elif fields.get("has_flf_pos_emb"):
         model_type = "flf2v"
+    elif in_dim - out_dim in (2 * out_dim, 2 * out_dim + 4):  # control + image latents (2.2: a mask between)
+        model_type = "fun_control"
     elif in_dim > out_dim:
         model_type = "i2v"
     elif out_dim == 48:
@@ -93,3 +101,12 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
         if same_network(preset, cfg):
             return preset
     return cfg
+
+
+def camera_channels(conv_shape, path=None) -> int:
+    """Camera adapter input channels from ``control_adapter.conv.weight`` (it sees the embedding
+    8x8 pixel-unshuffled: 64 values per channel)."""
+    if conv_shape[1] % 64:
+        raise WanFileError(path, f"control_adapter.conv.weight has shape {tuple(conv_shape)}: "
+                                 "its input channels are not a multiple of 64 (8x8 pixel unshuffle)")
+    return conv_shape[1] // 64
