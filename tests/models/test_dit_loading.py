@@ -22,7 +22,9 @@ torch.set_num_threads(2)
 
 # Variants diffusers implements (T2V, I2V, FLF2V, VACE, Wan2.2 A14B experts and TI2V 5B; of the
 # Fun models only those without a reference conv or camera adapter, which are I2V-shaped networks).
-DIFFUSERS_VARIANTS = [v for v, c in DIT_PRESETS.items() if not (c.ref_in_dim or c.camera_in_dim)]
+# diffusers has no Fun reference conv / camera adapter, and its Animate transformer's names have no
+# mapping here (the published Animate file uses the official names, which ComfyUI's test covers)
+DIFFUSERS_VARIANTS = [v for v, c in DIT_PRESETS.items() if not (c.ref_in_dim or c.camera_in_dim or c.is_animate)]
 
 
 def meta_shapes(module) -> dict:

@@ -25,6 +25,11 @@ def comfy_dit(cfg, dtype=torch.bfloat16):
         num_layers=cfg.num_layers, device="meta", dtype=dtype, operations=ops,
         flf_pos_embed_token_number=cfg.flf_pos_tokens if cfg.has_flf_pos_emb else None,
     )
+    if getattr(cfg, "is_animate", False):
+        animate = comfy("comfy.ldm.wan.model_animate")
+        return animate.AnimateWanModel(patch_size=cfg.patch_size, text_len=cfg.text_len, freq_dim=cfg.freq_dim,
+                                       text_dim=cfg.text_dim, eps=cfg.eps,
+                                       **{k: v for k, v in kw.items() if k != "flf_pos_embed_token_number"})
     if cfg.vace_layers:
         return wan.VaceWanModel(vace_layers=len(cfg.vace_layers), vace_in_dim=cfg.vace_in_dim, **kw)
     if getattr(cfg, "camera_in_dim", 0):  # the Fun camera models
@@ -35,7 +40,8 @@ def comfy_dit(cfg, dtype=torch.bfloat16):
 
 
 def comfy_dit_shapes(cfg) -> dict[str, tuple[int, ...]]:
-    return {k: tuple(v.shape) for k, v in comfy_dit(cfg).state_dict().items()}
+    # Animate's motion encoder holds constant blur kernels as buffers: not weights of the file
+    return {k: tuple(v.shape) for k, v in comfy_dit(cfg).state_dict().items() if not k.endswith(".kernel")}
 
 
 def write_sparse_safetensors(path, shapes: dict, dtype="BF16"):
