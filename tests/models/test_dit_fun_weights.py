@@ -126,8 +126,8 @@ def test_fun_block_swap_and_step_cache_paths(variant):
         swapper = enable_block_swap(swapped, 2, "cpu", "cpu", prefetch=False, offload_embeddings=True, simulate=True)
         assert swapper.active
         got = swapped(inp.x, inp.t, inp.context, **kw)
-        state = plain.embed(inp.x, inp.t, inp.context, inp.clip_fea, inp.y, None, 1.0, kw.get("camera"),
-                            kw.get("reference"))
+        state = plain.embed(inp.x, inp.t, inp.context, inp.clip_fea, inp.y, None, 1.0, camera=kw.get("camera"),
+                            reference=kw.get("reference"))
         for i in range(cfg.num_layers):
             plain.run_block(i, state)
         pieces = plain.finish(state)

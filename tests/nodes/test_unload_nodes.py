@@ -62,6 +62,10 @@ class PinnedCache:
 
 @pytest.fixture
 def pinned(monkeypatch, swapped):
+    # models of earlier tests collected now may have a release pending on the timer thread: let it
+    # run before the simulated cache records, so what it records is this test's own releases
+    gc.collect()
+    _wait_for_release()
     cache = PinnedCache(swapped["host"])
     monkeypatch.setattr(torch._C, "_host_emptyCache", cache, raising=False)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
