@@ -40,7 +40,7 @@ def _sample_with_oom(monkeypatch):
     monkeypatch.setattr(pipeline_sampling, "sample_video", out_of_memory)
 
     class _TinyDiT(torch.nn.Module):
-        cfg = type("Cfg", (), {"latent_channels": 16})()
+        cfg = importlib.import_module(f"{PACK}.wan.models.dit.config").DIT_PRESETS["t2v_1_3b"]
 
         def __init__(self):
             super().__init__()
