@@ -21,7 +21,7 @@ def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("par")
     out = tmp / "results.pt"
     spawn(worker, 2, LAYOUTS, str(tmp), str(out))
-    res = torch.load(out)
+    res = torch.load(out, weights_only=True)
     assert "error" not in res, res.get("error")
     return res
 
@@ -56,7 +56,7 @@ def product_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("par4")
     out = tmp / "results.pt"
     spawn(product_worker, 4, PRODUCTS, str(tmp), str(out))
-    res = torch.load(out)
+    res = torch.load(out, weights_only=True)
     assert "error" not in res, res.get("error")
     return res
 
