@@ -16,42 +16,24 @@ import functools
 import pytest
 import torch
 
-from refs import comfy, import_pack, pack_module
-from tiny_models import NAMES, write_set
+from tiny_models import NAMES
+from tiny_pack import STEPS, open_pack, t2v_latent, write_models
 
 PACK = "wan_pack_blockswap_sampler_test"
 ROLE = "t2v_gguf"
-W, H, FRAMES, STEPS = 32, 32, 5, 3
 
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("comfy_models")
-    write_set(d, only=(ROLE,))
-    return d
+    return write_models(tmp_path_factory, ROLE)
 
 
 @pytest.fixture
 def pack(models_dir, monkeypatch):
-    torch.set_num_threads(2)
-    folder_paths = comfy("folder_paths")
-    import_pack(PACK)
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "diffusion_models",
-                        ([str(models_dir / NAMES[ROLE][0])], {".safetensors", ".gguf"}))
-    mod = functools.partial(pack_module, name=PACK)
-    monkeypatch.setattr(mod("nodes.loaders"), "MODEL_CACHE", mod("nodes._common").ModelCache())
+    mod = open_pack(PACK, models_dir, ROLE, monkeypatch)
     blockswap = mod("wan.runtime.blockswap")
     monkeypatch.setattr(blockswap, "enable_block_swap", functools.partial(blockswap.enable_block_swap, simulate=True))
     return mod
-
-
-def _latent(pack, model) -> torch.Tensor:
-    conditioning = pack("wan.job.conditioning")
-    g = torch.Generator().manual_seed(9)
-    text = conditioning.PromptEmbeds(torch.randn(1, 512, 4096, generator=g), torch.randn(1, 512, 4096, generator=g))
-    embeds = conditioning.t2v_conditioning(W, H, FRAMES, 16)
-    out = pack("nodes.sampler").WanSampler().sample(model, text, embeds, STEPS, 5.0, 5.0, 3, "unipc", 1.0)
-    return out[0]["samples"]
 
 
 @pytest.mark.parametrize("prefetch,offload_embeddings", [(True, False), (False, True)])
@@ -65,8 +47,8 @@ def test_swapped_model_through_loader_and_sampler_equals_plain(pack, prefetch, o
     swapper = swapped.dit._wan_block_swapper
     assert swapper.active  # the simulated device: swapping runs
 
-    expected = _latent(pack, plain)
-    got = _latent(pack, swapped)
+    expected = t2v_latent(pack, plain)
+    got = t2v_latent(pack, swapped)
     assert torch.equal(got, expected)
     # both blocks of the tiny model and, when asked, the text embedding (a T2V model has no image
     # embedding) streamed in at every model call: one per step (cfg 5 runs the conditional and
