@@ -17,7 +17,8 @@ class WanAnimateEmbeds:
     RETURN_NAMES = ("image_embeds", "trim_image", "video_frame_offset")
     FUNCTION = "encode"
     DESCRIPTION = ("Wan 2.2 Animate conditioning: the character of the reference image moved by the pose video, "
-                   "its expression by the face video. For long videos run window after window: feed the last "
+                   "its expression by the face video; with background_video and character_mask it replaces the "
+                   "masked person in that video. For long videos run window after window: feed the last "
                    "frames of the previous window to continue_motion and its video_frame_offset output here, "
                    "and drop trim_image frames from the front of each later window.")
 
@@ -38,6 +39,10 @@ class WanAnimateEmbeds:
                 "face_video": ("IMAGE", {"tooltip": "Driving face crops (resized to 512x512)."}),
                 "clip_embeds": (WANCLIPEMBEDS, {"tooltip": "Wan CLIP Vision Encode of the reference image."}),
                 "continue_motion": ("IMAGE", {"tooltip": "The previous window's frames, continued here."}),
+                "background_video": ("IMAGE", {"tooltip": "Replace mode: the video the character is put into "
+                                                          "(read from video_frame_offset)."}),
+                "character_mask": ("MASK", {"tooltip": "Replace mode: 1 where the character goes in background_video "
+                                                       "(one frame for all, or one per frame)."}),
             },
         }
 
@@ -47,7 +52,8 @@ class WanAnimateEmbeds:
 
     @showing_notices  # a size rounded, a short pose video padded
     def encode(self, vae, width, height, num_frames, continue_motion_max_frames, video_frame_offset,
-               reference_image=None, pose_video=None, face_video=None, clip_embeds=None, continue_motion=None):
+               reference_image=None, pose_video=None, face_video=None, clip_embeds=None, continue_motion=None,
+               background_video=None, character_mask=None):
         from ..wan.job.conditioning_animate import animate_conditioning
 
         check_received(size_rule, width=width, height=height, num_frames=num_frames)
@@ -55,7 +61,8 @@ class WanAnimateEmbeds:
             cond, window = animate_conditioning(
                 vae, width, height, num_frames, reference_image, pose_video, face_video, clip_fea=clip_embeds,
                 continue_motion=continue_motion, continue_motion_max_frames=continue_motion_max_frames,
-                video_frame_offset=video_frame_offset)
+                video_frame_offset=video_frame_offset, background_video=background_video,
+                character_mask=character_mask)
         return (_to_cpu(cond), window.trim_image, window.video_frame_offset)
 
 

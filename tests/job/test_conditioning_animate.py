@@ -8,6 +8,8 @@ Tolerance: max|ours - ComfyUI| <= 1e-5 * max|ComfyUI| (the two VAEs' own agreeme
 pixels exact.
 """
 
+import warnings
+
 import pytest
 import torch
 from refs import comfy, comfy_extras
@@ -105,6 +107,59 @@ def test_windowed_continuation(vae21, offset, kept):
     ref = _comfy(ref_vae, reference_image=ref_img, pose_video=pose, face_video=face, continue_motion=previous, **kw)
     cond, window = animate_conditioning(ours_vae, W, H, FRAMES, ref_img, pose, face, continue_motion=previous, **kw)
     _compare(cond, window, ref, f"continuation offset {offset} keep {kept}")
+
+
+@pytest.mark.parametrize("offset, kept, mask_frames", [(0, None, 14), (0, None, 1), (6, 3, 11), (9, 5, 12)])
+def test_replace_mode(vae21, offset, kept, mask_frames):
+    """Replace mode: the character put into a background video where a soft character mask says;
+    videos and mask at other sizes and aspects, read from the offset (one mask frame stands for
+    all), the kept frames of a continued window left as they are."""
+    ours_vae, ref_vae = vae21
+    g = torch.Generator().manual_seed(8 + offset)
+    background = torch.rand(14, 40, 64, 3, generator=g)
+    mask = torch.rand(mask_frames, 72, 40, generator=g)
+    mask[:, 20:50] = (mask[:, 20:50] > 0.5).float()  # hard and soft regions both
+    pose = torch.rand(14, 56, 40, 3, generator=g)
+    ref_img = torch.rand(1, H, W, 3, generator=g)
+    kw = dict(video_frame_offset=offset)
+    if kept:
+        kw.update(continue_motion=torch.rand(9, H, W, 3, generator=g), continue_motion_max_frames=kept)
+    ref = _comfy(ref_vae, reference_image=ref_img, pose_video=pose, background_video=background,
+                 character_mask=mask, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a mask shorter than the window is said, and compared here
+        cond, window = animate_conditioning(ours_vae, W, H, FRAMES, ref_img, pose, background_video=background,
+                                            character_mask=mask, **kw)
+    assert not torch.equal(cond.y[:, :4, 1:], torch.zeros_like(cond.y[:, :4, 1:]))  # the mask reached y
+    _compare(cond, window, ref, f"replace offset {offset} keep {kept} mask frames {mask_frames}")
+
+
+def test_replace_inputs_past_their_end(vae21):
+    """A background and mask that end before the offset are left out (the window is generated
+    whole over grey), as ComfyUI leaves them out; a mask shorter than the window is said."""
+    ours_vae, ref_vae = vae21
+    g = torch.Generator().manual_seed(9)
+    background, mask = torch.rand(4, H, W, 3, generator=g), torch.rand(4, H, W, generator=g)
+    ref = _comfy(ref_vae, background_video=background, character_mask=mask, video_frame_offset=4)
+    cond, window = animate_conditioning(ours_vae, W, H, FRAMES, background_video=background,
+                                        character_mask=mask, video_frame_offset=4)
+    _compare(cond, window, ref, "background and mask past their end")
+    with pytest.warns(Warning, match="character_mask has 2 frames"):
+        animate_conditioning(ours_vae, W, H, FRAMES, character_mask=mask, video_frame_offset=2)
+
+
+def test_bad_replace_inputs_are_refused(vae21):
+    ours_vae, _ = vae21
+    with pytest.raises(WanInputError, match="character_mask must be \\[frames, H, W\\]"):
+        animate_conditioning(ours_vae, W, H, FRAMES, character_mask=torch.rand(2, 3, H, W))
+    with pytest.raises(WanInputError, match="character_mask must be a mask tensor"):
+        animate_conditioning(ours_vae, W, H, FRAMES, character_mask=[[0.5]])
+    with pytest.raises(WanInputError, match="background_video"):
+        animate_conditioning(ours_vae, W, H, FRAMES, background_video=torch.rand(4, H, W))
+    bad = torch.rand(3, H, W)
+    bad[1, 2, 3] = float("nan")
+    with pytest.raises(WanInputError, match="character_mask"):
+        animate_conditioning(ours_vae, W, H, FRAMES, character_mask=bad)
 
 
 def test_bad_inputs_are_refused_before_encoding(vae21):

@@ -1,5 +1,6 @@
-"""The Fun DiTs (inpaint, control 2.1 / 2.2 with the reference conv, camera 2.1 / 2.2) against
-ComfyUI's own networks (WanModel, CameraWanModel) on the same seeded tiny weights, fp32 CPU.
+"""The Fun DiTs (inpaint, control 2.1 / 2.2 with the reference conv, 2.2 5B control on 48-channel
+latents, camera 2.1 / 2.2) against ComfyUI's own networks (WanModel, CameraWanModel) on the same
+seeded tiny weights, fp32 CPU.
 
 Tolerance: max|ours - ref| <= 1e-5 * max|ref| + 1e-6 (dit_fixtures.RTOL/ATOL), as test_dit_parity.
 ComfyUI's reference input: ``reference_latent`` (ref_conv); ``camera_conditions`` (control adapter).
@@ -17,7 +18,7 @@ from wan.models.dit.shapes import config_from_shapes
 torch.set_num_threads(2)
 
 FUN = ["fun_inpaint_1_3b", "fun_control_1_3b", "fun_control_ref_1_3b", "wan22_fun_control_a14b",
-       "camera_1_3b", "wan22_camera_a14b"]
+       "camera_1_3b", "wan22_camera_a14b", "wan22_fun_control_5b"]
 
 
 def tiny(variant):

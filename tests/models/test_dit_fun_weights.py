@@ -101,7 +101,8 @@ def test_comfyui_detects_our_fun_presets():
     """ComfyUI's own detection on our presets' tensors names the same family (its supported model)."""
     detect = comfy("comfy.model_detection")
     expected = {"fun_control_1_3b": "WAN21_FunControl2V", "camera_1_3b": "WAN21_Camera",
-                "wan22_camera_a14b": "WAN22_Camera", "fun_inpaint_1_3b": "WAN21_I2V"}
+                "wan22_camera_a14b": "WAN22_Camera", "fun_inpaint_1_3b": "WAN21_I2V",
+                "wan22_fun_control_5b": "WAN22_T2V"}  # ComfyUI: the 5B network, its y read from the weights
     for variant, name in expected.items():
         with torch.device("meta"):
             sd = WanDiT(DIT_PRESETS[variant].tiny()).state_dict()

@@ -32,7 +32,7 @@ def shrink(graph: dict, tag: str) -> dict:
             if inputs["num_frames"] > 1:
                 inputs["num_frames"] = LONG_FRAMES if windows else FRAMES
         elif kind in ("WanVaceToVideo", "WanImageToVideo", "WanFirstLastFrameToVideo", "Wan22ImageToVideoLatent",
-                      "EmptyHunyuanLatentVideo"):
+                      "EmptyHunyuanLatentVideo", "WanCameraEmbedding"):
             inputs.update(width=SIZE, height=SIZE)
             if inputs["length"] > 1:
                 inputs["length"] = FRAMES

@@ -8,6 +8,7 @@ mean in raw space) is zero here.
   tokens of the start image only (the Fun inpaint models have no first/last-frame embedding).
 - Control: ``y`` = [control video latent, 4-channel known mask, start frames latent] (Wan22FunControl-
   ToVideo); the 2.1 models (WanFunControlToVideo) take it without the mask, see ``fit_to_model``.
+  The Wan 2.2 Fun 5B control model takes the same with the Wan2.2 VAE's 48-channel latents.
   A reference image (2.1 V1.1 and 2.2 models' ref conv) is one more latent frame, its own input.
 - Camera (WanCameraImageToVideo): ``y`` = [known mask, start frames latent] (2.1: latent only) and
   the Plücker embedding [1, 24, T, H, W] (``camera_poses``).
@@ -36,7 +37,7 @@ from .conditioning import (
 )
 from .memory import check_encode
 
-LATENT = 16  # every Fun conditioning here is built with the Wan2.1 VAE
+LATENT = 16  # the Fun conditioning is built with the Wan2.1 VAE (control: also the 5B's Wan2.2 VAE)
 
 
 def _known_mask(t: int, h: int, w: int, start: int = 0, end: int = 0) -> torch.Tensor:
@@ -50,10 +51,10 @@ def _known_mask(t: int, h: int, w: int, start: int = 0, end: int = 0) -> torch.T
     return known.view(1, t, TEMPORAL, 1, 1).transpose(1, 2).expand(1, TEMPORAL, t, h, w).contiguous()
 
 
-def _front_latent(vae, frames: torch.Tensor | None, t: int, h: int, w: int) -> torch.Tensor:
+def _front_latent(vae, frames: torch.Tensor | None, t: int, h: int, w: int, channels: int = LATENT) -> torch.Tensor:
     """The normalised latent of ``frames`` in the first latent frames, zero after (ComfyUI writes the
     encoded frames over its empty latent)."""
-    out = torch.zeros(1, LATENT, t, h, w)
+    out = torch.zeros(1, channels, t, h, w)
     if frames is not None:
         z = normalize_latent(vae_encode(vae, frames[: (frames.shape[0] - 1) // TEMPORAL * TEMPORAL + 1])).cpu()
         out[:, :, : z.shape[2]] = z[:, :, :t]
@@ -98,21 +99,23 @@ def fun_control_conditioning(vae, clip_vision, width: int, height: int, num_fram
                              reference_image: torch.Tensor | None = None) -> VideoConditioning:
     """Fun control: a control video [N, H, W, 3] (depth, pose, canny... frames; cut to
     ``num_frames``, zero latent after a shorter one), optional start frames and a reference image
-    (its first frame; used by models with the reference conv)."""
-    _check_vae(vae, LATENT, "Fun control")
-    w, h, f = check_size(width, height, num_frames, 16)
-    s = SPATIAL[LATENT]
+    (its first frame; used by models with the reference conv). The Wan2.1 VAE, or the Wan2.2 VAE
+    for the Wan 2.2 Fun 5B control model (48-channel latents, sizes multiples of 32)."""
+    lc = getattr(vae, "z_dim", LATENT)
+    _check_vae(vae, lc if lc in SPATIAL else LATENT, "Fun control")
+    w, h, f = check_size(width, height, num_frames, 2 * SPATIAL[lc])
+    s = SPATIAL[lc]
     t, lh, lw = (f - 1) // TEMPORAL + 1, h // s, w // s
     control = _start(control_video, "control_video", f, w, h)
     start = _start(start_image, "start_image", f, w, h)
-    y = torch.cat([_front_latent(vae, control, t, lh, lw),
+    y = torch.cat([_front_latent(vae, control, t, lh, lw, lc),
                    _known_mask(t, lh, lw, 0 if start is None else start.shape[0]),
-                   _front_latent(vae, start, t, lh, lw)], dim=1)
+                   _front_latent(vae, start, t, lh, lw, lc)], dim=1)
     reference = None
     if reference_image is not None:
         ref = fit_images(as_images(reference_image, "reference_image")[:1], w, h)
         reference = normalize_latent(vae_encode(vae, ref)).cpu()[:, :, 0]
-    return VideoConditioning(w, h, f, LATENT, y=y, clip_fea=_clip(clip_vision, start_image), reference=reference)
+    return VideoConditioning(w, h, f, lc, y=y, clip_fea=_clip(clip_vision, start_image), reference=reference)
 
 
 def fun_camera_conditioning(vae, clip_vision, width: int, height: int, num_frames: int,

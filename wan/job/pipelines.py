@@ -368,19 +368,20 @@ class VACEPipeline(WanPipeline):
 
 class AnimatePipeline(WanPipeline):
     """Wan 2.2 Animate: ``reference_image`` (the character, also seen by CLIP), ``pose_video`` and
-    ``face_video`` ([N, H, W, 3] in 0..1); one window (see ``conditioning_animate``)."""
+    ``face_video`` ([N, H, W, 3] in 0..1), replace mode ``background_video`` with ``character_mask``
+    [N, H, W]; one window (see ``conditioning_animate``)."""
 
     needs_clip = True
     default_frames = 77
 
     def conditioning(self, width, height, num_frames, reference_image=None, pose_video=None, face_video=None,
-                     **inputs):
+                     background_video=None, character_mask=None, **inputs):
         _no_inputs("Wan Animate", inputs)
         clip_fea = None
         if reference_image is not None and self.clip_vision is not None:
             clip_fea = self.clip_vision.encode(as_images(reference_image, "reference_image")[:1]).float()
-        cond, _ = animate_conditioning(self.vae, width, height, num_frames, reference_image, pose_video,
-                                       face_video, clip_fea=clip_fea)
+        cond, _ = animate_conditioning(self.vae, width, height, num_frames, reference_image, pose_video, face_video,
+                                       clip_fea=clip_fea, background_video=background_video, character_mask=character_mask)
         return cond
 
 

@@ -126,6 +126,7 @@ def _vace_layers(num_layers: int, count: int) -> tuple[int, ...]:
 
 _SMALL = dict(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30)
 _LARGE = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
+_5B = dict(dim=3072, ffn_dim=14336, num_heads=24, num_layers=30)
 
 DIT_PRESETS: dict[str, DiTConfig] = {
     c.variant: c
@@ -161,6 +162,8 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         DiTConfig("camera_14b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_LARGE),
         DiTConfig("wan22_camera_a14b", "camera", in_dim=36, out_dim=16, camera_in_dim=24, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
+        # Wan2.2-Fun-5B-Control: the A14B control layout on the 5B network and 48-channel latents
+        DiTConfig("wan22_fun_control_5b", "fun_control", in_dim=148, out_dim=48, ref_in_dim=48, **_5B),
     )
 }
 
