@@ -87,7 +87,8 @@ def _comfy_y(cond, noise_shape):
     model_base = comfy("comfy.model_base")
     fmt = comfy("comfy.latent_formats").Wan21()
     fake = types.SimpleNamespace(
-        diffusion_model=types.SimpleNamespace(patch_embedding=types.SimpleNamespace(weight=torch.empty(8, 36, 1, 2, 2))),
+        diffusion_model=types.SimpleNamespace(
+            patch_embedding=types.SimpleNamespace(weight=torch.empty(8, 36, 1, 2, 2))),
         latent_format=fmt, process_latent_in=fmt.process_in, image_to_video=True)
     kw = {k: cond[k] for k in ("concat_latent_image", "concat_mask") if k in cond}
     return model_base.WAN21.concat_cond(fake, noise=torch.zeros(noise_shape), device="cpu", **kw)

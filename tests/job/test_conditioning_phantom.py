@@ -19,7 +19,7 @@ from wan.errors import WanInputError
 from wan.job.conditioning import PromptEmbeds
 from wan.job.conditioning_phantom import check_phantom, phantom_conditioning
 from wan.job.options import RunOptions
-from wan.job.sample import _conds, make_dit_call, plain_forward
+from wan.job.sample import _conds, make_dit_call
 from wan.models.vae.layers import VAEConfig
 from wan.models.vae.wan21 import WanVAE
 from wan.sampling.dual_cfg import make_dual_cfg_denoiser

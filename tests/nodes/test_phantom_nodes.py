@@ -16,7 +16,8 @@ from vae_fixtures import random_weights
 def pack():
     name = import_pack().__name__
     mods = ("nodes.phantom", "nodes", "wan.errors", "wan.job.conditioning_phantom", "wan.job.conditioning_ati",
-            "wan.job.sample", "wan.job.conditioning", "wan.job.options", "wan.models.dit.model", "wan.models.dit.config")
+            "wan.job.sample", "wan.job.conditioning", "wan.job.options", "wan.models.dit.model",
+            "wan.models.dit.config")
     return {m: importlib.import_module(f"{name}.{m}") for m in mods}
 
 

@@ -17,8 +17,8 @@ from .tracks import parse_tracks, patch_motion, track_features
 
 def ati_conditioning(vae, clip_vision, image: torch.Tensor, tracks: str | list, width: int, height: int,
                      num_frames: int, temperature: float = 220.0, topk: int = 2) -> VideoConditioning:
-    """image [N, H, W, 3] (with tracks the first frame is used, as ComfyUI does), tracks: JSON text (``tracks.parse_tracks``) or
-    already parsed tracks; temperature 1..1000 and topk 1..10 as ComfyUI's node takes them."""
+    """image [N, H, W, 3] (with tracks the first frame is used, as ComfyUI does), tracks: JSON
+    text (``tracks.parse_tracks``) or already parsed tracks; temperature 1..1000 and topk 1..10 as ComfyUI's node takes them."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
             math.isfinite(temperature) and 1.0 <= temperature <= 1000.0):
         raise WanInputError(f"temperature must be a number in 1..1000, got {temperature!r}")

@@ -18,7 +18,15 @@ import torch
 
 from ..errors import WanInputError
 from ..notices import notify
-from .conditioning import VideoConditioning, _check_vae, as_images, fit_images, normalize_latent, t2v_conditioning, vae_encode
+from .conditioning import (
+    VideoConditioning,
+    _check_vae,
+    as_images,
+    fit_images,
+    normalize_latent,
+    t2v_conditioning,
+    vae_encode,
+)
 
 # Phantom-Wan's published defaults (its generate.py): text 7.5, image 5.0
 SUBJECT_CFG = 5.0
