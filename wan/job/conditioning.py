@@ -65,6 +65,8 @@ class VideoConditioning:
     Animate: pose_latents [1, 16, T - 1, h, w] (normalized) and face_pixels [1, 3, F, 512, 512] in
     -1..1 (the negative pass sees a blank face, as ComfyUI's WanAnimateToVideo gives it); camera:
     [1, 24, T, H, W] Plücker embedding (Fun camera); reference: [1, 16, h, w] reference latent (Fun ref conv).
+    Phantom: subject [1, 16, S, h, w] normalised subject frames joined after the video's on the time
+    axis; subject_cfg: the subject guidance scale of the dual CFG (``sampling.dual_cfg``).
     """
 
     width: int
@@ -82,6 +84,8 @@ class VideoConditioning:
     face_pixels: torch.Tensor | None = None
     camera: torch.Tensor | None = None
     reference: torch.Tensor | None = None
+    subject: torch.Tensor | None = None
+    subject_cfg: float = 1.0
 
     @property
     def latent_frames(self) -> int:

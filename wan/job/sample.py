@@ -28,6 +28,7 @@ import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
 from .conditioning_fun import fit_to_model
+from .conditioning_phantom import check_phantom
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -37,6 +38,7 @@ from ..runtime.cache import StepCache
 from ..runtime.cancel import cancel_hook, current_hook
 from ..runtime.edge_steps import use_sdpa_edges
 from ..runtime.feta import use_feta
+from ..sampling.dual_cfg import make_dual_cfg_denoiser
 from ..sampling.context import make_context_denoiser, slice_frames
 from ..sampling.loop import NonFiniteStep, finite_checked
 from ..sampling.experts import BOUNDARY_I2V, BOUNDARY_T2V, make_expert_switch, offset_steps, switch_index
@@ -77,6 +79,7 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         "pose_latents": image.pose_latents,
         "camera": image.camera,
         "reference": image.reference,
+        "subject": image.subject,
     }
     shared = {k: _to(v, device) for k, v in shared.items() if v is not None}
     if image.vace_context is not None:
@@ -121,7 +124,7 @@ def make_dit_call(forward: Forward, num_frames: int):
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
         kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels",
-                                   "camera", "reference")
+                                   "camera", "reference", "subject")
               if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
@@ -218,11 +221,14 @@ def run_schedule(s: SamplingOptions) -> Schedule:
 
 
 def _guided(s: SamplingOptions, guide: GuidanceOptions, forward, skip, pos, neg, frames: int, low: bool,
-            shift: float):
-    """The CFG layer (with CFG-Zero* and skip-layer guidance when asked) of one expert."""
+            shift: float, subject_cfg: float | None = None):
+    """The CFG layer (with CFG-Zero* and skip-layer guidance when asked) of one expert; with
+    Phantom's subject frames the dual CFG (``subject_cfg``)."""
     cfg = s.cfg_low if low and s.cfg_low is not None else s.cfg
     if s.cfg_per_step is not None:
         cfg = lambda step: s.cfg_of(step.index, low)  # noqa: E731
+    if subject_cfg is not None:
+        return make_dual_cfg_denoiser(make_dit_call(forward, frames), pos, neg, cfg, subject_cfg)
     slg_call = None if skip is None else make_dit_call(skip, frames)
     return make_cfg_denoiser(make_dit_call(forward, frames), pos, neg, cfg, batch=s.batch_cfg,
                              zero_star=guide.cfg_zero_star, slg=guide.slg, slg_call=slg_call, shift=shift)
@@ -236,13 +242,14 @@ def _run_experts(s: SamplingOptions, guide: GuidanceOptions, forwards, skips, di
     at the switch step, the second on the low-noise expert's own schedule (ComfyUI's two
     KSamplerAdvanced), its Steps numbered as in the whole run."""
     frames = shape[2]
+    subject_cfg = image_embeds.subject_cfg if image_embeds.subject is not None else None
 
     def chain(module, low: bool, shift: float):
         # checked per expert, inside the switch, windows and renumbering: the error names the expert
         # and the step of the whole run
         expert = None if dit_low is None else ("low-noise expert" if low else "high-noise expert")
         return finite_checked(_guided(s, guide, forwards[id(module)], skips.get(id(module)), pos, neg, frames, low,
-                                      shift), expert)
+                                      shift, subject_cfg), expert)
 
     def windows(model):
         return model if run.context is None else make_context_denoiser(model, run.context, frames)
@@ -315,6 +322,7 @@ def sample_video(
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     _check_animate(dit, run)
+    check_phantom(image_embeds, dit, run, s.guidance)
     image_embeds = fit_to_model(image_embeds, getattr(dit, "cfg", None))
     layout = run.parallel
     if layout is not None and layout.size > 1:

@@ -22,6 +22,7 @@ from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
 from .attention_select import attention_kernel
 from .camera import CameraAdapter, reference_tokens
+from .phantom import join_subject
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
@@ -188,6 +189,7 @@ class WanDiT(nn.Module):
         face_pixels: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
+        subject: torch.Tensor | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
@@ -199,6 +201,8 @@ class WanDiT(nn.Module):
                 f"{self.cfg.variant}: latent + conditioning has {x.shape[1]} channels, the model takes "
                 f"{cfg.in_dim} ({cfg.out_dim} noise + {cfg.cond_channels} conditioning `y`)"
             )
+        if subject is not None:  # Phantom: extra frames after the video's, cut off in finish
+            x = join_subject(x, subject, cfg.variant)
         batch = x.shape[0]
         tokens = self._conv_fp32(self.patch_embedding, self._pad(x))  # [B, C, f, h, w]
         if cfg.is_animate and pose_latents is not None:
@@ -343,6 +347,7 @@ class WanDiT(nn.Module):
         face_pixels: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
+        subject: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -354,10 +359,12 @@ class WanDiT(nn.Module):
         strength per context; Animate: pose_latents [B, 16, F - 1, H, W] (normalized, the frames
         after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1; camera: [B, 24, F, 8H, 8W]
         Plücker embedding at pixel size (Fun camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
+        subject: [1 or B, 16, S, H, W] normalised subject latent frames (Phantom), not in the output.
         Returns [B, out_dim, F, H, W] fp32.
         """
         state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents=pose_latents,
-                           face_pixels=face_pixels, camera=camera, reference=reference)
+                           face_pixels=face_pixels, camera=camera, reference=reference,
+                           subject=subject)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)
