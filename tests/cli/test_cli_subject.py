@@ -23,7 +23,9 @@ from wan.job import pipelines
 from wan.job.pipelines_phantom import ATIPipeline, PhantomPipeline
 
 W, H, FRAMES = 32, 32, 5
-TRACKS = [[{"x": 4 + i, "y": 6 + i // 2} for i in range(121)], [{"x": 28 - i // 5, "y": 20} for i in range(121)]]
+# on a 32x32 video the 4x4 latent grid sits at pixels 0, 10.67, 21.33, 32: tracks that end on it
+# patch y visibly (the patch weight falls as exp(-temperature * squared distance))
+TRACKS = [[{"x": 32 * i / 360, "y": 64 / 3} for i in range(121)], [{"x": 64 / 3, "y": 32 / 3} for _ in range(121)]]
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +86,12 @@ def test_subject_cfg_default_and_text_cfg_one(files, monkeypatch):
 def test_tracks(files, monkeypatch):
     image = ("--image", str(files / "subject_a.png"), "--clip-vision", str(files / "clip.safetensors"))
     cli = generate_latent(_args(files, "i2v_14b", *image, "--tracks", str(files / "tracks.json"),
-                                "--track-temperature", "150", "--track-topk", "1"), monkeypatch)
+                                "--track-temperature", "20", "--track-topk", "1"), monkeypatch)
     pipe = ATIPipeline.from_files(dit=files / "i2v_14b.safetensors", text_encoder=files / "te.safetensors",
                                   vae=files / "vae.safetensors", clip_vision=files / "clip.safetensors",
                                   dtype=torch.float32, device="cpu")
     start = _read_image(str(files / "subject_a.png"))
-    api = _api_latent(pipe, monkeypatch, image=start, tracks=json.dumps(TRACKS), temperature=150.0, topk=1)
+    api = _api_latent(pipe, monkeypatch, image=start, tracks=json.dumps(TRACKS), temperature=20.0, topk=1)
     assert torch.equal(cli, api)
     plain = generate_latent(_args(files, "i2v_14b", *image), monkeypatch)
     assert (plain - api).abs().max() > 1e-4
