@@ -265,6 +265,8 @@ NAMES = {
     "fun_control": ("diffusion_models", "wan2.1_fun_control_1.3B_bf16.safetensors"),
     "fun_inpaint": ("diffusion_models", "wan2.1_fun_inp_1.3B_bf16.safetensors"),
     "fun_camera": ("diffusion_models", "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"),
+    "phantom": ("diffusion_models", "Phantom-Wan-14B_fp8_e4m3fn.safetensors"),
+    "ati": ("diffusion_models", "Wan2_1-I2V-ATI-14B_fp8_e4m3fn.safetensors"),
 }
 
 
@@ -296,6 +298,9 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "fun_control": lambda p: write_dit(p, "fun_control_1_3b", seed=16),
         "fun_inpaint": lambda p: write_dit(p, "fun_inpaint_1_3b", seed=17),
         "fun_camera": lambda p: write_dit(p, "camera_1_3b", seed=18),
+        # Phantom-Wan and ATI are a T2V and an I2V 14B in their weights
+        "phantom": lambda p: write_dit(p, "t2v_14b", "fp8", seed=19),
+        "ati": lambda p: write_dit(p, "i2v_14b", "fp8", seed=20),
     }
     out = {}
     for role, (folder, name) in NAMES.items():

@@ -6,8 +6,9 @@
 The task follows the diffusion model (read from its weights): T2V, I2V (``--image``; with
 ``--end-image`` first-last-frame), VACE (``--reference-image``, ``--control-video``), Wan2.2 TI2V
 (optional ``--image``), Wan2.2 A14B (``--dit`` high-noise + ``--dit-low``), the Fun models (control:
-``--control-video``; inpaint: ``--image``/``--end-image``; camera: ``--camera-motion``, fun_args.py). The output format comes
-from the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes to stderr.
+``--control-video``; inpaint: ``--image``/``--end-image``; camera: ``--camera-motion``, fun_args.py),
+Phantom (``--subject-image``) and ATI (``--tracks``; subject_args.py). The output format comes from
+the extension: .mp4 .webm .gif .webp, or .png for one frame. Progress goes to stderr.
 
 Every option the nodes offer is here too: LoRAs (``--lora FILE:STRENGTH``, repeatable; ``--lora-low``
 for the low-noise expert), ``--block-swap``, ``--compile``, ``--attention``, ``--quantization``, step
@@ -52,6 +53,7 @@ from ..job.decode_file import decode_to_file
 from ..video import BY_EXTENSION as FORMATS
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 from .fun_args import add_fun_arguments, fun_inputs
+from .subject_args import add_subject_arguments, subject_class, subject_inputs
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 
@@ -108,6 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--vace-strength", type=float, default=1.0)
     add_animate_arguments(inputs)
     add_fun_arguments(parser)
+    add_subject_arguments(parser)
     gen = parser.add_argument_group("generation")
     gen.add_argument("--width", type=int, default=832)
     gen.add_argument("--height", type=int, default=480)
@@ -350,11 +353,11 @@ def run(args: argparse.Namespace) -> int:
         parts = pipelines.load_components(**files, options=load_options, vae_dtype=torch.float32)
         _say(args, f"loaded {parts['dit'].cfg.variant} in {time.monotonic() - t0:.1f}s")
         _report_loras(args, parts, run_options)
-        cls = _pipeline_class(parts["dit"], args)
+        cls = subject_class(args, _pipeline_class(parts["dit"], args))
         if not cls.needs_clip:
             parts.pop("clip_vision", None)
         pipe = cls(**parts, boundary=args.boundary) if group is None or group.first else None
-        inputs = _inputs(args, cls)
+        inputs = {**_inputs(args, cls), **subject_inputs(args, cls, _read_image)}
         t0 = time.monotonic()
         with cancel_on_sigint():  # Ctrl-C stops at the next cancel point; no output is written
             call = dict(width=args.width, height=args.height, num_frames=frames_n, steps=args.steps, cfg=args.cfg,

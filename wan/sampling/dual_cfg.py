@@ -38,12 +38,12 @@ def make_dual_cfg_denoiser(
     """``fn(x, step, *extra) -> v`` of the dual CFG above; ``dit_call(x, step, cond, *extra)`` as
     for ``guidance.make_cfg_denoiser``; ``middle`` is the negative text with the subject frames
     (its subject-less twin is made here). ``cfg``: a number or a function of the step."""
-    if middle is None:
-        raise WanInputError("Phantom's dual guidance needs a negative prompt embedding (it may be empty)")
     if not (isinstance(cfg_subject, (int, float)) and math.isfinite(cfg_subject)):
         raise WanInputError(f"subject_cfg must be a finite number, got {cfg_subject!r}")
     scale_at = cfg if callable(cfg) else (lambda step: float(cfg))
-    uncond = without_subject(middle)
+    # both scales 1 take the cond pass alone, so a run without a negative prompt is refused only
+    # when a step needs one
+    uncond = None if middle is None else without_subject(middle)
     cfg_subject = float(cfg_subject)
 
     def denoise(x: torch.Tensor, step: Step, *extra) -> torch.Tensor:
@@ -51,6 +51,8 @@ def make_dual_cfg_denoiser(
         v_cond = dit_call(x, step, cond, *extra)
         if math.isclose(cfg_subject, 1.0) and math.isclose(scale, 1.0):
             return v_cond
+        if middle is None:
+            raise WanInputError("Phantom's dual guidance needs a negative prompt embedding (it may be empty)")
         v_middle = dit_call(x, step, middle, *extra)
         out = v_middle + scale * (v_cond - v_middle)
         if not math.isclose(cfg_subject, 1.0):
