@@ -26,6 +26,7 @@ from wan.install.tiny import (DIT_SIZE, dit_config, dit_state, save_safetensors,
                       write_vae)
 from wan.install.tiny import write_dit as _write_dit
 from wan.install.tiny import write_umt5 as _write_umt5
+from tiny_audio import write_wav2vec2, write_whisper
 
 
 # ---- DiT -----------------------------------------------------------------------------------------
@@ -265,6 +266,8 @@ NAMES = {
     "fun_control": ("diffusion_models", "wan2.1_fun_control_1.3B_bf16.safetensors"),
     "fun_inpaint": ("diffusion_models", "wan2.1_fun_inp_1.3B_bf16.safetensors"),
     "fun_camera": ("diffusion_models", "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"),
+    "wav2vec2": ("audio_encoders", "wav2vec2_large_english_fp16.safetensors"),
+    "whisper": ("audio_encoders", "whisper_large_v3_fp16.safetensors"),
 }
 
 
@@ -296,6 +299,8 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "fun_control": lambda p: write_dit(p, "fun_control_1_3b", seed=16),
         "fun_inpaint": lambda p: write_dit(p, "fun_inpaint_1_3b", seed=17),
         "fun_camera": lambda p: write_dit(p, "camera_1_3b", seed=18),
+        "wav2vec2": write_wav2vec2,
+        "whisper": write_whisper,
     }
     out = {}
     for role, (folder, name) in NAMES.items():
