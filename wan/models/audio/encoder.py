@@ -62,6 +62,10 @@ class AudioEncoder(nn.Module):
         return {"encoded_audio": out.last_hidden_state, "encoded_audio_all_layers": layers,
                 "audio_samples": audio.shape[2]}
 
+    def encode_audio(self, waveform: torch.Tensor, sample_rate: int) -> dict:
+        """ComfyUI core's name for ``encode``: its AudioEncoderEncode node accepts our encoder."""
+        return self.encode(waveform, sample_rate)
+
 
 @contextlib.contextmanager
 def _computing_in(module: nn.Module, dtype: torch.dtype):
