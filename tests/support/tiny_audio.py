@@ -1,5 +1,5 @@
 """Tiny audio encoder files in the published ComfyUI layout (wav2vec2 large/base, whisper large v3
-names) and the synthetic speech-like clip the bundled workflows use (no tests here).
+names; no tests here).
 
 The names and shapes are written out by hand from the published layout; tests/models checks them
 against ComfyUI's own classes. ComfyUI fixes some sizes (wav2vec2's 512-channel convolutions, its
@@ -9,11 +9,8 @@ stay real and only widths and depths shrink.
 
 from __future__ import annotations
 
-import math
-import wave
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -107,24 +104,3 @@ def write_wav2vec2(path, seed: int = 21, dtype=torch.float16, **sizes) -> Path:
 
 def write_whisper(path, seed: int = 22, dtype=torch.float16, **sizes) -> Path:
     return _write(whisper_state(seed, **sizes), path, dtype)
-
-
-def speech_like(seconds: float = 3.0, rate: int = 16000) -> np.ndarray:
-    """A voiced tone with a gliding pitch, vowel-like harmonics and syllable-rate gating: int16 mono."""
-    t = np.arange(int(seconds * rate)) / rate
-    pitch = 140 + 30 * np.sin(2 * math.pi * 0.7 * t)
-    phase = 2 * math.pi * np.cumsum(pitch) / rate
-    voice = sum(a * np.sin(k * phase) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3), (5, 0.15)))
-    syllables = np.clip(np.sin(2 * math.pi * 4.0 * t), 0, None) ** 0.5
-    clip = 0.3 * voice * syllables / 1.95
-    return np.round(clip * 32767).astype(np.int16)
-
-
-def write_speech_wav(path, seconds: float = 3.0, rate: int = 16000) -> Path:
-    path = Path(path)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(speech_like(seconds, rate).tobytes())
-    return path
