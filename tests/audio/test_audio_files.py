@@ -104,6 +104,12 @@ def test_bad_files_are_errors_naming_the_file(tmp_path, name, content, why):
         load_audio(path)
 
 
+def test_longer_than_the_limit_is_an_error(tmp_path):
+    with pytest.raises(WanFileError, match=r"speech_tone\.wav: the audio is longer than 2 s"):
+        load_audio(EXAMPLE, max_seconds=2.0)
+    assert load_audio(EXAMPLE, max_seconds=3.0)[0].shape == (1, 48000)
+
+
 def test_audio_dict_round_trip_and_checks():
     waveform = torch.randn(2, 4000)
     audio = to_audio_dict(waveform, 22050)

@@ -72,6 +72,7 @@ def test_stored_dtype_kept_and_computation_in_fp32(tmp_path):
     audio = torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(2))
     a, b = half.encode(audio, 16000), full.encode(audio, 16000)
     assert {p.dtype for p in half.parameters()} == {torch.float16}  # put back after encoding
+    assert not any(p.is_inference() for p in half.parameters())  # still ordinary tensors for ComfyUI
     assert a["encoded_audio"].dtype == torch.float32
     # the fp16 file's values are exact in both, and both compute in fp32 as ComfyUI's manual cast
     assert torch.equal(a["encoded_audio"], b["encoded_audio"])

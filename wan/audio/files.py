@@ -16,6 +16,9 @@ import torch
 
 from ..errors import WanFileError
 
+# A guard against a small file that decodes to hours (a hostile or broken header): 20 minutes of
+# 48 kHz stereo float is ~0.5 GB, longer than any clip a video is made for.
+MAX_SECONDS = 1200.0
 _WAVE_FLOAT = 3
 _WAVE_EXTENSIBLE = 0xFFFE
 
@@ -54,10 +57,11 @@ def _parse_wav(data: bytes, path: str) -> tuple[torch.Tensor, int]:
     return torch.from_numpy(pcm.T.copy()), int(rate)
 
 
-def load_audio(path: str | os.PathLike, timeout: float | None = 600.0) -> tuple[torch.Tensor, int]:
+def load_audio(path: str | os.PathLike, timeout: float | None = 600.0,
+               max_seconds: float = MAX_SECONDS) -> tuple[torch.Tensor, int]:
     """Decode the first audio stream of ``path``: (float32 waveform [channels, samples] in -1..1 for
-    integer sources, sample rate). A missing, empty, truncated or non-audio file is a WanFileError
-    naming it."""
+    integer sources, sample rate). A missing, empty, truncated or non-audio file, or one longer than
+    ``max_seconds``, is a WanFileError naming it."""
     import imageio_ffmpeg
 
     path = os.fspath(path)
@@ -66,7 +70,7 @@ def load_audio(path: str | os.PathLike, timeout: float | None = 600.0) -> tuple[
     if os.path.getsize(path) == 0:
         raise WanFileError(path, "the audio file is empty")
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error",
-           "-i", path, "-map", "0:a:0", "-vn", "-f", "wav", "-acodec", "pcm_f32le", "-"]
+           "-i", path, "-map", "0:a:0", "-vn", "-t", f"{max_seconds + 1:g}", "-f", "wav", "-acodec", "pcm_f32le", "-"]
     try:
         run = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -76,6 +80,8 @@ def load_audio(path: str | os.PathLike, timeout: float | None = 600.0) -> tuple[
         why = message[-1][-300:] if message else f"exit {run.returncode}"
         raise WanFileError(path, f"not a readable audio file (ffmpeg: {why})")
     waveform, rate = _parse_wav(run.stdout, path)
+    if waveform.shape[1] > max_seconds * rate:
+        raise WanFileError(path, f"the audio is longer than {max_seconds:g} s, the most this loader reads")
     if not torch.isfinite(waveform).all():
         raise WanFileError(path, "the decoded audio holds NaN or infinite samples")
     return waveform, rate

@@ -39,7 +39,7 @@ class AudioEncoder(nn.Module):
     def kind(self) -> str:
         return self.layout.kind
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the weights are re-cast in place and must stay ordinary tensors
     def encode(self, waveform: torch.Tensor, sample_rate: int) -> dict:
         """``waveform`` [batch, channels, samples] at ``sample_rate`` -> {"encoded_audio": [B, T, D],
         "encoded_audio_all_layers": (one [B, T, D] per layer input, then the output), "audio_samples"}."""
