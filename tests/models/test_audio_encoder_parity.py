@@ -79,3 +79,22 @@ def test_tiny_templates_are_comfyui_layouts():
     assert {k: tuple(v.shape) for k, v in w2v.state_dict().items()} == wav2vec2_template(weight_norm="param")
     ref = {k: tuple(v.shape) for k, v in whisper.state_dict().items() if not k.startswith("feature_extractor.")}
     assert ref == whisper_template()
+
+
+def test_log_mel_equals_transformers_feature_extractor():
+    """Our whisper input against transformers' WhisperFeatureExtractor (numpy STFT and filters) for
+    one clip (it floors per clip, ComfyUI and we per batch: the same for a batch of one)."""
+    from transformers import WhisperFeatureExtractor
+    from transformers.audio_utils import mel_filter_bank
+
+    from wan.models.audio.mel import log_mel, mel_filters
+
+    fb = mel_filter_bank(num_frequency_bins=201, num_mel_filters=128, min_frequency=0.0, max_frequency=8000.0,
+                         sampling_rate=16000, norm="slaney", mel_scale="slaney")
+    assert (mel_filters(128) - torch.from_numpy(fb)).abs().max() < 1e-12
+    clip = torch.randn(1, 1, 16000 * 3, generator=torch.Generator().manual_seed(5)) * 0.1
+    ref = WhisperFeatureExtractor(feature_size=128)(clip[0, 0].numpy(), sampling_rate=16000,
+                                                     return_tensors="pt")["input_features"]
+    ours = log_mel(clip)
+    assert ours.shape == ref.shape == (1, 128, 3000)
+    assert (ours - ref).abs().max() < 1e-5
