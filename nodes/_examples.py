@@ -16,6 +16,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "workflows" / "inputs"
+SUFFIXES = (".png", ".wav")  # images, and the speech clip of the audio-driven workflows
 
 
 def place_example_inputs(input_dir: str | os.PathLike | None = None) -> list[str]:
@@ -28,7 +29,7 @@ def place_example_inputs(input_dir: str | os.PathLike | None = None) -> list[str
         input_dir = folder_paths.get_input_directory()
     target = Path(input_dir)
     placed = []
-    for src in sorted(EXAMPLES.glob("*.png")):
+    for src in sorted(p for p in EXAMPLES.iterdir() if p.suffix in SUFFIXES):
         dst = target / src.name
         if dst.exists():
             continue

@@ -1,7 +1,7 @@
 """Draws the example input images the bundled workflows load (``workflows/inputs/``): a bonfire on
 a beach at night (832x480), the same beach at dawn, a waving portrait (480x832), and the Animate
-workflow's driving pose and face videos (animated PNGs of 24 frames). Deterministic, so re-running it gives the
-same files; the pack copies them into ComfyUI's input folder where they are missing.
+workflow's driving pose and face videos (animated PNGs of 24 frames), and a 3 s speech-like clip for
+the audio-driven workflows (speech_tone.wav). Deterministic, so re-running it gives the same files; the pack copies them into ComfyUI's input folder where they are missing.
 
     python3 scripts/make_example_inputs.py
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import random
+import struct
+import wave
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
@@ -130,6 +132,24 @@ def _animated(frames: list[Image.Image], path: Path) -> None:
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=62, loop=0, optimize=True)
 
 
+def speech_tone(path: Path, seconds: float = 3.0, rate: int = 16000) -> None:
+    """A voiced tone gliding around 140 Hz with vowel-like harmonics, gated at a syllable rate of
+    4 Hz: what a speech encoder sees as voicing, in a 16-bit mono WAV (~96 KB)."""
+    samples = []
+    phase = 0.0
+    for n in range(int(seconds * rate)):
+        t = n / rate
+        phase += 2 * math.pi * (140 + 30 * math.sin(2 * math.pi * 0.7 * t)) / rate
+        voice = sum(a * math.sin(k * phase) for k, a in ((1, 1.0), (2, 0.5), (3, 0.3), (5, 0.15)))
+        gate = max(math.sin(2 * math.pi * 4.0 * t), 0.0) ** 0.5
+        samples.append(round(32767 * 0.3 * voice * gate / 1.95))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     bonfire().save(OUT / "bonfire.png", optimize=True)
@@ -137,7 +157,8 @@ def main() -> None:
     portrait().save(OUT / "portrait.png", optimize=True)
     _animated(pose_frames(), OUT / "animate_pose.png")
     _animated(face_frames(), OUT / "animate_face.png")
-    print(f"wrote bonfire.png, bonfire_dawn.png, portrait.png, animate_pose.png and animate_face.png in {OUT}")
+    speech_tone(OUT / "speech_tone.wav")
+    print(f"wrote bonfire.png, bonfire_dawn.png, portrait.png, animate_pose.png, animate_face.png and speech_tone.wav in {OUT}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ WORKFLOWS = {"t2v", "i2v", "vace_reference", "t2v_long_context", "wan22_t2v_a14b
 # Which ComfyUI folder each role's files go in (GGUF DiTs go to "unet", as ComfyUI-GGUF documents).
 FOLDER_OF = {("dit", "safetensors"): "diffusion_models", ("dit", "gguf"): "unet",
              ("text_encoder", "safetensors"): "text_encoders", ("clip_vision", "safetensors"): "clip_vision",
-             ("vae", "safetensors"): "vae", ("lora", "safetensors"): "loras"}
+             ("vae", "safetensors"): "vae", ("lora", "safetensors"): "loras",
+             ("audio_encoder", "safetensors"): "audio_encoders"}
 
 
 @pytest.fixture(scope="module")

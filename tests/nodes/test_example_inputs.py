@@ -28,6 +28,8 @@ def _loaded_images() -> set[str]:
         for node in json.loads(path.read_text()).values():
             if node["class_type"] == "LoadImage":
                 names.add(node["inputs"]["image"])
+            if node["class_type"] in ("LoadAudio", "WanLoadAudio"):
+                names.add(node["inputs"]["audio"])
     return names
 
 
@@ -37,7 +39,7 @@ def test_every_loaded_image_ships():
 
 def test_missing_examples_are_copied_whole(examples, tmp_path):
     placed = examples.place_example_inputs(tmp_path / "input")
-    assert sorted(placed) == sorted(p.name for p in INPUTS.glob("*.png"))
+    assert sorted(placed) == sorted(p.name for p in INPUTS.iterdir() if p.suffix in (".png", ".wav"))
     for name in placed:
         assert (tmp_path / "input" / name).read_bytes() == (INPUTS / name).read_bytes()
     assert sorted(p.name for p in (tmp_path / "input").iterdir()) == sorted(placed)  # no .part left

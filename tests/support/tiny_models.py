@@ -26,6 +26,7 @@ from wan.install.tiny import (DIT_SIZE, dit_config, dit_state, save_safetensors,
                       write_vae)
 from wan.install.tiny import write_dit as _write_dit
 from wan.install.tiny import write_umt5 as _write_umt5
+from tiny_audio import write_wav2vec2, write_whisper
 
 
 # ---- DiT -----------------------------------------------------------------------------------------
@@ -267,6 +268,8 @@ NAMES = {
     "fun_camera": ("diffusion_models", "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"),
     "phantom": ("diffusion_models", "Phantom-Wan-14B_fp8_e4m3fn.safetensors"),
     "ati": ("diffusion_models", "Wan2_1-I2V-ATI-14B_fp8_e4m3fn.safetensors"),
+    "wav2vec2": ("audio_encoders", "wav2vec2_large_english_fp16.safetensors"),
+    "whisper": ("audio_encoders", "whisper_large_v3_fp16.safetensors"),
 }
 
 
@@ -301,6 +304,8 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         # Phantom-Wan and ATI are a T2V and an I2V 14B in their weights
         "phantom": lambda p: write_dit(p, "t2v_14b", "fp8", seed=19),
         "ati": lambda p: write_dit(p, "i2v_14b", "fp8", seed=20),
+        "wav2vec2": write_wav2vec2,
+        "whisper": write_whisper,
     }
     out = {}
     for role, (folder, name) in NAMES.items():

@@ -19,7 +19,7 @@ from ..errors import WanFileError, WanInputError
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalog.json")
 
-ROLES = ("dit", "text_encoder", "clip_vision", "vae", "lora")
+ROLES = ("dit", "text_encoder", "clip_vision", "vae", "lora", "audio_encoder")
 FORMATS = ("safetensors", "gguf")
 # ComfyUI reads each of these kinds from two folders (folder_paths: "unet" and "clip" are the
 # older names), so a file found under the sibling folder counts as present.
@@ -31,6 +31,7 @@ FOLDER_ALIASES: dict[str, tuple[str, ...]] = {
     "clip_vision": ("clip_vision",),
     "vae": ("vae",),
     "loras": ("loras",),
+    "audio_encoders": ("audio_encoders",),
 }
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -14,6 +14,7 @@ from typing import Mapping
 from .dit.shapes import config_from_shapes
 from ..errors import WanFileError
 from ..weights.checks import shape_of
+from ..weights.audio_names import read_layout as audio_encoder_layout
 from ..weights.comfy_quant import has_comfy_quant
 from ..weights.gguf_text import T5_ARCHITECTURES, hf_name
 from ..weights.loader import read_header
@@ -21,7 +22,7 @@ from ..weights.names import CLIP_VISION, DIT, UMT5, VAE, strip_prefix
 
 # What this pack loads: "dit", "vae", "text_encoder" (UMT5/T5), "clip_vision", "lora"; families it
 # names but does not load: "clip_text", "sd_unet", "sd_vae"; None: nothing this pack knows.
-ROLES = ("dit", "vae", "text_encoder", "clip_vision", "lora", "clip_text", "sd_unet", "sd_vae")
+ROLES = ("dit", "vae", "text_encoder", "clip_vision", "lora", "clip_text", "sd_unet", "sd_vae", "audio_encoder")
 # released Wan DiT widths -> the size names the catalogue and presets use
 DIT_SIZES = {1536: "1_3b", 3072: "5b", 5120: "14b"}
 
@@ -50,7 +51,8 @@ def identify(tensors: Mapping, metadata: Mapping | None = None) -> Identity:
     if not shapes:
         return Identity(None, None, "an empty file (no tensors at all)")
     quant = has_comfy_quant(shapes, metadata)
-    for reading in (_lora, _dit, _sd_unet, _vae, _sd_vae, _text_encoder, _clip_vision, _clip_text):
+    for reading in (_lora, _dit, _sd_unet, _vae, _sd_vae, _text_encoder, _clip_vision, _clip_text,
+                    _audio_encoder):
         who = reading(shapes)
         if who is not None:
             # ComfyUI's per-layer quantized format (its formats are read at load)
@@ -166,3 +168,8 @@ def _clip_text(shapes) -> Identity | None:
             shapes, "text_projection.weight"):
         return Identity("clip_text", None, "a CLIP text encoder")
     return None
+
+
+def _audio_encoder(shapes) -> Identity | None:
+    layout = audio_encoder_layout(shapes)
+    return None if layout is None else Identity("audio_encoder", layout.variant, layout.detail)
