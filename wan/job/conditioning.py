@@ -82,6 +82,7 @@ class VideoConditioning:
     face_pixels: torch.Tensor | None = None
     camera: torch.Tensor | None = None
     reference: torch.Tensor | None = None
+    sound: object | None = None  # S2V: wan.models.dit.s2v.SoundInputs (audio, reference, motion, control)
 
     @property
     def latent_frames(self) -> int:
