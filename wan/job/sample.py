@@ -88,10 +88,10 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         pos["face_pixels"] = _to(image.face_pixels, device)
         if neg is not None:  # Animate's negative pass sees a blank face (ComfyUI's WanAnimateToVideo)
             neg["face_pixels"] = torch.full_like(pos["face_pixels"], -1.0)
-    if image.sound is not None:  # S2V: the model moves it; the negative hears silence (ComfyUI's audio * 0)
-        pos["sound"] = image.sound
+    if image.sound is not None:  # S2V, as dicts (batched CFG joins them); the negative hears silence (audio * 0)
+        pos["sound"] = {k: _to(v, device) for k, v in vars(image.sound).items()}
         if neg is not None:
-            neg["sound"] = image.sound.silent()
+            neg["sound"] = {k: _to(v, device) for k, v in vars(image.sound.silent()).items()}
     return pos, neg
 
 

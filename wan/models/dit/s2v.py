@@ -239,11 +239,12 @@ def token_timesteps(t: torch.Tensor, batch: int, frames: int, has_ref: bool, mot
     return tok[:, ::g]
 
 
-def sound_tokens(dit, tokens: torch.Tensor, grid: tuple[int, int, int], size, t, sound: SoundInputs | None,
+def sound_tokens(dit, tokens: torch.Tensor, grid: tuple[int, int, int], size, t, sound: SoundInputs | dict | None,
                  batch: int):
     """S2V additions to the flattened patch tokens [B, L, C] (fp32): control latent, condition-type
     embedding, reference and motion tokens. -> (tokens, rope table, timesteps [B, runs], audio
     state for ``AudioInjector`` or None, tokens after the video's)."""
+    sound = SoundInputs(**sound) if isinstance(sound, dict) else sound  # sample_video's batchable form
     sound = SoundInputs() if sound is None else sound.to(tokens.device)
     cfg, video = dit.cfg, tokens.shape[1]
     if sound.control is not None:
@@ -272,6 +273,9 @@ def sound_tokens(dit, tokens: torch.Tensor, grid: tuple[int, int, int], size, t,
         if m.ndim != 5 or m.shape[1] != cfg.out_dim or tuple(m.shape[3:]) != tuple(size[1:]):
             raise WanInputError(f"S2V motion latent of shape {tuple(m.shape)}: expected [B, {cfg.out_dim}, frames, "
                                 f"{size[1]}, {size[2]}] (the video's latent size)")
+        if min(m.shape[3:]) < 8:
+            raise WanInputError(f"S2V motion latent of {m.shape[3]}x{m.shape[4]}: the motion packer's coarsest patch "
+                                "is 8x8 latent pixels, so the video must be at least 64x64")
         mt, mrope = dit.frame_packer(m, cfg.head_dim, cfg.rope_theta)
         parts.append(mt.expand(batch, -1, -1) + kind[2])
         ropes.append(mrope)
