@@ -5,6 +5,7 @@ pipeline (``pipelines_s2v.SoundPipeline``)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 from collections.abc import Callable
 
 from ..errors import WanInputError
@@ -19,15 +20,16 @@ def add_s2v_arguments(inputs: argparse._ArgumentGroup) -> None:
 
 def encode_speech(audio_path: str, encoder_path: str) -> dict:
     """The speech file through the audio encoder -> ComfyUI's AUDIO_ENCODER_OUTPUT dict."""
-    # the audio modules (wan.audio, wan.models.audio) and their optional extra "audio"
+    # TODO(lead, at the merge of the audio branch): import wan.audio.load_audio and
+    # wan.models.audio.load_audio_encoder at the top of this module; they are not on this branch,
+    # so they are looked up here by name (the agreed interface)
     try:
-        from ..audio import load_audio
-        from ..models.audio import load_audio_encoder
+        audio_mod = importlib.import_module("..audio", __package__)
+        encoders = importlib.import_module("..models.audio", __package__)
     except ImportError as exc:
-        raise WanInputError(f"--audio needs the pack's audio support ({exc}): pip install 'wan[audio]'") from None
-
-    audio = load_audio(audio_path)  # ComfyUI's AUDIO: {"waveform": [B, C, T], "sample_rate": int}
-    return load_audio_encoder(encoder_path).encode(audio["waveform"], audio["sample_rate"])
+        raise WanInputError(f"--audio needs the pack's audio support ({exc})") from None
+    audio = audio_mod.load_audio(audio_path)  # ComfyUI's AUDIO: {"waveform": [B, C, T], "sample_rate": int}
+    return encoders.load_audio_encoder(encoder_path).encode(audio["waveform"], audio["sample_rate"])
 
 
 def s2v_inputs(args: argparse.Namespace, is_s2v: bool, read_image: Callable, read_video: Callable,
