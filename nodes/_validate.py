@@ -48,6 +48,8 @@ def socket_problem(name: str, kind: str, value) -> str | None:
         ok = isinstance(value, dict) and isinstance(value.get("samples"), torch.Tensor)
     elif kind == "AUDIO":
         ok = isinstance(value, dict) and isinstance(value.get("waveform"), torch.Tensor)
+    elif kind == "AUDIO_ENCODER_OUTPUT":  # a dict (comfy/audio_encoders' encode_audio)
+        ok = isinstance(value, dict) and "encoded_audio_all_layers" in value
     else:  # tensors, our own types, ComfyUI's model objects: never a bare JSON value
         ok = type(value) not in _JSON_TYPES
     if ok:

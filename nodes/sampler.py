@@ -167,6 +167,11 @@ class WanSampler:
 
             raise WanFileError(model.path or model.name, f"image_embeds come from Wan Animate Embeds but this is "
                                f"{model.cfg.variant}, not the Wan 2.2 Animate model")
+        if getattr(cond, "sound", None) is not None and not getattr(model.cfg, "is_s2v", False):
+            from ..wan.errors import WanFileError
+
+            raise WanFileError(model.path or model.name, f"image_embeds come from Wan Sound Embeds but this is "
+                               f"{model.cfg.variant}, not the Wan 2.2 S2V model")
         plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
         if plain and cond.latent_channels != channels:  # Wan Empty Embeds default to the Wan2.1 latent
             cond = t2v_conditioning(cond.width, cond.height, cond.num_frames, channels)

@@ -16,10 +16,11 @@ from safetensors.torch import save_file
 
 from seeded_weights import seeded_weights
 
+WIDTH, LAYERS = 128, 2  # the tiny encoders: hidden states are LAYERS + 1 entries of WIDTH
 CONV = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))
 
 
-def wav2vec2_template(width: int = 128, layers: int = 2, large: bool = True, conv_dim: int = 512,
+def wav2vec2_template(width: int = WIDTH, layers: int = LAYERS, large: bool = True, conv_dim: int = 512,
                       weight_norm: str = "gv") -> dict[str, tuple]:
     """name -> shape of a wav2vec2 encoder; ``large``: layer-norm convs with biases (the large
     English file), else group norm without (chinese-wav2vec2-base). ``weight_norm`` "gv" names the
@@ -58,7 +59,7 @@ def wav2vec2_template(width: int = 128, layers: int = 2, large: bool = True, con
     return t
 
 
-def whisper_template(width: int = 128, layers: int = 2, mels: int = 128, positions: int = 1500) -> dict[str, tuple]:
+def whisper_template(width: int = WIDTH, layers: int = LAYERS, mels: int = 128, positions: int = 1500) -> dict[str, tuple]:
     """name -> shape of a whisper encoder under ``encoder.`` (the file adds ``model.``)."""
     t: dict[str, tuple] = {
         "encoder.conv1.weight": (width, mels, 3), "encoder.conv1.bias": (width,),

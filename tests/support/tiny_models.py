@@ -26,6 +26,8 @@ from wan.install.tiny import (DIT_SIZE, dit_config, dit_state, save_safetensors,
                       write_vae)
 from wan.install.tiny import write_dit as _write_dit
 from wan.install.tiny import write_umt5 as _write_umt5
+from tiny_audio import LAYERS as AUDIO_LAYERS
+from tiny_audio import WIDTH as AUDIO_WIDTH
 from tiny_audio import write_wav2vec2, write_whisper
 
 
@@ -270,7 +272,21 @@ NAMES = {
     "ati": ("diffusion_models", "Wan2_1-I2V-ATI-14B_fp8_e4m3fn.safetensors"),
     "wav2vec2": ("audio_encoders", "wav2vec2_large_english_fp16.safetensors"),
     "whisper": ("audio_encoders", "whisper_large_v3_fp16.safetensors"),
+    "s2v": ("diffusion_models", "wan2.2_s2v_14B_bf16.safetensors"),
 }
+
+
+def write_s2v(path, seed: int = 21) -> Path:
+    """A tiny Wan S2V DiT whose audio encoder reads the tiny wav2vec2 written by ``write_set``
+    (width 128, 2 layers: 3 hidden states) instead of the published 1024 x 25."""
+    from dataclasses import replace
+
+    from wan.models.dit.model import WanDiT
+
+    cfg = replace(dit_config("wan22_s2v_14b"), audio_dim=AUDIO_WIDTH, audio_layers=AUDIO_LAYERS + 1)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in WanDiT(cfg).state_dict().items()}
+    return save_safetensors({k: v.to(torch.bfloat16) for k, v in seeded(shapes, seed).items()}, path)
 
 
 def write_set(models_dir, only=None) -> dict[str, Path]:
@@ -306,6 +322,8 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "ati": lambda p: write_dit(p, "i2v_14b", "fp8", seed=20),
         "wav2vec2": write_wav2vec2,
         "whisper": write_whisper,
+        # bf16 as published, reading the tiny wav2vec2 of this set (its width, its hidden states)
+        "s2v": write_s2v,
     }
     out = {}
     for role, (folder, name) in NAMES.items():

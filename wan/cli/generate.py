@@ -33,6 +33,7 @@ from ..errors import WanError, WanInputError
 from .animate_args import add_animate_arguments, animate_inputs
 from ..job import pipelines
 from ..job.pipelines_fun import fun_pipeline_class
+from ..job.pipelines_s2v import SoundPipeline
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
@@ -54,6 +55,7 @@ from ..video import BY_EXTENSION as FORMATS
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 from .fun_args import add_fun_arguments, fun_inputs
 from .subject_args import add_subject_arguments, subject_class, subject_inputs
+from .s2v_args import add_s2v_arguments, s2v_inputs
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 
@@ -109,6 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--control-video", help="VACE control video")
     inputs.add_argument("--vace-strength", type=float, default=1.0)
     add_animate_arguments(inputs)
+    add_s2v_arguments(inputs)
     add_fun_arguments(parser)
     add_subject_arguments(parser)
     gen = parser.add_argument_group("generation")
@@ -236,6 +239,8 @@ def _pipeline_class(dit, args):
         return pipelines.VACEPipeline
     if kind == "animate":
         return pipelines.AnimatePipeline
+    if kind == "s2v":
+        return SoundPipeline
     return pipelines.TI2VPipeline
 
 
@@ -244,6 +249,9 @@ def _inputs(args: argparse.Namespace, cls) -> dict:
     fun = fun_inputs(args, cls, _read_image, _read_video)
     if fun is not None:
         return fun
+    sound = s2v_inputs(args, cls is SoundPipeline, _read_image, _read_video)
+    if cls is SoundPipeline:
+        return sound
     animate = cls is pipelines.AnimatePipeline
     inputs = animate_inputs(args, animate, _read_image, _read_video)
     if animate:

@@ -86,6 +86,7 @@ class VideoConditioning:
     reference: torch.Tensor | None = None
     subject: torch.Tensor | None = None
     subject_cfg: float = 1.0
+    sound: object | None = None  # S2V: wan.models.dit.s2v.SoundInputs (audio, reference, motion, control)
 
     @property
     def latent_frames(self) -> int:

@@ -29,6 +29,7 @@ import torch
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
 from .conditioning_fun import fit_to_model
 from .conditioning_phantom import check_phantom
+from .conditioning_s2v import check_sound
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -90,6 +91,10 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         pos["face_pixels"] = _to(image.face_pixels, device)
         if neg is not None:  # Animate's negative pass sees a blank face (ComfyUI's WanAnimateToVideo)
             neg["face_pixels"] = torch.full_like(pos["face_pixels"], -1.0)
+    if image.sound is not None:  # S2V, as dicts (batched CFG joins them); the negative hears silence (audio * 0)
+        pos["sound"] = {k: _to(v, device) for k, v in vars(image.sound).items()}
+        if neg is not None:
+            neg["sound"] = {k: _to(v, device) for k, v in vars(image.sound.silent()).items()}
     return pos, neg
 
 
@@ -124,7 +129,7 @@ def make_dit_call(forward: Forward, num_frames: int):
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
         kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels",
-                                   "camera", "reference", "subject")
+                                   "camera", "reference", "subject", "sound")
               if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
@@ -323,6 +328,7 @@ def sample_video(
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     _check_animate(dit, run)
     check_phantom(image_embeds, dit, run, s.guidance)
+    check_sound(dit, image_embeds, run)
     image_embeds = fit_to_model(image_embeds, getattr(dit, "cfg", None))
     layout = run.parallel
     if layout is not None and layout.size > 1:

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 
 MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera")
+MODEL_TYPES += ("s2v",)  # Wan 2.2 S2V: audio injector, control encoder, reference and motion tokens
+S2V_INJECT_LAYERS = (0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39)  # fixed by the reference code, not in the file
 FACE_EVERY = 5  # Animate: one face adapter block after every fifth DiT block
 
 
@@ -52,6 +54,9 @@ class DiTConfig:
     ref_in_dim: int = 0
     camera_in_dim: int = 0
     rope_theta: float = 10000.0
+    audio_dim: int = 0  # S2V: wav2vec2 width, hidden-state layers mixed, blocks followed by the audio injector
+    audio_layers: int = 0
+    audio_inject_layers: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.model_type not in MODEL_TYPES:
@@ -69,6 +74,10 @@ class DiTConfig:
                              f"(one face adapter block per {FACE_EVERY}), got {self.num_layers}")
         if self.vace_layers and self.vace_layers[0] != 0:
             raise ValueError("the first VACE block must follow block 0 (it owns before_proj)")
+
+    @property
+    def is_s2v(self) -> bool:
+        return self.model_type == "s2v"
 
     @property
     def is_animate(self) -> bool:
@@ -114,6 +123,8 @@ class DiTConfig:
             fields["vace_layers"] = tuple(range(0, num_layers, 2))
         if self.is_animate and num_layers % FACE_EVERY:
             fields["num_layers"] = FACE_EVERY  # the fewest blocks with a face adapter block
+        if self.is_s2v and num_layers < 5:
+            fields["num_layers"] = 5  # the audio injector runs after blocks 0 and 4
         fields["variant"] = f"{self.variant}_tiny"
         fields.update(overrides)
         return dataclasses.replace(self, **fields)
@@ -161,6 +172,8 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         DiTConfig("camera_1_3b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_SMALL),
         DiTConfig("camera_14b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_LARGE),
         DiTConfig("wan22_camera_a14b", "camera", in_dim=36, out_dim=16, camera_in_dim=24, **_LARGE),
+        DiTConfig("wan22_s2v_14b", "s2v", in_dim=16, out_dim=16, audio_dim=1024, audio_layers=25,
+                  audio_inject_layers=S2V_INJECT_LAYERS, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
         # Wan2.2-Fun-5B-Control: the A14B control layout on the 5B network and 48-channel latents
         DiTConfig("wan22_fun_control_5b", "fun_control", in_dim=148, out_dim=48, ref_in_dim=48, **_5B),

@@ -23,6 +23,7 @@ from .attention import rope_table
 from .attention_select import attention_kernel
 from .camera import CameraAdapter, reference_tokens
 from .phantom import join_subject
+from .s2v import SoundInputs, add_sound_modules, sound_tokens
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
@@ -63,6 +64,8 @@ class DiTState:
     vace_strength: tuple[float, ...] = ()
     face: torch.Tensor | None = None
     prefix: int = 0
+    audio: tuple | None = None  # S2V: (audio tokens, global audio vectors, video tokens) for the injector
+    suffix: int = 0  # tokens after the video's (S2V reference and motion), dropped by ``finish``
 
 
 class WanDiT(nn.Module):
@@ -105,6 +108,8 @@ class WanDiT(nn.Module):
             self.motion_encoder = MotionEncoder()
             self.face_adapter = FaceAdapter(d, cfg.num_heads, cfg.face_blocks)
             self.face_encoder = FaceEncoder(d)
+        if cfg.is_s2v:
+            add_sound_modules(self)
         # Animate: face tokens of the face videos seen inside ``face_memo`` (they do not change
         # between the steps of a run; the motion encoder is the costliest part of a forward)
         self._face_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -190,6 +195,7 @@ class WanDiT(nn.Module):
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
         subject: torch.Tensor | None = None,
+        sound: SoundInputs | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
@@ -218,9 +224,15 @@ class WanDiT(nn.Module):
             # one frame of tokens in front, at rotary frame 0 (the video's frames move up by one)
             ref = reference_tokens(self.ref_conv, reference.to(x.device), batch, grid)
             tokens, rope_grid, prefix = torch.cat([ref, tokens], dim=1), (grid[0] + 1,) + grid[1:], ref.shape[1]
+        rope = audio = suffix = None
+        if cfg.is_s2v:
+            tokens, rope, tt, audio, suffix = sound_tokens(self, tokens, grid, size, torch.as_tensor(t, device=x.device), sound, batch)
+        elif sound is not None:
+            raise WanInputError(f"{cfg.variant}: audio, control and motion latents (S2V) are inputs of the S2V model only")
         tokens = tokens.to(self.residual_dtype).contiguous()
 
-        tt = self._timesteps(torch.as_tensor(t, device=x.device), batch, grid)
+        if rope is None:
+            tt = self._timesteps(torch.as_tensor(t, device=x.device), batch, grid)
         if prefix and tt.shape[1] > 1:
             raise WanInputError("a reference image (Fun reference conv) takes one timestep per sample, "
                                  "not per frame or token")
@@ -238,8 +250,8 @@ class WanDiT(nn.Module):
             context = torch.cat([self.img_emb(clip_fea, dt), context], dim=1)
             context_img_len = clip_fea.shape[1]
 
-        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(rope_grid, x.device), grid, size,
-                         prefix=prefix)
+        state = DiTState(tokens, e, e0, context, context_img_len, self.rope(rope_grid, x.device) if rope is None
+                         else rope, grid, size, prefix=prefix, audio=audio, suffix=suffix or 0)
         if cfg.vace_layers:
             self._embed_vace(state, vace_context, vace_strength, batch)
         if face_pixels is not None:
@@ -323,10 +335,14 @@ class WanDiT(nn.Module):
             # after the block even when it is skipped: the adapter is not part of the block
             fuser = self.face_adapter.fuser_blocks[i // FACE_EVERY]
             state.x = state.x + fuser(state.x, state.face, state.context.dtype).to(state.x.dtype)
+        if state.audio is not None:
+            state.x = self.audio_injector(i, state.x, state.audio, state.context.dtype)
 
     def finish(self, state: DiTState) -> torch.Tensor:
         """Head and unpatchify -> [B, out_dim, F, H, W] fp32."""
         out = self.head(state.x[:, state.prefix:] if state.prefix else state.x, state.e)
+        if state.suffix:
+            out = out[:, :-state.suffix]
         b, c = out.shape[0], self.cfg.out_dim
         (f, h, w), (pt, ph, pw) = state.grid, self.cfg.patch_size
         out = out.view(b, f, h, w, pt, ph, pw, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
@@ -348,6 +364,7 @@ class WanDiT(nn.Module):
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
         subject: torch.Tensor | None = None,
+        sound: SoundInputs | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -359,12 +376,13 @@ class WanDiT(nn.Module):
         strength per context; Animate: pose_latents [B, 16, F - 1, H, W] (normalized, the frames
         after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1; camera: [B, 24, F, 8H, 8W]
         Plücker embedding at pixel size (Fun camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
-        subject: [1 or B, 16, S, H, W] normalised subject latent frames (Phantom), not in the output.
+        subject: [1 or B, 16, S, H, W] normalised subject latent frames (Phantom), not in the output;
+        sound: the S2V model's audio / reference / motion / control inputs (``s2v.SoundInputs``).
         Returns [B, out_dim, F, H, W] fp32.
         """
         state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents=pose_latents,
                            face_pixels=face_pixels, camera=camera, reference=reference,
-                           subject=subject)
+                           subject=subject, sound=sound)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .config import DIT_PRESETS, FACE_EVERY, DiTConfig, same_network
+from .config import DIT_PRESETS, FACE_EVERY, S2V_INJECT_LAYERS, DiTConfig, same_network
 from ...errors import WanFileError
 from ...weights.checks import block_count, model_dims
 from ...weights.names import dit_to_official
@@ -75,6 +75,9 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
         fields.update(vace_in_dim=shape("vace_patch_embedding.weight", 5)[1],
                       vace_layers=tuple(range(0, num_layers, num_layers // n))[:n])
         model_type = "vace"
+    elif "casual_audio_encoder.encoder.final_linear.weight" in sd:  # as ComfyUI's detection
+        fields.update(sound_fields(sd, shape, path))
+        model_type = "s2v"
     elif "face_adapter.fuser_blocks.0.k_norm.weight" in sd:
         n = block_count(sd, "face_adapter.fuser_blocks.", path, "Wan Animate face adapter")
         if n * FACE_EVERY != num_layers:
@@ -110,3 +113,17 @@ def camera_channels(conv_shape, path=None) -> int:
         raise WanFileError(path, f"control_adapter.conv.weight has shape {tuple(conv_shape)}: "
                                  "its input channels are not a multiple of 64 (8x8 pixel unshuffle)")
     return conv_shape[1] // 64
+
+
+def sound_fields(sd: dict, shape, path=None) -> dict:
+    """The S2V sizes: wav2vec2 width and hidden-state layers from the audio encoder; the injector
+    count must be the reference code's (which blocks they follow is not stored in the file)."""
+    need = ("casual_audio_encoder.encoder.conv1_local.conv.weight", "casual_audio_encoder.weights")
+    if any(k not in sd for k in need):
+        raise WanFileError(path, f"incomplete Wan S2V DiT: missing {', '.join(k for k in need if k not in sd)}")
+    n = block_count(sd, "audio_injector.injector.", path, "Wan S2V audio injector")
+    if n != len(S2V_INJECT_LAYERS):
+        raise WanFileError(path, f"Wan S2V DiT with {n} audio injector blocks, the S2V model has "
+                                 f"{len(S2V_INJECT_LAYERS)}")
+    return dict(audio_dim=shape("casual_audio_encoder.encoder.conv1_local.conv.weight", 3)[1],
+                audio_layers=shape("casual_audio_encoder.weights", 4)[1], audio_inject_layers=S2V_INJECT_LAYERS)
