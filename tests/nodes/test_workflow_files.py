@@ -16,6 +16,7 @@ LOADER_FILE_INPUTS = {  # node type -> (input, catalogue role)
     "WanVAELoader": ("vae", "vae"),
     "WanCLIPVisionLoader": ("clip_vision", "clip_vision"),
     "WanLoraSelect": ("lora", "lora"),
+    "WanAudioEncoderLoader": ("audio_encoder_name", "audio_encoder"),
     # ComfyUI's own loaders and ours for native graphs
     "WanDiffusionModelLoader": ("unet_name", "dit"),
     "UNETLoader": ("unet_name", "dit"),
