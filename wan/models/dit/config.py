@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera")
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera", "humo")
 FACE_EVERY = 5  # Animate: one face adapter block after every fifth DiT block
 
 
@@ -25,7 +25,8 @@ class DiTConfig:
     with a pose patch embedding, a face motion encoder and a face adapter after every fifth block),
     "fun_control" (Fun control: ``y`` holds the control video's latent beside the start image's, 2.2
     with a mask between) and "camera" (Fun camera: a camera adapter adds Plücker embeddings to the
-    patch tokens). Fun inpaint models are "i2v" networks. ``ref_in_dim``: the Fun reference conv (a
+    patch tokens), "humo" (HuMo: audio cross-attention in every block, reference frames behind the
+    video; the 17B model takes 20 conditioning channels). Fun inpaint models are "i2v" networks. ``ref_in_dim``: the Fun reference conv (a
     reference image's latent as one frame of tokens in front); ``camera_in_dim``: camera adapter input
     channels.
     """
@@ -73,6 +74,10 @@ class DiTConfig:
     @property
     def is_animate(self) -> bool:
         return self.model_type == "animate"
+
+    @property
+    def is_humo(self) -> bool:
+        return self.model_type == "humo"
 
     @property
     def face_blocks(self) -> int:
@@ -160,6 +165,9 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         DiTConfig("camera_1_3b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_SMALL),
         DiTConfig("camera_14b", "camera", in_dim=32, out_dim=16, has_image_emb=True, camera_in_dim=24, **_LARGE),
         DiTConfig("wan22_camera_a14b", "camera", in_dim=36, out_dim=16, camera_in_dim=24, **_LARGE),
+        # HuMo (ByteDance): 1.7B on Wan 2.1 T2V 1.3B, 17B on T2V 14B with 20 conditioning channels
+        DiTConfig("humo_1_7b", "humo", in_dim=16, out_dim=16, **_SMALL),
+        DiTConfig("humo_17b", "humo", in_dim=36, out_dim=16, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
     )
 }

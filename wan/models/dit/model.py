@@ -1,4 +1,4 @@
-"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate, Fun).
+"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate, Fun, HuMo).
 
 ``forward`` is ``embed`` -> ``run_block`` for each block -> ``finish``; wrappers (block swap,
 caching, skipping) call those three pieces themselves instead of copying the loop.
@@ -22,6 +22,7 @@ from ...runtime.cancel import check as check_cancel
 from .attention import rope_table
 from .attention_select import attention_kernel
 from .camera import CameraAdapter, reference_tokens
+from .humo import add_audio_layers, add_humo_inputs, blank_conditioning
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
@@ -47,6 +48,7 @@ class DiTState:
     VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
     Animate only: face [B, f, 5, C] face tokens per latent frame (None: no face video).
     prefix: tokens in front of the video's (a Fun reference image), dropped by ``finish``.
+    HuMo only: audio [B, F * 16, 1536] audio tokens; suffix: reference tokens behind the video's.
     """
 
     x: torch.Tensor
@@ -62,6 +64,8 @@ class DiTState:
     vace_strength: tuple[float, ...] = ()
     face: torch.Tensor | None = None
     prefix: int = 0
+    audio: torch.Tensor | None = None
+    suffix: int = 0
 
 
 class WanDiT(nn.Module):
@@ -104,6 +108,8 @@ class WanDiT(nn.Module):
             self.motion_encoder = MotionEncoder()
             self.face_adapter = FaceAdapter(d, cfg.num_heads, cfg.face_blocks)
             self.face_encoder = FaceEncoder(d)
+        if cfg.is_humo:
+            add_audio_layers(self)
         # Animate: face tokens of the face videos seen inside ``face_memo`` (they do not change
         # between the steps of a run; the motion encoder is the costliest part of a forward)
         self._face_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -188,10 +194,14 @@ class WanDiT(nn.Module):
         face_pixels: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
+        audio_embed: torch.Tensor | None = None,
+        reference_latent: torch.Tensor | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
         size = tuple(x.shape[2:])
+        if y is None and cfg.is_humo and cfg.cond_channels:
+            y = blank_conditioning(x)
         if y is not None:
             x = torch.cat([x, y.to(x.dtype)], dim=1)
         if x.shape[1] != cfg.in_dim:
@@ -240,6 +250,8 @@ class WanDiT(nn.Module):
             self._embed_vace(state, vace_context, vace_strength, batch)
         if face_pixels is not None:
             state.face = self._face(face_pixels, grid[0], batch)
+        if cfg.is_humo:
+            add_humo_inputs(self, state, audio_embed, reference_latent, tt.shape[1] == 1)
         return state
 
     def _add_pose(self, tokens: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -306,7 +318,8 @@ class WanDiT(nn.Module):
         loop over the blocks (forward, block swap, step cache, skip-layer guidance) runs through here."""
         check_cancel(f"before DiT block {i + 1} of {len(self.blocks)}")
         if not skip:
-            state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
+            state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len,
+                                     state.audio)
         n = self._vace_after.get(i)
         if n is not None and state.vace is not None:
             block = self.vace_blocks[n]
@@ -322,7 +335,8 @@ class WanDiT(nn.Module):
 
     def finish(self, state: DiTState) -> torch.Tensor:
         """Head and unpatchify -> [B, out_dim, F, H, W] fp32."""
-        out = self.head(state.x[:, state.prefix:] if state.prefix else state.x, state.e)
+        x = state.x[:, state.prefix:state.x.shape[1] - state.suffix] if state.prefix or state.suffix else state.x
+        out = self.head(x, state.e)
         b, c = out.shape[0], self.cfg.out_dim
         (f, h, w), (pt, ph, pw) = state.grid, self.cfg.patch_size
         out = out.view(b, f, h, w, pt, ph, pw, c).permute(0, 7, 1, 4, 2, 5, 3, 6)
@@ -343,6 +357,8 @@ class WanDiT(nn.Module):
         face_pixels: torch.Tensor | None = None,
         camera: torch.Tensor | None = None,
         reference: torch.Tensor | None = None,
+        audio_embed: torch.Tensor | None = None,
+        reference_latent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -354,10 +370,12 @@ class WanDiT(nn.Module):
         strength per context; Animate: pose_latents [B, 16, F - 1, H, W] (normalized, the frames
         after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1; camera: [B, 24, F, 8H, 8W]
         Plücker embedding at pixel size (Fun camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
+        HuMo: audio_embed [B, F, 8, 5, 1280] whisper windows (None: silence), reference_latent [B, 16, Fr, H, W].
         Returns [B, out_dim, F, H, W] fp32.
         """
         state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents=pose_latents,
-                           face_pixels=face_pixels, camera=camera, reference=reference)
+                           face_pixels=face_pixels, camera=camera, reference=reference, audio_embed=audio_embed,
+                           reference_latent=reference_latent)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)

@@ -81,6 +81,8 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
             raise WanFileError(path, f"Wan Animate DiT with {n} face adapter blocks for {num_layers} blocks "
                                      f"(expected one per {FACE_EVERY})")
         model_type = "animate"
+    elif "audio_proj.audio_proj_glob_1.layer.weight" in sd:
+        model_type = "humo"
     elif fields.get("camera_in_dim"):
         model_type = "camera"
     elif fields.get("has_flf_pos_emb"):
