@@ -82,6 +82,7 @@ class VideoConditioning:
     face_pixels: torch.Tensor | None = None
     camera: torch.Tensor | None = None
     reference: torch.Tensor | None = None
+    humo: object = None  # conditioning_humo.HumoInputs: HuMo's audio windows and reference latents
 
     @property
     def latent_frames(self) -> int:

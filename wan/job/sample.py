@@ -28,6 +28,7 @@ import torch
 
 from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, normalize_latent
 from .conditioning_fun import fit_to_model
+from .conditioning_humo import check_humo, humo_conds
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -87,6 +88,8 @@ def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -
         pos["face_pixels"] = _to(image.face_pixels, device)
         if neg is not None:  # Animate's negative pass sees a blank face (ComfyUI's WanAnimateToVideo)
             neg["face_pixels"] = torch.full_like(pos["face_pixels"], -1.0)
+    if image.humo is not None:
+        humo_conds(image.humo, pos, neg, device)
     return pos, neg
 
 
@@ -121,7 +124,7 @@ def make_dit_call(forward: Forward, num_frames: int):
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
         kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels",
-                                   "camera", "reference")
+                                   "camera", "reference", "audio_embed", "reference_latent")
               if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
@@ -315,6 +318,7 @@ def sample_video(
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
     _check_animate(dit, run)
+    check_humo(dit, image_embeds, run)
     image_embeds = fit_to_model(image_embeds, getattr(dit, "cfg", None))
     layout = run.parallel
     if layout is not None and layout.size > 1:
