@@ -32,6 +32,7 @@ from ..errors import WanError, WanInputError
 from .animate_args import add_animate_arguments, animate_inputs
 from ..job import pipelines
 from ..job.pipelines_fun import fun_pipeline_class
+from ..job.pipelines_humo import HumoPipeline, humo_pipeline_class
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
@@ -52,6 +53,7 @@ from ..job.decode_file import decode_to_file
 from ..video import BY_EXTENSION as FORMATS
 from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 from .fun_args import add_fun_arguments, fun_inputs
+from .humo_args import add_humo_arguments, humo_inputs
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 
@@ -107,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--control-video", help="VACE control video")
     inputs.add_argument("--vace-strength", type=float, default=1.0)
     add_animate_arguments(inputs)
+    add_humo_arguments(inputs)
     add_fun_arguments(parser)
     gen = parser.add_argument_group("generation")
     gen.add_argument("--width", type=int, default=832)
@@ -218,7 +221,7 @@ def _read_video(path: str):
 
 def _pipeline_class(dit, args):
     kind = dit.cfg.model_type
-    fun = fun_pipeline_class(dit.cfg)
+    fun = fun_pipeline_class(dit.cfg) or humo_pipeline_class(dit.cfg)
     if fun is not None:
         return fun
     if kind == "t2v":
@@ -241,6 +244,10 @@ def _inputs(args: argparse.Namespace, cls) -> dict:
     fun = fun_inputs(args, cls, _read_image, _read_video)
     if fun is not None:
         return fun
+    if cls is HumoPipeline:
+        return humo_inputs(args, _read_image)
+    if args.audio or args.audio_encoder:
+        raise WanInputError("--audio/--audio-encoder need a HuMo diffusion model")
     animate = cls is pipelines.AnimatePipeline
     inputs = animate_inputs(args, animate, _read_image, _read_video)
     if animate:
