@@ -88,7 +88,7 @@ def test_report_per_workflow(install, catalog):
                      # the native graphs need what their twins need (the CausVid LoRA, the experts)
                      "native_bonfire_vace": False, "native_wan22_i2v_a14b": False,
                      # the Fun and Animate models are not installed
-                     "fun_control": False, "fun_inpaint": False, "wan22_animate": False}
+                     "fun_control": False, "fun_inpaint": False, "wan22_animate": False, "humo": False}
     c = checks_by_name(reports)
     assert c["wan2.1_t2v_1.3B_fp16"].status == "ok"
     assert "dim 1536, 30 layers" in c["wan2.1_t2v_1.3B_fp16"].message

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = ["t2v", "i2v", "vace_reference", "t2v_vace_lora_reference", "t2v_long_context", "wan22_t2v_a14b",
              "wan22_ti2v_5b", "t2i_wan", "t2i_sd15", "wan22_i2v_a14b", "wan22_i2v_a14b_lightning",
              "wan22_t2v_a14b_lightning", "flf2v", "wan22_flf2v", "native_bonfire_vace", "native_wan22_i2v_a14b",
-             "wan22_animate", "fun_control", "fun_inpaint"]
+             "wan22_animate", "fun_control", "fun_inpaint", "humo"]
 
 
 def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
@@ -50,7 +50,7 @@ EXPECTED = {  # workflow -> (frames, latent frames it makes)
     "wan22_i2v_a14b": FRAMES, "wan22_i2v_a14b_lightning": FRAMES, "wan22_t2v_a14b_lightning": FRAMES,
     "flf2v": FRAMES, "wan22_flf2v": FRAMES, "native_bonfire_vace": FRAMES, "native_wan22_i2v_a14b": FRAMES,
     "wan22_animate": FRAMES,
-    "fun_control": FRAMES, "fun_inpaint": FRAMES,
+    "fun_control": FRAMES, "fun_inpaint": FRAMES, "humo": FRAMES,
 }
 
 

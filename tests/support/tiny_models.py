@@ -265,6 +265,7 @@ NAMES = {
     "fun_control": ("diffusion_models", "wan2.1_fun_control_1.3B_bf16.safetensors"),
     "fun_inpaint": ("diffusion_models", "wan2.1_fun_inp_1.3B_bf16.safetensors"),
     "fun_camera": ("diffusion_models", "wan2.1_fun_camera_v1.1_1.3B_bf16.safetensors"),
+    "humo": ("diffusion_models", "humo_1.7B_fp16.safetensors"),
 }
 
 
@@ -296,6 +297,8 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "fun_control": lambda p: write_dit(p, "fun_control_1_3b", seed=16),
         "fun_inpaint": lambda p: write_dit(p, "fun_inpaint_1_3b", seed=17),
         "fun_camera": lambda p: write_dit(p, "camera_1_3b", seed=18),
+        # fp16 as published; the audio projection keeps its real widths (~27M values)
+        "humo": lambda p: write_dit(p, "humo_1_7b", "fp16", seed=19),
     }
     out = {}
     for role, (folder, name) in NAMES.items():
