@@ -60,3 +60,17 @@ def test_a_wav2vec2_output_is_refused(pack, vae):
     wav2vec = {"encoded_audio_all_layers": [torch.zeros(1, 50, 1024)] * 25, "audio_samples": 16000}
     with pytest.raises(pack["wan.errors"].WanInputError, match="whisper large v3"):
         pack["nodes.humo"].WanHuMoEmbeds().encode(vae, 32, 32, 9, wav2vec)
+
+
+def test_sampler_names_a_model_file_that_is_not_humo(pack, vae):
+    """HuMo embeds on another model: the Wan Sampler names the file before any model work."""
+    import types
+
+    sampler = importlib.import_module(import_pack().__name__ + ".nodes.sampler")
+    config = importlib.import_module(import_pack().__name__ + ".wan.models.dit.config")
+    out = pack["nodes.humo"].WanHuMoEmbeds().encode(vae, 32, 32, 5)
+    (cond,) = out["result"] if isinstance(out, dict) else out
+    model = types.SimpleNamespace(cfg=config.DIT_PRESETS["t2v_1_3b"], path="/models/wan2.1_t2v_1.3B_fp16.safetensors",
+                                  name="wan2.1_t2v_1.3B_fp16.safetensors")
+    with pytest.raises(pack["wan.errors"].WanFileError, match="wan2.1_t2v_1.3B_fp16.*Wan HuMo Embeds"):
+        sampler.WanSampler().sample(model, None, cond, 2, 1.0, 5.0, 0, "euler", 1.0)
