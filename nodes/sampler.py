@@ -172,6 +172,11 @@ class WanSampler:
 
             raise WanFileError(model.path or model.name, f"image_embeds come from Wan Sound Embeds but this is "
                                f"{model.cfg.variant}, not the Wan 2.2 S2V model")
+        if cond.humo is not None and not model.cfg.is_humo:
+            from ..wan.errors import WanFileError
+
+            raise WanFileError(model.path or model.name, f"image_embeds come from Wan HuMo Embeds but this is "
+                               f"{model.cfg.variant}, not a HuMo model (humo_1.7B / humo_17B)")
         plain = all(getattr(cond, k) is None for k in ("y", "clip_fea", "vace_context", "fixed_latent"))
         if plain and cond.latent_channels != channels:  # Wan Empty Embeds default to the Wan2.1 latent
             cond = t2v_conditioning(cond.width, cond.height, cond.num_frames, channels)

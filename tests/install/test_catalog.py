@@ -11,7 +11,7 @@ from wan.errors import WanFileError, WanInputError
 WORKFLOWS = {"t2v", "i2v", "vace_reference", "t2v_long_context", "wan22_t2v_a14b", "wan22_ti2v_5b",
              "t2i_wan", "t2v_vace_lora_reference", "wan22_i2v_a14b", "wan22_i2v_a14b_lightning",
              "wan22_t2v_a14b_lightning", "flf2v", "wan22_flf2v", "native_bonfire_vace", "native_wan22_i2v_a14b",
-             "wan22_animate", "fun_control", "fun_inpaint", "fun_camera", "phantom", "ati", "wan22_s2v"}
+             "wan22_animate", "fun_control", "fun_inpaint", "fun_camera", "phantom", "ati", "wan22_s2v", "humo"}
 # Which ComfyUI folder each role's files go in (GGUF DiTs go to "unet", as ComfyUI-GGUF documents).
 FOLDER_OF = {("dit", "safetensors"): "diffusion_models", ("dit", "gguf"): "unet",
              ("text_encoder", "safetensors"): "text_encoders", ("clip_vision", "safetensors"): "clip_vision",

@@ -87,9 +87,9 @@ def test_report_per_workflow(install, catalog):
                      "flf2v": False, "wan22_flf2v": False,
                      # the native graphs need what their twins need (the CausVid LoRA, the experts)
                      "native_bonfire_vace": False, "native_wan22_i2v_a14b": False,
-                     # the Fun, Animate, Phantom, ATI and S2V models are not installed
+                     # the Fun, Animate, Phantom, ATI, S2V and HuMo models are not installed
                      "fun_control": False, "fun_inpaint": False, "wan22_animate": False,
-                     "fun_camera": False, "phantom": False, "ati": False, "wan22_s2v": False}
+                     "fun_camera": False, "phantom": False, "ati": False, "wan22_s2v": False, "humo": False}
     c = checks_by_name(reports)
     assert c["wan2.1_t2v_1.3B_fp16"].status == "ok"
     assert "dim 1536, 30 layers" in c["wan2.1_t2v_1.3B_fp16"].message

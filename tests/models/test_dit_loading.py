@@ -24,7 +24,8 @@ torch.set_num_threads(2)
 # Fun models only those without a reference conv or camera adapter, which are I2V-shaped networks).
 # diffusers has no Fun reference conv / camera adapter, and its Animate transformer's names have no
 # mapping here (the published Animate file uses the official names, which ComfyUI's test covers)
-DIFFUSERS_VARIANTS = [v for v, c in DIT_PRESETS.items() if not (c.ref_in_dim or c.camera_in_dim or c.is_animate)]
+DIFFUSERS_VARIANTS = [v for v, c in DIT_PRESETS.items()
+                      if not (c.ref_in_dim or c.camera_in_dim or c.is_animate or c.is_humo)]  # diffusers has no HuMo
 DIFFUSERS_VARIANTS = [v for v in DIFFUSERS_VARIANTS if not DIT_PRESETS[v].is_s2v]  # no S2V name mapping there
 
 

@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = ["t2v", "i2v", "vace_reference", "t2v_vace_lora_reference", "t2v_long_context", "wan22_t2v_a14b",
              "wan22_ti2v_5b", "t2i_wan", "t2i_sd15", "wan22_i2v_a14b", "wan22_i2v_a14b_lightning",
              "wan22_t2v_a14b_lightning", "flf2v", "wan22_flf2v", "native_bonfire_vace", "native_wan22_i2v_a14b",
-             "wan22_animate", "fun_control", "fun_inpaint", "fun_camera", "phantom", "ati", "wan22_s2v"]
+             "wan22_animate", "fun_control", "fun_inpaint", "fun_camera", "phantom", "ati", "wan22_s2v", "humo"]
 
 
 def video_frames(path: Path) -> tuple[int, tuple[int, int]]:
@@ -51,7 +51,7 @@ EXPECTED = {  # workflow -> (frames, latent frames it makes)
     "flf2v": FRAMES, "wan22_flf2v": FRAMES, "native_bonfire_vace": FRAMES, "native_wan22_i2v_a14b": FRAMES,
     "wan22_animate": FRAMES,
     "fun_control": FRAMES, "fun_inpaint": FRAMES, "fun_camera": FRAMES, "phantom": FRAMES, "ati": FRAMES,
-    "wan22_s2v": FRAMES,
+    "wan22_s2v": FRAMES, "humo": FRAMES,
 }
 
 

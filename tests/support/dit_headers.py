@@ -34,6 +34,8 @@ def comfy_dit(cfg, dtype=torch.bfloat16):
         return wan.WanModel_S2V(patch_size=cfg.patch_size, text_len=cfg.text_len, freq_dim=cfg.freq_dim,
                                 text_dim=cfg.text_dim, eps=cfg.eps, audio_dim=cfg.audio_dim,
                                 **{k: v for k, v in kw.items() if k != "flf_pos_embed_token_number"})
+    if getattr(cfg, "is_humo", False):
+        return wan.HumoWanModel(**kw)
     if cfg.vace_layers:
         return wan.VaceWanModel(vace_layers=len(cfg.vace_layers), vace_in_dim=cfg.vace_in_dim, **kw)
     if getattr(cfg, "camera_in_dim", 0):  # the Fun camera models

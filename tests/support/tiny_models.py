@@ -273,20 +273,35 @@ NAMES = {
     "wav2vec2": ("audio_encoders", "wav2vec2_large_english_fp16.safetensors"),
     "whisper": ("audio_encoders", "whisper_large_v3_fp16.safetensors"),
     "s2v": ("diffusion_models", "wan2.2_s2v_14B_bf16.safetensors"),
+    "humo": ("diffusion_models", "humo_1.7B_fp16.safetensors"),
 }
 
 
-def write_s2v(path, seed: int = 21) -> Path:
-    """A tiny Wan S2V DiT whose audio encoder reads the tiny wav2vec2 written by ``write_set``
-    (width 128, 2 layers: 3 hidden states) instead of the published 1024 x 25."""
+def _write_audio_dit(path, variant: str, seed: int, dtype=torch.bfloat16, **fields) -> Path:
+    """A tiny audio-driven DiT whose audio path reads this set's tiny audio encoder."""
     from dataclasses import replace
 
     from wan.models.dit.model import WanDiT
 
-    cfg = replace(dit_config("wan22_s2v_14b"), audio_dim=AUDIO_WIDTH, audio_layers=AUDIO_LAYERS + 1)
+    cfg = replace(dit_config(variant), **fields)
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in WanDiT(cfg).state_dict().items()}
-    return save_safetensors({k: v.to(torch.bfloat16) for k, v in seeded(shapes, seed).items()}, path)
+    return save_safetensors({k: v.to(dtype) for k, v in seeded(shapes, seed).items()}, path)
+
+
+def write_s2v(path, seed: int = 21) -> Path:
+    """Wan S2V reading the tiny wav2vec2 (width 128, 2 layers: 3 hidden states), not the published 1024 x 25."""
+    return _write_audio_dit(path, "wan22_s2v_14b", seed, audio_dim=AUDIO_WIDTH, audio_layers=AUDIO_LAYERS + 1)
+
+
+# HuMo takes whisper large v3's 33 hidden states (its layer groups are fixed): the tiny whisper keeps
+# the 32 layers and shrinks the width
+HUMO_WHISPER = dict(width=64, layers=32)
+
+
+def write_humo(path, seed: int = 22) -> Path:
+    """HuMo 1.7B (fp16 as published) reading the tiny whisper of ``HUMO_WHISPER``."""
+    return _write_audio_dit(path, "humo_1_7b", seed, torch.float16, audio_dim=HUMO_WHISPER["width"])
 
 
 def write_set(models_dir, only=None) -> dict[str, Path]:
@@ -321,9 +336,10 @@ def write_set(models_dir, only=None) -> dict[str, Path]:
         "phantom": lambda p: write_dit(p, "t2v_14b", "fp8", seed=19),
         "ati": lambda p: write_dit(p, "i2v_14b", "fp8", seed=20),
         "wav2vec2": write_wav2vec2,
-        "whisper": write_whisper,
+        "whisper": lambda p: write_whisper(p, **HUMO_WHISPER),
         # bf16 as published, reading the tiny wav2vec2 of this set (its width, its hidden states)
         "s2v": write_s2v,
+        "humo": write_humo,
     }
     out = {}
     for role, (folder, name) in NAMES.items():

@@ -27,7 +27,8 @@ def shrink(graph: dict, tag: str) -> dict:
     for node in g.values():
         inputs, kind = node["inputs"], node["class_type"]
         if kind in ("WanEmptyEmbeds", "WanImageToVideoEncode", "WanVACEEncode", "WanAnimateEmbeds", "WanFunInpaintEmbeds",
-                    "WanFunControlEmbeds", "WanCameraEmbeds", "WanPhantomEmbeds", "WanTrackEmbeds", "WanSoundEmbeds"):
+                    "WanFunControlEmbeds", "WanCameraEmbeds", "WanPhantomEmbeds", "WanTrackEmbeds", "WanSoundEmbeds",
+                    "WanHuMoEmbeds"):
             inputs.update(width=SIZE, height=SIZE)
             if inputs["num_frames"] > 1:
                 inputs["num_frames"] = LONG_FRAMES if windows else FRAMES

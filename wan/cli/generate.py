@@ -34,6 +34,7 @@ from .animate_args import add_animate_arguments, animate_inputs
 from ..job import pipelines
 from ..job.pipelines_fun import fun_pipeline_class
 from ..job.pipelines_s2v import SoundPipeline
+from ..job.pipelines_humo import HumoPipeline, humo_pipeline_class
 from ..job.options import PRECISIONS, QUANTIZATIONS, LoadOptions, RunOptions, SamplingOptions
 from ..models.dit.attention_backends import ATTENTION_MODES
 from ..parallel.launch import launch
@@ -56,6 +57,7 @@ from ..weights.lora import HIGH_NOISE, LOW_NOISE, check_loras, load_lora
 from .fun_args import add_fun_arguments, fun_inputs
 from .subject_args import add_subject_arguments, subject_class, subject_inputs
 from .s2v_args import add_s2v_arguments, s2v_inputs
+from .humo_args import humo_inputs
 from .specs import CONTEXT_OVERLAP, block_swap_spec, cfg_spec, context_spec, layers_spec, lora_spec, parallel_spec, timesteps_spec
 
 
@@ -111,7 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inputs.add_argument("--control-video", help="VACE control video")
     inputs.add_argument("--vace-strength", type=float, default=1.0)
     add_animate_arguments(inputs)
-    add_s2v_arguments(inputs)
+    add_s2v_arguments(inputs)  # --audio/--audio-encoder: S2V and HuMo
     add_fun_arguments(parser)
     add_subject_arguments(parser)
     gen = parser.add_argument_group("generation")
@@ -224,7 +226,7 @@ def _read_video(path: str):
 
 def _pipeline_class(dit, args):
     kind = dit.cfg.model_type
-    fun = fun_pipeline_class(dit.cfg)
+    fun = fun_pipeline_class(dit.cfg) or humo_pipeline_class(dit.cfg)
     if fun is not None:
         return fun
     if kind == "t2v":
@@ -249,6 +251,8 @@ def _inputs(args: argparse.Namespace, cls) -> dict:
     fun = fun_inputs(args, cls, _read_image, _read_video)
     if fun is not None:
         return fun
+    if cls is HumoPipeline:
+        return humo_inputs(args, _read_image)
     sound = s2v_inputs(args, cls is SoundPipeline, _read_image, _read_video)
     if cls is SoundPipeline:
         return sound

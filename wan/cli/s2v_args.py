@@ -12,8 +12,9 @@ from ..job.audio import encode_audio_file
 
 
 def add_s2v_arguments(inputs: argparse._ArgumentGroup) -> None:
-    inputs.add_argument("--audio", help="Wan S2V: the speech (an audio file; with --audio-encoder)")
-    inputs.add_argument("--audio-encoder", help="Wan S2V: wav2vec2 audio encoder file (audio_encoders folder)")
+    inputs.add_argument("--audio", help="Wan S2V, HuMo: the speech (an audio file; with --audio-encoder)")
+    inputs.add_argument("--audio-encoder", help="the audio encoder file (audio_encoders folder): wav2vec2 for Wan "
+                        "S2V, whisper large v3 for HuMo")
     inputs.add_argument("--clips", type=int, default=None,
                         help="Wan S2V: clips of --frames to make (default: as many as the speech fills)")
 
@@ -28,7 +29,7 @@ def s2v_inputs(args: argparse.Namespace, is_s2v: bool, read_image: Callable, rea
     """The S2V pipeline's inputs from the flags; WanInputError when they meet another model."""
     if not is_s2v:
         if args.audio or args.audio_encoder or args.clips is not None:
-            raise WanInputError("--audio/--audio-encoder/--clips need the Wan 2.2 S2V diffusion model")
+            raise WanInputError("--audio/--audio-encoder need a Wan 2.2 S2V or HuMo diffusion model, --clips the S2V one")
         return {}
     if args.image or args.end_image:
         raise WanInputError("Wan S2V takes --reference-image (the speaker), --audio and --control-video "

@@ -87,6 +87,7 @@ class VideoConditioning:
     subject: torch.Tensor | None = None
     subject_cfg: float = 1.0
     sound: object | None = None  # S2V: wan.models.dit.s2v.SoundInputs (audio, reference, motion, control)
+    humo: object = None  # conditioning_humo.HumoInputs: HuMo's audio windows and reference latents
 
     @property
     def latent_frames(self) -> int:

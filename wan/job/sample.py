@@ -22,7 +22,6 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
@@ -30,6 +29,8 @@ from .conditioning import PromptEmbeds, VideoConditioning, denormalize_latent, n
 from .conditioning_fun import fit_to_model
 from .conditioning_phantom import check_phantom
 from .conditioning_s2v import check_sound
+from .conditioning_humo import check_humo
+from .dit_conds import check_animate, dit_conds
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -63,41 +64,6 @@ def _device(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def _to(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device=device, dtype=torch.float32)
-    return value
-
-
-def _conds(text: PromptEmbeds, image: VideoConditioning, device: torch.device) -> tuple[dict, dict | None]:
-    """(positive, negative) keyword sets for the DiT; everything but the text is shared."""
-    shared = {
-        "clip_fea": image.clip_fea,
-        "y": image.y,
-        "vace_context": image.vace_context,
-        "fixed_latent": image.fixed_latent,
-        "denoise_mask": image.denoise_mask,
-        "pose_latents": image.pose_latents,
-        "camera": image.camera,
-        "reference": image.reference,
-        "subject": image.subject,
-    }
-    shared = {k: _to(v, device) for k, v in shared.items() if v is not None}
-    if image.vace_context is not None:
-        shared["vace_strength"] = tuple(image.vace_strength)
-    pos = {"context": _to(text.positive, device), **shared}
-    neg = None if text.negative is None else {"context": _to(text.negative, device), **shared}
-    if image.face_pixels is not None:
-        pos["face_pixels"] = _to(image.face_pixels, device)
-        if neg is not None:  # Animate's negative pass sees a blank face (ComfyUI's WanAnimateToVideo)
-            neg["face_pixels"] = torch.full_like(pos["face_pixels"], -1.0)
-    if image.sound is not None:  # S2V, as dicts (batched CFG joins them); the negative hears silence (audio * 0)
-        pos["sound"] = {k: _to(v, device) for k, v in vars(image.sound).items()}
-        if neg is not None:
-            neg["sound"] = {k: _to(v, device) for k, v in vars(image.sound.silent()).items()}
-    return pos, neg
-
-
 def _hold_fixed(x: torch.Tensor, cond: dict) -> torch.Tensor:
     """Latent frames where ``denoise_mask`` is 0 replaced by ``fixed_latent`` (Wan2.2 TI2V)."""
     mask = cond.get("denoise_mask")
@@ -129,7 +95,7 @@ def make_dit_call(forward: Forward, num_frames: int):
             # per-frame timesteps, 0 on held frames (ComfyUI's WAN22.process_timestep)
             t = mask.mean(dim=(1, 3, 4)).expand(x.shape[0], -1) * t
         kw = {k: cond[k] for k in ("clip_fea", "y", "vace_context", "vace_strength", "pose_latents", "face_pixels",
-                                   "camera", "reference", "subject", "sound")
+                                   "camera", "reference", "subject", "sound", "audio_embed", "reference_latent")
               if k in cond}
         return forward(step, x, t, cond["context"], **kw).float()
 
@@ -142,18 +108,6 @@ def check_experts(s: SamplingOptions, has_low: bool) -> None:
     if not has_low and (s.switch_step is not None or s.split_sampling):
         raise WanInputError("switch_step, shift_low and sampler_low are options of the Wan2.2 A14B experts: "
                             "give the low-noise expert (dit_low / model_low) too")
-
-
-def _check_animate(dit, run: RunOptions) -> None:
-    # Face tokens belong to whole latent frames and the face video to the whole clip: a context
-    # window or a token split would cut them apart (long videos: windows of Wan Animate Embeds)
-    if getattr(getattr(dit, "cfg", None), "is_animate", False):
-        if run.context is not None:
-            raise WanInputError("context windows do not apply to Wan Animate: make a long video window by window "
-                                "(continue_motion and video_frame_offset of the Animate conditioning)")
-        if run.parallel is not None and run.parallel.size > 1:
-            raise WanInputError("Wan Animate runs on one GPU: its face adapter attends per latent frame, which a "
-                                "sequence split cuts")
 
 
 def _check(dit, dit_low, text: PromptEmbeds, image: VideoConditioning, s: SamplingOptions, latents, shape) -> None:
@@ -326,9 +280,10 @@ def sample_video(
     run = RunOptions() if run is None else run
     shape = image_embeds.latent_shape() if isinstance(image_embeds, VideoConditioning) else None
     _check(dit, dit_low, text_embeds, image_embeds, s, latents, shape)
-    _check_animate(dit, run)
+    check_animate(dit, run)
     check_phantom(image_embeds, dit, run, s.guidance)
     check_sound(dit, image_embeds, run)
+    check_humo(dit, image_embeds, run)
     image_embeds = fit_to_model(image_embeds, getattr(dit, "cfg", None))
     layout = run.parallel
     if layout is not None and layout.size > 1:
@@ -354,7 +309,7 @@ def sample_video(
         x = noise_latents(torch.zeros_like(noise), noise, sigmas[0])
     else:  # diffusers starts from pure noise whatever the first sigma
         x = noise
-    pos, neg = _conds(text_embeds, image_embeds, device)
+    pos, neg = dit_conds(text_embeds, image_embeds, device)
     trim = image_embeds.trim_latent
 
     def finish(z: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from ..models.dit.layers import WanSelfAttention
-from ..models.dit.model import DiTState
+from ..models.dit.state import DiTState
 from .attention import sequence_kernel
 from .groups import ParallelGroups, split_sizes
 

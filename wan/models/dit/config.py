@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera")
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "vace", "ti2v", "animate", "fun_control", "camera", "humo")
 MODEL_TYPES += ("s2v",)  # Wan 2.2 S2V: audio injector, control encoder, reference and motion tokens
 S2V_INJECT_LAYERS = (0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39)  # fixed by the reference code, not in the file
 FACE_EVERY = 5  # Animate: one face adapter block after every fifth DiT block
@@ -27,7 +27,8 @@ class DiTConfig:
     with a pose patch embedding, a face motion encoder and a face adapter after every fifth block),
     "fun_control" (Fun control: ``y`` holds the control video's latent beside the start image's, 2.2
     with a mask between) and "camera" (Fun camera: a camera adapter adds Plücker embeddings to the
-    patch tokens). Fun inpaint models are "i2v" networks. ``ref_in_dim``: the Fun reference conv (a
+    patch tokens), "humo" (HuMo: audio cross-attention in every block, reference frames behind the
+    video; the 17B model takes 20 conditioning channels). Fun inpaint models are "i2v" networks. ``ref_in_dim``: the Fun reference conv (a
     reference image's latent as one frame of tokens in front); ``camera_in_dim``: camera adapter input
     channels.
     """
@@ -54,7 +55,8 @@ class DiTConfig:
     ref_in_dim: int = 0
     camera_in_dim: int = 0
     rope_theta: float = 10000.0
-    audio_dim: int = 0  # S2V: wav2vec2 width, hidden-state layers mixed, blocks followed by the audio injector
+    audio_dim: int = 0  # S2V: wav2vec2 width, hidden-state layers mixed, blocks followed by the audio injector;
+    # HuMo: the whisper width its audio projection reads
     audio_layers: int = 0
     audio_inject_layers: tuple[int, ...] = ()
 
@@ -82,6 +84,10 @@ class DiTConfig:
     @property
     def is_animate(self) -> bool:
         return self.model_type == "animate"
+
+    @property
+    def is_humo(self) -> bool:
+        return self.model_type == "humo"
 
     @property
     def face_blocks(self) -> int:
@@ -174,6 +180,9 @@ DIT_PRESETS: dict[str, DiTConfig] = {
         DiTConfig("wan22_camera_a14b", "camera", in_dim=36, out_dim=16, camera_in_dim=24, **_LARGE),
         DiTConfig("wan22_s2v_14b", "s2v", in_dim=16, out_dim=16, audio_dim=1024, audio_layers=25,
                   audio_inject_layers=S2V_INJECT_LAYERS, **_LARGE),
+        # HuMo (ByteDance): 1.7B on Wan 2.1 T2V 1.3B, 17B on T2V 14B with 20 conditioning channels
+        DiTConfig("humo_1_7b", "humo", in_dim=16, out_dim=16, audio_dim=1280, **_SMALL),  # whisper large v3's width
+        DiTConfig("humo_17b", "humo", in_dim=36, out_dim=16, audio_dim=1280, **_LARGE),
         DiTConfig("ti2v_5b", "ti2v", in_dim=48, out_dim=48, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30),
         # Wan2.2-Fun-5B-Control: the A14B control layout on the 5B network and 48-channel latents
         DiTConfig("wan22_fun_control_5b", "fun_control", in_dim=148, out_dim=48, ref_in_dim=48, **_5B),

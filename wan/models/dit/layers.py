@@ -154,10 +154,12 @@ class WanAttentionBlock(nn.Module):
         rope: torch.Tensor,
         context: torch.Tensor,
         context_img_len: int = 0,
+        audio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """x: [B, L, C] residual stream (fp32 or compute dtype); e: [B, T, 6, C] fp32 time
         projection (T in {1, frames, L}); rope: from ``rope_table``; context: [B, Lc, C] in compute
-        dtype -> [B, L, C] in x's dtype.
+        dtype; audio: HuMo's audio tokens (its blocks carry ``audio_cross_attn_wrapper``, see
+        ``humo.add_audio_layers``) -> [B, L, C] in x's dtype.
         """
         dt = context.dtype
         shift_msa, scale_msa, gate_msa, shift_ffn, scale_ffn, gate_ffn = (
@@ -167,6 +169,8 @@ class WanAttentionBlock(nn.Module):
         x = gated_add(x, y, gate_msa)
         # One mixed-dtype add (the output is in x's dtype, fp32 or compute): no fp32 copy of y.
         x = x + self.cross_attn(self.norm3(x).to(dt), context, context_img_len)
+        if audio is not None:
+            x = self.audio_cross_attn_wrapper(x, audio)
         y = self.ffn(modulate(self._norm(x), shift_ffn, scale_ffn, dt))
         return gated_add(x, y, gate_ffn)
 

@@ -1,4 +1,5 @@
-"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate, Fun).
+"""The Wan diffusion transformer: one class for every variant (T2V, I2V, FLF2V, VACE, TI2V, Animate, Fun,
+Phantom, S2V, HuMo).
 
 ``forward`` is ``embed`` -> ``run_block`` for each block -> ``finish``; wrappers (block swap,
 caching, skipping) call those three pieces themselves instead of copying the loop.
@@ -9,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .state import DiTState, sinusoidal_embedding
 from .animate import FaceAdapter, FaceBlock, FaceEncoder, MotionEncoder, face_tokens
 from .config import FACE_EVERY, DiTConfig
 from ...errors import WanInputError
@@ -24,48 +25,11 @@ from .attention_select import attention_kernel
 from .camera import CameraAdapter, reference_tokens
 from .phantom import join_subject
 from .s2v import SoundInputs, add_sound_modules, sound_tokens
+from .humo import add_audio_layers, add_humo_inputs, blank_conditioning
 from .layers import Head, MLPProj, WanAttentionBlock, WanSelfAttention, linear_fp32
 from .vace import VaceWanAttentionBlock
 
 _FLOAT_COMPUTE = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def sinusoidal_embedding(dim: int, t: torch.Tensor) -> torch.Tensor:
-    """[N] timesteps (1000 scale) -> [N, dim] as cat(cos, sin), computed in float64 like the official code."""
-    half = dim // 2
-    t = t.to(torch.float64)
-    freqs = torch.pow(10000.0, -torch.arange(half, dtype=torch.float64, device=t.device) / half)
-    angles = torch.outer(t, freqs)
-    return torch.cat([angles.cos(), angles.sin()], dim=1).float()
-
-
-@dataclass
-class DiTState:
-    """Everything the blocks need between ``embed`` and ``finish`` (one denoising forward).
-
-    x: [B, L, C] residual stream (``WanDiT.residual_dtype``); e: [B, T, C] fp32 time embedding (head); e0: [B, T, 6, C]
-    fp32 time projection (blocks); context: [B, Lc, C] compute dtype, CLIP tokens first;
-    rope: rotary table; grid: token grid (f, h, w); size: unpadded latent (F, H, W).
-    VACE only: x0 (embedded video), vace (one stream per VACE context), vace_strength.
-    Animate only: face [B, f, 5, C] face tokens per latent frame (None: no face video).
-    prefix: tokens in front of the video's (a Fun reference image), dropped by ``finish``.
-    """
-
-    x: torch.Tensor
-    e: torch.Tensor
-    e0: torch.Tensor
-    context: torch.Tensor
-    context_img_len: int
-    rope: torch.Tensor
-    grid: tuple[int, int, int]
-    size: tuple[int, int, int]
-    x0: torch.Tensor | None = None
-    vace: list[torch.Tensor] | None = None
-    vace_strength: tuple[float, ...] = ()
-    face: torch.Tensor | None = None
-    prefix: int = 0
-    audio: tuple | None = None  # S2V: (audio tokens, global audio vectors, video tokens) for the injector
-    suffix: int = 0  # tokens after the video's (S2V reference and motion), dropped by ``finish``
 
 
 class WanDiT(nn.Module):
@@ -110,6 +74,8 @@ class WanDiT(nn.Module):
             self.face_encoder = FaceEncoder(d)
         if cfg.is_s2v:
             add_sound_modules(self)
+        if cfg.is_humo:
+            add_audio_layers(self)
         # Animate: face tokens of the face videos seen inside ``face_memo`` (they do not change
         # between the steps of a run; the motion encoder is the costliest part of a forward)
         self._face_memo: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
@@ -196,10 +162,14 @@ class WanDiT(nn.Module):
         reference: torch.Tensor | None = None,
         subject: torch.Tensor | None = None,
         sound: SoundInputs | None = None,
+        audio_embed: torch.Tensor | None = None,
+        reference_latent: torch.Tensor | None = None,
     ) -> DiTState:
         """Inputs of ``forward`` -> the state the blocks run on."""
         cfg, dt = self.cfg, self.compute_dtype
         size = tuple(x.shape[2:])
+        if y is None and cfg.is_humo and cfg.cond_channels:
+            y = blank_conditioning(x)
         if y is not None:
             x = torch.cat([x, y.to(x.dtype)], dim=1)
         if x.shape[1] != cfg.in_dim:
@@ -256,6 +226,8 @@ class WanDiT(nn.Module):
             self._embed_vace(state, vace_context, vace_strength, batch)
         if face_pixels is not None:
             state.face = self._face(face_pixels, grid[0], batch)
+        if cfg.is_humo:
+            add_humo_inputs(self, state, audio_embed, reference_latent, tt.shape[1] == 1)
         return state
 
     def _add_pose(self, tokens: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -322,7 +294,8 @@ class WanDiT(nn.Module):
         loop over the blocks (forward, block swap, step cache, skip-layer guidance) runs through here."""
         check_cancel(f"before DiT block {i + 1} of {len(self.blocks)}")
         if not skip:
-            state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len)
+            state.x = self.blocks[i](state.x, state.e0, state.rope, state.context, state.context_img_len,
+                                     state.humo_audio)
         n = self._vace_after.get(i)
         if n is not None and state.vace is not None:
             block = self.vace_blocks[n]
@@ -365,6 +338,8 @@ class WanDiT(nn.Module):
         reference: torch.Tensor | None = None,
         subject: torch.Tensor | None = None,
         sound: SoundInputs | None = None,
+        audio_embed: torch.Tensor | None = None,
+        reference_latent: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One denoiser evaluation (flow prediction).
 
@@ -377,15 +352,16 @@ class WanDiT(nn.Module):
         after the reference) and face_pixels [B, 3, frames, 512, 512] in -1..1; camera: [B, 24, F, 8H, 8W]
         Plücker embedding at pixel size (Fun camera models); reference: [B, 16, H, W] normalised reference latent (Fun reference conv).
         subject: [1 or B, 16, S, H, W] normalised subject latent frames (Phantom), not in the output;
-        sound: the S2V model's audio / reference / motion / control inputs (``s2v.SoundInputs``).
+        sound: the S2V model's audio / reference / motion / control inputs (``s2v.SoundInputs``);
+        HuMo: audio_embed [B, F, 8, 5, 1280] whisper windows (None: silence), reference_latent [B, 16, Fr, H, W].
         Returns [B, out_dim, F, H, W] fp32.
         """
         state = self.embed(x, t, context, clip_fea, y, vace_context, vace_strength, pose_latents=pose_latents,
                            face_pixels=face_pixels, camera=camera, reference=reference,
-                           subject=subject, sound=sound)
+                           subject=subject, sound=sound, audio_embed=audio_embed, reference_latent=reference_latent)
         for i in range(len(self.blocks)):
             self.run_block(i, state)
         return self.finish(state)
 
 
-__all__ = ["DiTState", "WanDiT", "sinusoidal_embedding"]
+__all__ = ["WanDiT"]

@@ -84,6 +84,10 @@ def config_from_shapes(state_dict: dict, path=None) -> DiTConfig:
             raise WanFileError(path, f"Wan Animate DiT with {n} face adapter blocks for {num_layers} blocks "
                                      f"(expected one per {FACE_EVERY})")
         model_type = "animate"
+    elif "audio_proj.audio_proj_glob_1.layer.weight" in sd:
+        # 8 whisper frames x 5 layer groups of the encoder's width per latent frame
+        fields.update(audio_dim=shape("audio_proj.audio_proj_glob_1.layer.weight", 2)[1] // 40)
+        model_type = "humo"
     elif fields.get("camera_in_dim"):
         model_type = "camera"
     elif fields.get("has_flf_pos_emb"):
