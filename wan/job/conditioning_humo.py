@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .conditioning import TEMPORAL, VideoConditioning, _check_vae, as_images, check_size, fit_images, \
     normalize_latent, vae_encode
 from ..errors import WanInputError
-from ..models.dit.humo import AUDIO_GROUPS, AUDIO_WINDOW, WHISPER_DIM
+from ..models.dit.humo import AUDIO_GROUPS, WHISPER_DIM
 from ..notices import notify
 
 WHISPER_RATE, VIDEO_RATE = 50, 25  # whisper hidden states per second; HuMo's frame rate
