@@ -12,16 +12,14 @@ import warnings
 
 import pytest
 import torch
-from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from refs import comfy_extras
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from test_pipeline_conditioning import _clip_output, _comfy_y, _cond
 
 from wan.errors import WanInputError
 from wan.job.conditioning import normalize_latent
 from wan.job.conditioning_animate import animate_conditioning
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
 
 TOL = 1e-5
 W, H, FRAMES = 32, 48, 9
@@ -29,11 +27,7 @@ W, H, FRAMES = 32, 48, 9
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=41)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=41)
 
 
 def _comfy(vae, **kw):

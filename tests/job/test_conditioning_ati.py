@@ -15,13 +15,11 @@ import numpy as np
 import pytest
 import torch
 from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from wan.errors import WanInputError
 from wan.job.conditioning_ati import ati_conditioning
 from wan.job.tracks import parse_tracks, patch_motion, track_features
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
 
 TOL = 1e-5
 W, H, FRAMES = 64, 48, 9
@@ -34,11 +32,7 @@ def nodes_wan():
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=47)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=47)
 
 
 def _tracks(n, lengths, seed=0, w=W, h=H):

@@ -14,7 +14,7 @@ import types
 import pytest
 import torch
 from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from wan.errors import WanInputError
 from wan.job.camera_poses import MOTIONS, camera_embedding, camera_motion
@@ -25,8 +25,6 @@ from wan.job.conditioning_fun import (
     fun_inpaint_conditioning,
 )
 from wan.models.dit.config import DIT_PRESETS
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
 
 TOL = 1e-5
 W, H, FRAMES = 32, 48, 9
@@ -39,11 +37,7 @@ def nodes_wan():
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=41)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=41)
 
 
 def _cond():

@@ -12,12 +12,10 @@ VAEs' own agreement, as the Fun conditioning tests).
 import pytest
 import torch
 from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from wan.errors import WanInputError
 from wan.job.conditioning_humo import humo_conditioning
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
 
 W, H = 48, 32
 
@@ -29,11 +27,7 @@ def nodes_wan():
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=41)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=41)
 
 
 def whisper_output(seconds: float, seed=3):

@@ -13,15 +13,14 @@ import torch
 from dit_fixtures import check, comfy_model, our_model, tiny_config
 from dit_fixtures import random_weights as dit_weights
 from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from wan.errors import WanInputError
 from wan.job.conditioning import PromptEmbeds
 from wan.job.conditioning_phantom import check_phantom, phantom_conditioning
 from wan.job.options import RunOptions
-from wan.job.sample import _conds, make_dit_call
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
+from wan.job.dit_conds import dit_conds
+from wan.job.sample import make_dit_call
 from wan.sampling.dual_cfg import make_dual_cfg_denoiser
 from wan.sampling.step import Step
 
@@ -36,11 +35,7 @@ def nodes_wan():
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=43)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=43)
 
 
 def _text(seed):
@@ -126,7 +121,7 @@ def test_dual_cfg_step_matches_dual_cfg_guider(nodes_wan, vae21, monkeypatch, cf
     want = guider.predict_noise(x, sigma)
 
     ours = phantom_conditioning(ours_vae, images, W, H, FRAMES, subject_cfg=cfg_subject)
-    p, n = _conds(PromptEmbeds(pos[0], neg[0]), ours, torch.device("cpu"))
+    p, n = dit_conds(PromptEmbeds(pos[0], neg[0]), ours, torch.device("cpu"))
     passes = []
 
     def counted(step, xx, t, context, **kw):

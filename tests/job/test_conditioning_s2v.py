@@ -10,14 +10,12 @@ embedding, which involves no VAE, within 1e-6.
 
 import pytest
 import torch
-from refs import comfy, comfy_extras
-from vae_fixtures import random_weights, rel_err
+from refs import comfy_extras
+from vae_fixtures import rel_err, vae21_with_comfy
 
 from wan.errors import WanInputError
 from wan.job.conditioning import normalize_latent
 from wan.job.conditioning_s2v import audio_clips, sound_conditioning, sound_extend
-from wan.models.vae.layers import VAEConfig
-from wan.models.vae.wan21 import WanVAE
 
 TOL = 1e-5
 W, H, FRAMES = 32, 48, 9
@@ -25,11 +23,7 @@ W, H, FRAMES = 32, 48, 9
 
 @pytest.fixture(scope="module")
 def vae21():
-    torch.set_num_threads(2)
-    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    sd = random_weights(ours.state_dict(), seed=43)
-    ours.load_state_dict(sd)
-    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+    return vae21_with_comfy(seed=43)
 
 
 def encoder_output(frames, seed=7):

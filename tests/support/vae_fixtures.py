@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from refs import comfy
 from seeded_weights import seeded_weights
 from wan.models.vae.layers import VAEConfig
+from wan.models.vae.wan21 import WanVAE
 
 TINY21 = VAEConfig(dim=8, z_dim=16, num_res_blocks=1)
 TINY22 = VAEConfig(dim=8, dec_dim=16, z_dim=48, num_res_blocks=1)
@@ -20,3 +22,13 @@ def random_weights(template: dict[str, torch.Tensor], seed: int = 0) -> dict[str
 def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
     """max|ours - ref| / max|ref|."""
     return ((ours.float() - ref.float()).abs().max() / ref.float().abs().max()).item()
+
+
+def vae21_with_comfy(seed: int):
+    """A tiny Wan 2.1 VAE of ours and ComfyUI's comfy.sd.VAE on the same seeded weights (the
+    conditioning parity tests encode through both; ComfyUI's fixes 2 residual blocks)."""
+    torch.set_num_threads(2)
+    ours = WanVAE(VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
+    sd = random_weights(ours.state_dict(), seed=seed)
+    ours.load_state_dict(sd)
+    return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
