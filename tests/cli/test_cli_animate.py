@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from cli_runs import files as base_files  # noqa: F401 (fixture: text encoder and VAE)
 from cli_runs import generate_latent
+from cli_runs import job_args, api_latent
 from text_fixtures import spiece_bytes  # noqa: F401 (fixture of base_files)
 from dit_fixtures import random_weights as dit_weights
 from wan.cli import main
@@ -41,19 +42,11 @@ def files(base_files):  # noqa: F811
 
 
 def _args(d, dit, *extra):
-    return ["--dit", str(d / f"{dit}.safetensors"), "--text-encoder", str(d / "te.safetensors"),
-            "--vae", str(d / "vae.safetensors"), "--prompt", "a dancer", "--width", str(W), "--height", str(H),
-            "--frames", str(FRAMES), "--steps", "2", "--cfg", "3", "--seed", "7", "--dtype", "fp32",
-            "--device", "cpu", "--out", str(d / "out.mp4"), "--quiet", *extra]
+    return job_args(d, f"{dit}.safetensors", "a dancer", (W, H), FRAMES, *extra)
 
 
 def _api_latent(pipe, monkeypatch, **inputs):
-    seen = []
-    decode = pipelines.decode_frames
-    monkeypatch.setattr(pipelines, "decode_frames",
-                        lambda vae, latent, tile=None: seen.append(latent) or decode(vae, latent, tile))
-    pipe("a dancer", width=W, height=H, num_frames=FRAMES, steps=2, cfg=3.0, seed=7, **inputs)
-    return seen[0]
+    return api_latent(pipe, monkeypatch, "a dancer", (W, H), FRAMES, **inputs)
 
 
 def test_replace_mode_flags(files, monkeypatch):

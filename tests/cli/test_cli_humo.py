@@ -14,11 +14,11 @@ from safetensors.torch import save_file
 
 from cli_runs import files as base_files  # noqa: F401 (fixture: text encoder and VAE)
 from cli_runs import generate_latent
+from cli_runs import job_args, api_latent
 from text_fixtures import spiece_bytes  # noqa: F401 (fixture of base_files)
 from dit_fixtures import random_weights as dit_weights
 from wan.cli import humo_args, main
 from wan.cli.generate import _read_image
-from wan.job import pipelines
 from wan.job.pipelines_humo import HumoPipeline
 from wan.models.dit.config import DIT_PRESETS
 
@@ -43,19 +43,11 @@ def files(base_files):  # noqa: F811
 
 
 def _args(d, *extra):
-    return ["--dit", str(d / "humo.safetensors"), "--text-encoder", str(d / "te.safetensors"),
-            "--vae", str(d / "vae.safetensors"), "--prompt", "a speaker", "--width", str(W), "--height", str(H),
-            "--frames", str(FRAMES), "--steps", "2", "--cfg", "3", "--seed", "7", "--dtype", "fp32",
-            "--device", "cpu", "--out", str(d / "out.mp4"), "--quiet", *extra]
+    return job_args(d, "humo.safetensors", "a speaker", (W, H), FRAMES, *extra)
 
 
 def _api_latent(pipe, monkeypatch, **inputs):
-    seen = []
-    decode = pipelines.decode_frames
-    monkeypatch.setattr(pipelines, "decode_frames",
-                        lambda vae, latent, tile=None: seen.append(latent) or decode(vae, latent, tile))
-    pipe("a speaker", width=W, height=H, num_frames=FRAMES, steps=2, cfg=3.0, seed=7, **inputs)
-    return seen[0]
+    return api_latent(pipe, monkeypatch, "a speaker", (W, H), FRAMES, **inputs)
 
 
 def test_audio_and_reference(files, monkeypatch):

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from cli_runs import files as base_files  # noqa: F401 (fixture: text encoder and VAE)
 from cli_runs import generate_latent
+from cli_runs import job_args
 from text_fixtures import spiece_bytes  # noqa: F401 (fixture of base_files)
 from dit_fixtures import random_weights as dit_weights
 from wan.cli import main, s2v_args
@@ -42,10 +43,7 @@ def files(base_files):  # noqa: F811
 
 
 def _args(d, dit, *extra):
-    return ["--dit", str(d / f"{dit}.safetensors"), "--text-encoder", str(d / "te.safetensors"),
-            "--vae", str(d / "vae.safetensors"), "--prompt", "a speaker", "--width", str(W), "--height", str(H),
-            "--frames", str(FRAMES), "--steps", "2", "--cfg", "3", "--seed", "7", "--dtype", "fp32",
-            "--device", "cpu", "--out", str(d / "out.mp4"), "--quiet", *extra]
+    return job_args(d, f"{dit}.safetensors", "a speaker", (W, H), FRAMES, *extra)
 
 
 def test_audio_and_reference_reach_the_pipeline(files, monkeypatch):

@@ -16,10 +16,10 @@ from PIL import Image
 import tiny_models
 from cli_runs import files as base_files  # noqa: F401 (fixture: text encoder, VAE, t2v and i2v DiTs)
 from cli_runs import generate_latent
+from cli_runs import job_args, api_latent
 from text_fixtures import spiece_bytes  # noqa: F401 (fixture of base_files)
 from wan.cli import main
 from wan.cli.generate import _read_image
-from wan.job import pipelines
 from wan.job.pipelines_phantom import ATIPipeline, PhantomPipeline
 
 W, H, FRAMES = 32, 32, 5
@@ -40,19 +40,11 @@ def files(base_files):  # noqa: F811
 
 
 def _args(d, dit, *extra):
-    return ["--dit", str(d / f"{dit}.safetensors"), "--text-encoder", str(d / "te.safetensors"),
-            "--vae", str(d / "vae.safetensors"), "--prompt", "a red fox", "--width", str(W), "--height", str(H),
-            "--frames", str(FRAMES), "--steps", "2", "--cfg", "3", "--seed", "7", "--dtype", "fp32",
-            "--device", "cpu", "--out", str(d / "out.mp4"), "--quiet", *extra]
+    return job_args(d, f"{dit}.safetensors", "a red fox", (W, H), FRAMES, *extra)
 
 
 def _api_latent(pipe, monkeypatch, cfg=3.0, **inputs):
-    seen = []
-    decode = pipelines.decode_frames
-    monkeypatch.setattr(pipelines, "decode_frames",
-                        lambda vae, latent, tile=None: seen.append(latent) or decode(vae, latent, tile))
-    pipe("a red fox", width=W, height=H, num_frames=FRAMES, steps=2, cfg=cfg, seed=7, **inputs)
-    return seen[0]
+    return api_latent(pipe, monkeypatch, "a red fox", (W, H), FRAMES, cfg=cfg, **inputs)
 
 
 def test_subject_images(files, monkeypatch):

@@ -33,6 +33,25 @@ def generate_latent(argv: list[str], monkeypatch) -> torch.Tensor:
     return seen[0]
 
 
+def job_args(d, dit_file: str, prompt: str, size: tuple[int, int], frames: int, *extra, vae: str = "vae.safetensors"):
+    """generate's arguments for one tiny job on the files in ``d``: 2 steps, cfg 3, seed 7, fp32 on the CPU."""
+    w, h = size
+    return ["--dit", str(d / dit_file), "--text-encoder", str(d / "te.safetensors"), "--vae", str(d / vae),
+            "--prompt", prompt, "--width", str(w), "--height", str(h), "--frames", str(frames), "--steps", "2",
+            "--cfg", "3", "--seed", "7", "--dtype", "fp32", "--device", "cpu", "--out", str(d / "out.mp4"), "--quiet",
+            *extra]
+
+
+def api_latent(pipe, monkeypatch, prompt: str, size: tuple[int, int], frames: int, cfg: float = 3.0, **inputs):
+    """The job of ``job_args`` through the library pipeline ``pipe``; returns the latent it decoded."""
+    seen = []
+    decode = pipelines.decode_frames
+    monkeypatch.setattr(pipelines, "decode_frames",
+                        lambda vae, latent, tile=None: seen.append(latent) or decode(vae, latent, tile))
+    pipe(prompt, width=size[0], height=size[1], num_frames=frames, steps=2, cfg=cfg, seed=7, **inputs)
+    return seen[0]
+
+
 W, H, FRAMES = 32, 32, 5
 
 
