@@ -94,20 +94,25 @@ class WanCLIPVisionEncode:
         return (torch.cat(tokens, dim=1).float().cpu(),)
 
 
-class WanEmptyEmbeds:
+class EmbedsNode:
+    """What every conditioning node of ours shares: one image_embeds output and the size rule."""
     CATEGORY = CATEGORY
     RETURN_TYPES = (WANIMAGEEMBEDS,)
     RETURN_NAMES = ("image_embeds",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
+        return validate(size_rule, width=width, height=height, num_frames=num_frames)
+
+
+class WanEmptyEmbeds(EmbedsNode):
     FUNCTION = "make"
     DESCRIPTION = "Size and length of a text-to-video (or, with 1 frame, text-to-image) job."
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": _size_inputs()}
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     def make(self, width, height, num_frames):
         from ..wan.job.conditioning import t2v_conditioning
@@ -117,11 +122,7 @@ class WanEmptyEmbeds:
         return (t2v_conditioning(width, height, num_frames, 16),)
 
 
-class WanImageToVideoEncode:
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (WANIMAGEEMBEDS,)
-    RETURN_NAMES = ("image_embeds",)
-    FUNCTION = "encode"
+class WanImageToVideoEncode(EmbedsNode):
     DESCRIPTION = ("Image-to-video conditioning: the start image (and optional end image) encoded by the VAE. "
                    "With the Wan2.2 VAE it builds the TI2V-5B conditioning instead.")
 
@@ -140,10 +141,6 @@ class WanImageToVideoEncode:
                 "clip_embeds": (WANCLIPEMBEDS, {"tooltip": "From Wan CLIP Vision Encode (Wan2.1 I2V/FLF2V)."}),
             },
         }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     @showing_notices  # a TI2V size rounded to 32
     def encode(self, vae, width, height, num_frames, start_image, noise_aug_strength, end_image=None,
@@ -166,11 +163,7 @@ class WanImageToVideoEncode:
         return (_to_cpu(cond),)
 
 
-class WanVACEEncode:
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (WANIMAGEEMBEDS,)
-    RETURN_NAMES = ("image_embeds",)
-    FUNCTION = "encode"
+class WanVACEEncode(EmbedsNode):
     DESCRIPTION = "VACE conditioning: a reference image, control frames and masks, any of them optional."
 
     @classmethod
@@ -187,10 +180,6 @@ class WanVACEEncode:
                 "control_masks": ("MASK", {"tooltip": "1 = generate, 0 = keep the control frame's pixels."}),
             },
         }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     def encode(self, vae, width, height, num_frames, strength, reference_image=None, control_images=None,
                control_masks=None):

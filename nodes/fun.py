@@ -9,9 +9,9 @@ node: motion presets, speed, intrinsics), so graphs mix the core node with ours.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANCLIPEMBEDS, WANIMAGEEMBEDS, WANVAE, cancellable, main_device, on_device
-from ._validate import check_received, validate
-from .encoders import _size_inputs, _to_cpu, size_rule
+from ._common import WANCLIPEMBEDS, WANVAE, cancellable, main_device, on_device
+from ._validate import check_received
+from .encoders import EmbedsNode, _size_inputs, _to_cpu, size_rule
 
 CAMERA_EMBEDDING = "WAN_CAMERA_EMBEDDING"  # ComfyUI's type (comfy_extras/nodes_camera_trajectory.py)
 _CLIP_TIP = "From Wan CLIP Vision Encode of the start image (Wan2.1 Fun models); only its first 257 tokens are used."
@@ -22,18 +22,7 @@ def _start_clip(clip_embeds):
     return None if clip_embeds is None else clip_embeds[:, :257]
 
 
-class _FunNode:
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (WANIMAGEEMBEDS,)
-    RETURN_NAMES = ("image_embeds",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
-
-
-class WanFunInpaintEmbeds(_FunNode):
+class WanFunInpaintEmbeds(EmbedsNode):
     DESCRIPTION = ("Fun inpaint (Wan2.1/2.2 Fun InP models): start and/or end frames, the frames between "
                    "generated (ComfyUI's WanFunInpaintToVideo).")
 
@@ -56,7 +45,7 @@ class WanFunInpaintEmbeds(_FunNode):
         return (_to_cpu(cond.replace(clip_fea=_start_clip(clip_embeds))),)
 
 
-class WanFunControlEmbeds(_FunNode):
+class WanFunControlEmbeds(EmbedsNode):
     DESCRIPTION = ("Fun control (Wan2.1/2.2 Fun Control models): a control video (depth, pose, canny ...), "
                    "optional start frames and reference image (ComfyUI's WanFunControlToVideo / "
                    "Wan22FunControlToVideo).")
@@ -80,7 +69,7 @@ class WanFunControlEmbeds(_FunNode):
         return (_to_cpu(cond.replace(clip_fea=_start_clip(clip_embeds))),)
 
 
-class WanCameraEmbeds(_FunNode):
+class WanCameraEmbeds(EmbedsNode):
     DESCRIPTION = ("Fun camera (Wan2.1/2.2 Fun Control-Camera models): a camera embedding from ComfyUI's "
                    "WanCameraEmbedding node and optional start frames (ComfyUI's WanCameraImageToVideo).")
 

@@ -6,17 +6,13 @@ on the CPU. ComfyUI core's Audio Encoder Encode output plugs in as well as Wan A
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANIMAGEEMBEDS, WANVAE, cancellable, main_device, on_device
+from ._common import WANVAE, cancellable, main_device, on_device
 from ._notices import showing_notices
-from ._validate import check_received, validate
-from .encoders import _size_inputs, _to_cpu, size_rule
+from ._validate import check_received
+from .encoders import EmbedsNode, _size_inputs, _to_cpu, size_rule
 
 
-class WanHuMoEmbeds:
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (WANIMAGEEMBEDS,)
-    RETURN_NAMES = ("image_embeds",)
-    FUNCTION = "encode"
+class WanHuMoEmbeds(EmbedsNode):
     DESCRIPTION = ("HuMo conditioning: the subject of the reference image speaking the audio (whisper large v3 "
                    "features from Wan Audio Encode). Audio shorter than the video leaves the rest silent. HuMo "
                    "was trained at 25 fps: save the video at 25.")
@@ -35,10 +31,6 @@ class WanHuMoEmbeds:
                     "tooltip": "The subject (first frame used; centre-cropped and resized to the video size)."}),
             },
         }
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
 
     @showing_notices  # a size rounded, audio shorter than the video
     def encode(self, vae, width, height, num_frames, audio_encoder_output=None, reference_image=None):

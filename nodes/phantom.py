@@ -8,23 +8,12 @@ the same JSON tracks text.
 
 from __future__ import annotations
 
-from ._common import CATEGORY, WANCLIPEMBEDS, WANIMAGEEMBEDS, WANVAE, cancellable, main_device, on_device
-from ._validate import check_received, validate
-from .encoders import _size_inputs, _to_cpu, size_rule
+from ._common import WANCLIPEMBEDS, WANVAE, cancellable, main_device, on_device
+from ._validate import check_received
+from .encoders import EmbedsNode, _size_inputs, _to_cpu, size_rule
 
 
-class _EmbedsNode:
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (WANIMAGEEMBEDS,)
-    RETURN_NAMES = ("image_embeds",)
-    FUNCTION = "encode"
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, num_frames=None):
-        return validate(size_rule, width=width, height=height, num_frames=num_frames)
-
-
-class WanPhantomEmbeds(_EmbedsNode):
+class WanPhantomEmbeds(EmbedsNode):
     DESCRIPTION = ("Phantom subject to video (Phantom-Wan, a Wan2.1 T2V model): subject images joined to the video "
                    "on the time axis, guided by a dual CFG: the sampler's cfg pulls to the prompt, subject_cfg to "
                    "the subjects (ComfyUI's WanPhantomSubjectToVideo + DualCFGGuider).")
@@ -49,7 +38,7 @@ class WanPhantomEmbeds(_EmbedsNode):
         return (_to_cpu(cond),)
 
 
-class WanTrackEmbeds(_EmbedsNode):
+class WanTrackEmbeds(EmbedsNode):
     DESCRIPTION = ("ATI trajectory control (the Wan2.1 ATI 14B I2V model): a start image and point tracks as "
                    "ComfyUI's WanTrackToVideo takes them (JSON: one list of {x, y} pixel points per track, 24 "
                    "fps, 121 points); an empty list is plain image-to-video.")
