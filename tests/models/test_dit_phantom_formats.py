@@ -23,7 +23,8 @@ from wan.job.conditioning import PromptEmbeds, t2v_conditioning
 from wan.job.conditioning_ati import ati_conditioning
 from wan.job.load import load_dit
 from wan.job.options import LoadOptions, RunOptions, SamplingOptions
-from wan.job.sample import _conds, make_dit_call, sample_video
+from wan.job.dit_conds import dit_conds
+from wan.job.sample import make_dit_call, sample_video
 from wan.models.dit.model import WanDiT
 from wan.models.vae.wan21 import WanVAE
 from wan.sampling.dual_cfg import make_dual_cfg_denoiser
@@ -73,7 +74,7 @@ def phantom_cond(subject_cfg=4.0):
 @torch.no_grad()
 def dual_step(model, cond, text_embeds=None):
     """One step of Phantom's dual CFG (three passes) as the sampler builds it: the velocity."""
-    pos, neg = _conds(text() if text_embeds is None else text_embeds, cond, torch.device("cpu"))
+    pos, neg = dit_conds(text() if text_embeds is None else text_embeds, cond, torch.device("cpu"))
     x = torch.randn(cond.latent_shape(), generator=torch.Generator().manual_seed(5))
     denoise = make_dual_cfg_denoiser(make_dit_call(lambda step, *a, **k: model(*a, **k), x.shape[2]), pos, neg,
                                      6.0, cond.subject_cfg)
@@ -97,7 +98,7 @@ def ati_cond(vae):
 
 @torch.no_grad()
 def one_pass(model, cond):
-    pos, _ = _conds(text(), cond, torch.device("cpu"))
+    pos, _ = dit_conds(text(), cond, torch.device("cpu"))
     x = torch.randn(cond.latent_shape(), generator=torch.Generator().manual_seed(8))
     return make_dit_call(lambda step, *a, **k: model(*a, **k), x.shape[2])(x, Step(0, 1, torch.tensor(0.6),
                                                                                 torch.tensor(600.0)), pos)
