@@ -62,4 +62,18 @@ def check_animate(dit, run: RunOptions) -> None:
                                 "sequence split cuts")
 
 
-__all__ = ["dit_conds", "check_animate"]
+def token_frames(image: VideoConditioning) -> tuple[int, ...]:
+    """The latent shape the DiT's tokens span: the video's plus the latent frames some families put
+    beside it (Phantom's subject frames, the HuMo / S2V reference frame), for the memory plan.
+    S2V's frame-packed motion tokens are not counted (a few frames' worth)."""
+    b, c, f, h, w = image.latent_shape()
+    extra = 0 if image.subject is None else int(image.subject.shape[2])
+    reference = getattr(image.humo, "reference", None) if image.humo is not None else None
+    if reference is None and image.sound is not None:
+        reference = image.sound.reference
+    if reference is not None:
+        extra += int(reference.shape[2]) if reference.ndim == 5 else 1
+    return (b, c, f + extra, h, w)
+
+
+__all__ = ["dit_conds", "check_animate", "token_frames"]

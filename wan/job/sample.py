@@ -30,7 +30,7 @@ from .conditioning_fun import fit_to_model
 from .conditioning_phantom import check_phantom
 from .conditioning_s2v import check_sound
 from .conditioning_humo import check_humo
-from .dit_conds import check_animate, dit_conds
+from .dit_conds import check_animate, dit_conds, token_frames
 from .memory import check_sampling, plan_job, size_inputs
 from .options import RunOptions, SamplingOptions
 from ..errors import WanInputError
@@ -146,7 +146,7 @@ def plan_args(dit, dit_low, has_negative: bool, image: VideoConditioning, s: Sam
     experts = _experts(dit, dit_low, run)
     clip = image.clip_fea
     vace = image.vace_context
-    return dict(experts=[m for m, _loras in experts], shape=image.latent_shape(),
+    return dict(experts=[m for m, _loras in experts], shape=token_frames(image),
                 batch=2 if s.batch_cfg and has_negative and s.needs_negative else 1, budget=run.memory_budget,
                 image_tokens=0 if clip is None else int(clip.shape[-2]),
                 vace_contexts=0 if vace is None else (int(vace.shape[1]) if vace.ndim == 6 else 1),
