@@ -54,7 +54,10 @@ class WanLoadAudio:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"audio": (_input_audio_files(), {"audio_upload": True})}}
+        # no "audio_upload": the frontends of ComfyUI 0.3.75 and 0.8.0 draw that upload button only beside
+        # their own LoadAudio's player widget and fail to register any other node that asks for it
+        return {"required": {"audio": (_input_audio_files(), {
+            "tooltip": "An audio file in ComfyUI's input folder (upload it there, e.g. with core's Load Audio)."})}}
 
     @classmethod
     def IS_CHANGED(cls, audio):
