@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from dit_fixtures import check
 from lora_fixtures import comfy_patched, random_pairs, write_pairs
 from refs import comfy
+from native_fixtures import dequantized_state
 from wan.install.tiny import dit_config, dit_state, write_dit
 from wan.job.load import load_dit
 from wan.job.options import LoadOptions
@@ -70,11 +71,7 @@ def test_gguf_q8_0(tmp_path):
     path = write_dit(tmp_path / "animate_Q8_0.gguf", VARIANT, "gguf", qtype="Q8_0")
     packed = load_dit(path, FP32)
     assert isinstance(packed.blocks[0].self_attn.q, PackedLinear)
-    reader = gguf.GGUFReader(str(path))
-    ref = {}
-    for t in reader.tensors:
-        shape = tuple(int(v) for v in reversed(t.shape))
-        ref[t.name] = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float().reshape(shape)
+    ref = dequantized_state(path)
     inp = inputs()
     out = run(packed, inp)
     check(out, run(plain(ref), inp))

@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from dit_fixtures import check
 from lora_fixtures import WEIGHT_TOL, comfy_patched, lora_modules, random_pairs, write_pairs
 from refs import comfy
+from native_fixtures import dequantized_state
 from wan.install.tiny import dit_config, dit_state, write_dit
 from wan.job.load import load_dit
 from wan.job.options import LoadOptions
@@ -65,13 +66,6 @@ def plain(sd):
     return model.eval()
 
 
-def gguf_tensors(path):
-    out = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        shape = tuple(int(v) for v in reversed(t.shape))
-        out[t.name] = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float().reshape(shape)
-    return out
-
 
 def rel_l2(a, b):
     return float((a - b).norm() / b.norm())
@@ -98,7 +92,7 @@ def test_gguf_q8_0(tmp_path):
     assert {m.qtype for m in packed.modules() if isinstance(m, PackedLinear)} == {"Q8_0"}
     inp = inputs()
     out = run(packed, inp)
-    check(out, comfy_run(gguf_tensors(path), inp))
+    check(out, comfy_run(dequantized_state(path), inp))
     source = {k: (v.to(torch.bfloat16).float() if v.ndim == 2 else v) for k, v in dit_state(VARIANT).items()}
     err = rel_l2(out, run(plain(source), inp))
     print(f"Fun 5B control GGUF Q8_0 vs bf16 source: rel L2 {err:.2e}")
@@ -136,7 +130,7 @@ def test_lora_on_the_gguf_file(tmp_path):
     """Packed Q8_0 weights stay packed; the LoRA's output equals ComfyUI's patch of the same
     (dequantized) weights."""
     path = write_dit(tmp_path / "fun_5b_control_Q8_0.gguf", VARIANT, "gguf", qtype="Q8_0", seed=4)
-    base = gguf_tensors(path)
+    base = dequantized_state(path)
     lora_path, lora_sd, modules = _lora_file(tmp_path, base)
     merged = comfy_patched(base, lora_sd, 0.8)
     packed = load_dit(path, FP32)

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from dit_fixtures import make_inputs, random_weights
 from lora_fixtures import WEIGHT_TOL, comfy_patched, lora_modules, random_pairs, write_pairs
 from refs import comfy
+from native_fixtures import dequantized_state
 from wan.models.dit.config import DIT_PRESETS
 from wan.models.dit.model import WanDiT
 from wan.weights.gguf import read_gguf
@@ -57,9 +58,7 @@ def test_fun_gguf_q8_0(tmp_path, variant):
     packed.load_state_dict(state, strict=True, assign=True)
     packed.eval()
     assert isinstance(packed.blocks[0].self_attn.q, PackedLinear)
-    reader = gguf.GGUFReader(str(path))
-    ref_sd = {t.name: torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float()
-              .reshape(tuple(int(v) for v in reversed(t.shape))) for t in reader.tensors}
+    ref_sd = dequantized_state(path)
     ref = _model(cfg, ref_sd)
     inp = make_inputs(cfg, frames=2, height=4, width=4)
     kw = dict(clip_fea=inp.clip_fea, y=inp.y, **_extras(cfg, inp))

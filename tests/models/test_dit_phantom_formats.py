@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from dit_fixtures import check
 from lora_fixtures import comfy_patched, random_pairs, write_pairs
 from vae_fixtures import TINY21, random_weights
+from native_fixtures import dequantized_state
 from wan.install.tiny import dit_config, dit_state, write_dit
 from wan.job.conditioning import PromptEmbeds, t2v_conditioning
 from wan.job.conditioning_ati import ati_conditioning
@@ -47,13 +48,6 @@ def plain(variant, sd):
     model.load_state_dict(sd, strict=True)
     return model.eval()
 
-
-def gguf_tensors(path):
-    ref = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        shape = tuple(int(v) for v in reversed(t.shape))
-        ref[t.name] = torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).copy()).float().reshape(shape)
-    return ref
 
 
 def rel_l2(a, b):
@@ -110,7 +104,7 @@ def test_phantom_gguf_q8_0(tmp_path):
     assert isinstance(packed.blocks[0].self_attn.q, PackedLinear)
     cond = phantom_cond()
     out = dual_step(packed, cond)
-    check(out, dual_step(plain("t2v_14b", gguf_tensors(path)), cond))
+    check(out, dual_step(plain("t2v_14b", dequantized_state(path)), cond))
     source = {k: (v.to(torch.bfloat16).float() if v.ndim == 2 else v) for k, v in dit_state("t2v_14b", 21).items()}
     err = rel_l2(out, dual_step(plain("t2v_14b", source), cond))
     print(f"Phantom GGUF Q8_0 dual-CFG step vs bf16 source: rel L2 {err:.2e}")
@@ -126,7 +120,7 @@ def test_ati_gguf_q8_0(tmp_path, vae):
                                   "[]", W, H, FRAMES).replace(clip_fea=cond.clip_fea)
     assert (cond.y - plain_cond.y).abs().max() > 1e-3  # the tracks did patch y
     out = one_pass(packed, cond)
-    check(out, one_pass(plain("i2v_14b", gguf_tensors(path)), cond))
+    check(out, one_pass(plain("i2v_14b", dequantized_state(path)), cond))
     source = {k: (v.to(torch.bfloat16).float() if v.ndim == 2 else v) for k, v in dit_state("i2v_14b", 22).items()}
     err = rel_l2(out, one_pass(plain("i2v_14b", source), cond))
     print(f"ATI GGUF Q8_0 pass vs bf16 source: rel L2 {err:.2e}")
