@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from refs import comfy, import_pack
-from vae_fixtures import random_weights
+from vae_fixtures import pack_vae21
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +20,7 @@ def pack():
 
 @pytest.fixture(scope="module")
 def vae(pack):
-    torch.set_num_threads(2)
-    vae_mod = importlib.import_module(import_pack().__name__ + ".wan.models.vae.wan21")
-    layers = importlib.import_module(import_pack().__name__ + ".wan.models.vae.layers")
-    model = vae_mod.WanVAE(layers.VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
-    model.load_state_dict(random_weights(model.state_dict(), seed=5))
-    return model
+    return pack_vae21(seed=5)
 
 
 def speech(frames=30):

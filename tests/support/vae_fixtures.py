@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
-from refs import comfy
+from refs import comfy, import_pack
 from seeded_weights import seeded_weights
 from wan.models.vae.layers import VAEConfig
 from wan.models.vae.wan21 import WanVAE
@@ -32,3 +34,15 @@ def vae21_with_comfy(seed: int):
     sd = random_weights(ours.state_dict(), seed=seed)
     ours.load_state_dict(sd)
     return ours, comfy("comfy.sd").VAE(sd=sd, dtype=torch.float32)
+
+
+def pack_vae21(seed: int = 5):
+    """The tiny Wan 2.1 VAE (ComfyUI's 2 residual blocks) built from the pack as ComfyUI imports it, for
+    the in-process node tests (its classes, not the test process's ``wan``)."""
+    torch.set_num_threads(2)
+    name = import_pack().__name__
+    vae_mod = importlib.import_module(name + ".wan.models.vae.wan21")
+    layers = importlib.import_module(name + ".wan.models.vae.layers")
+    model = vae_mod.WanVAE(layers.VAEConfig(dim=8, z_dim=16, num_res_blocks=2)).eval()
+    model.load_state_dict(random_weights(model.state_dict(), seed=seed))
+    return model
