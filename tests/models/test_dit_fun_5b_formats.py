@@ -66,7 +66,6 @@ def plain(sd):
     return model.eval()
 
 
-
 def rel_l2(a, b):
     return float((a - b).norm() / b.norm())
 

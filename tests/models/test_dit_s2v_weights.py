@@ -14,15 +14,17 @@ from dit_fixtures import make_inputs, random_weights
 from lora_fixtures import WEIGHT_TOL, comfy_patched, lora_modules, random_pairs, write_pairs
 from refs import comfy
 from native_fixtures import dequantized_state
+from wan.job.load import load_dit
+from wan.job.options import LoadOptions
 from wan.models.dit.config import DIT_PRESETS
 from wan.models.dit.model import WanDiT
 from wan.models.dit.s2v import SoundInputs
-from wan.weights.gguf import read_gguf
 from wan.weights.lora import apply_loras, load_lora
-from wan.weights.packed import PackedLinear, attach_packed
+from wan.weights.packed import PackedLinear
 from wan.weights.quantize import write_gguf
 
 gguf = pytest.importorskip("gguf")
+FP32 = LoadOptions(dtype=torch.float32, device="cpu")
 torch.set_num_threads(2)
 CFG = DIT_PRESETS["wan22_s2v_14b"].tiny()
 
@@ -44,12 +46,7 @@ def test_s2v_gguf_q8_0(tmp_path):
     path = tmp_path / "s2v.gguf"
     plan = write_gguf(full.state_dict(), path, "Q8_0")
     assert plan["blocks.0.self_attn.q.weight"] == "Q8_0"
-    state, _ = read_gguf(path)
-    with torch.device("meta"):
-        packed = WanDiT(CFG)
-    attach_packed(packed, state)
-    packed.load_state_dict(state, strict=True, assign=True)
-    packed.eval()
+    packed = load_dit(path, FP32)  # the loader users run: detection, packing, placement
     assert isinstance(packed.blocks[0].self_attn.q, PackedLinear)
     ref_sd = dequantized_state(path)
     ref = _model(CFG, ref_sd)
